@@ -1,0 +1,9 @@
+"""drop: occluded person re-identification with DROP (Dou et al., arXiv 2401.18032).
+
+The command line (`drop ...`) is a thin layer over the functions re-exported here.
+"""
+__version__ = "0.1.0"
+
+from .api import dataset_info, make_synthetic, prepare_data  # noqa: E402
+
+__all__ = ["__version__", "dataset_info", "make_synthetic", "prepare_data"]

@@ -1,0 +1,167 @@
+"""The `drop` command line: one short function per verb, each calling one function of drop_cli.api.
+
+A DropError becomes one red line with its hint and exit code 1 (with ``--json``, also a JSON object
+with ``error`` and ``hint`` on stdout); anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__, _ui, api
+from .data import DATASET_NAMES
+from .errors import DropError
+
+app = typer.Typer(name="drop", no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
+                  help="Occluded person re-identification with DROP: labels, training, features, evaluation.")
+stdout = Console(highlight=False)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout (logs go to stderr).")]
+WorkersOpt = Annotated[Optional[int], typer.Option(help="Worker processes (default: CPU count, at most 8; 0 = none).")]
+RootOpt = Annotated[Path, typer.Option(help="Folder that contains the dataset folder.")]
+PatternOpt = Annotated[Optional[str], typer.Option(
+    help="For the `folder` dataset: regex with named groups pid and camid, e.g. '(?P<pid>\\d+)_c(?P<camid>\\d)'.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"drop {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    """Occluded person re-identification with DROP: labels, training, features, evaluation."""
+
+
+def _command(func):
+    """Run a verb: DropError -> one line on stderr (and JSON on stdout with --json), exit 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except DropError as e:
+            _ui.console.print(f"[bold red]error:[/] {e.message}" + (f" [dim]{e.hint}[/]" if e.hint else ""),
+                              soft_wrap=True)
+            if kwargs.get("json_out"):
+                print(json.dumps({"error": e.message, "hint": e.hint}))
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            _ui.console.print("[bold red]interrupted.[/] Run the same command again to resume.")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _emit(payload: dict, table: Table | None, json_out: bool) -> None:
+    if json_out:
+        if table is not None:
+            _ui.console.print(table)
+        print(json.dumps(payload))
+    elif table is not None:
+        stdout.print(table)
+
+
+def _stats_table(info: api.DatasetInfo, title: str) -> Table:
+    table = Table(title=title)
+    for col in ("split", "images", "ids", "cameras"):
+        table.add_column(col, justify="left" if col == "split" else "right")
+    for split, s in info.splits.items():
+        table.add_row(split, f"{s.images:,}", f"{s.ids:,}", str(s.cameras))
+    return table
+
+
+@app.command("dataset-info")
+@_command
+def dataset_info(
+    dataset: Annotated[str, typer.Argument(help=f"One of: {', '.join(DATASET_NAMES)}.")],
+    root: RootOpt = Path("."),
+    pattern: PatternOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Parse a dataset and check its statistics against the published ones.
+
+    Example: drop dataset-info occluded_duke --root ~/data
+    """
+    info = api.dataset_info(dataset, root, pattern)
+    for warning in info.warnings:
+        _ui.warn(warning)
+    _emit(info.to_json(), _stats_table(info, f"{dataset} ({info.folder})"), json_out)
+
+
+@app.command("make-synthetic")
+@_command
+def make_synthetic(
+    root: Annotated[Path, typer.Argument(help="Folder to create synthetic/ in.")],
+    ids: Annotated[int, typer.Option(help="Identities in all (about half train, half test).")] = 100,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 0,
+    workers: WorkersOpt = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing synthetic/ made with other settings.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Generate the synthetic occluded-pedestrian set (Occluded-Duke layout) with ground-truth part maps.
+
+    Example: drop make-synthetic ./data --ids 100 --seed 0
+    """
+    result = api.make_synthetic(root, ids=ids, seed=seed, workers=workers, overwrite=overwrite, progress=not json_out)
+    verb = "already there" if result.already_complete else f"written in {result.seconds:.1f} s"
+    _ui.info(f"synthetic set {verb}: {result.folder} ({sum(result.images.values()):,} images, "
+             f"ground truth {result.ground_truth.name})")
+    _emit(result.to_json(), None, json_out)
+
+
+@app.command("prepare-data")
+@_command
+def prepare_data(
+    dataset: Annotated[str, typer.Argument(help=f"One of: {', '.join(DATASET_NAMES)}.")],
+    root: RootOpt = Path("."),
+    labeler: Annotated[str, typer.Option(help="pose | bpbreid | stripes | synthetic.")] = "pose",
+    preset: Annotated[str, typer.Option(help="eight | five body parts.")] = "eight",
+    out: Annotated[Optional[Path], typer.Option(help="Labels file (default: inside the dataset folder).")] = None,
+    workers: WorkersOpt = None,
+    height: Annotated[int, typer.Option(help="Label map height.")] = 128,
+    width: Annotated[int, typer.Option(help="Label map width.")] = 64,
+    pose_model: Annotated[Optional[Path], typer.Option(help="BlazePose pose_landmark_full.tflite, for offline use.")] = None,
+    bpbreid_masks: Annotated[Optional[Path], typer.Option(help="Folder of BPBreID's masks for this dataset.")] = None,
+    pattern: PatternOpt = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing labels file made with other settings.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write pseudo human-parsing labels for every image of a dataset into one HDF5 file.
+
+    Interrupted runs resume where they stopped. Example: drop prepare-data occluded_duke --root ~/data
+    """
+    result = api.prepare_data(dataset, root, labeler=labeler, preset=preset, out=out, workers=workers,
+                              height=height, width=width, pose_model=pose_model, bpbreid_masks=bpbreid_masks,
+                              pattern=pattern, overwrite=overwrite, progress=not json_out)
+    table = Table(title=f"{dataset}: {result.labeler} labels ({result.preset}) -> {result.labels.path}")
+    for col in ("split", "images", "ids", "cameras", "flagged", *result.parts):
+        table.add_column(col.replace("_", " "), justify="left" if col == "split" else "right")
+    for split, s in result.info.splits.items():
+        if s.images:
+            share = result.labels.part_share[split][1:]
+            table.add_row(split, f"{s.images:,}", f"{s.ids:,}", str(s.cameras), f"{result.labels.flagged[split]:,}",
+                          *(f"{100 * v:.1f}%" for v in share))
+    if result.labels.already_complete:
+        _ui.info(f"{result.labels.path} is already complete; nothing to do (--overwrite to redo it).")
+    else:
+        _ui.info(f"done in {result.seconds:.1f} s"
+                 + (f" (resumed {result.labels.resumed_blocks} finished blocks)" if result.labels.resumed_blocks else ""))
+    _emit(result.to_json(), table, json_out)
+
+
+def main() -> None:
+    app(prog_name="drop")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

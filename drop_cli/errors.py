@@ -1,0 +1,46 @@
+"""The exceptions the CLI turns into one red line and a non-zero exit.
+
+Anything else that escapes is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class DropError(Exception):
+    """A user-facing error: what is wrong (``message``) and what to do about it (``hint``)."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.hint}" if self.hint else self.message
+
+
+class DatasetError(DropError):
+    """The dataset folder is missing, empty or not in the expected layout."""
+
+
+class LabelsError(DropError):
+    """A labels file is missing, unfinished or does not match the request."""
+
+
+class ModelFileError(DropError):
+    """A model file (the pose labeler's network) cannot be obtained or is corrupt."""
+
+
+def lookup(table: dict, key: str, what: str):
+    """``table[key]``, or a DropError listing the valid keys and the closest match."""
+    if key in table:
+        return table[key]
+    raise DropError(f"unknown {what} {key!r}.", hint=_choices_hint(key, table))
+
+
+def _choices_hint(key: str, choices: Iterable[str]) -> str:
+    choices = sorted(choices)
+    close = difflib.get_close_matches(key, choices, n=1)
+    hint = f"Did you mean {close[0]!r}? " if close else ""
+    return hint + "Choose one of: " + ", ".join(choices) + "."

@@ -1,0 +1,194 @@
+"""The labels file: every image's body-part map of one dataset in one HDF5 file.
+
+Layout (``format_version`` 1)::
+
+    /paths     (N,)       UTF-8 strings, image paths relative to the dataset folder, in dataset order
+    /labels    (N, H, W)  uint8, 0 = background, 1..K = the preset's parts in order;
+                          gzip-compressed, chunked by `CHUNK_IMAGES` images
+    /quality   (N,)       float32 in [0, 1]: person presence for the pose labeler, 1 for the others
+    /flags     (N,)       uint8 bit field, see `FLAG_NAMES` (unreadable, no_person, missing_source)
+    attributes: format_version, dataset, preset, parts (K names), labeler, labeler_version,
+                height, width, created (ISO 8601, UTC), drop_version, flag_names (JSON)
+
+A file is only ever written under a temporary name and renamed once complete, so a file with the
+final name is always finished; `LabelFile` also checks that its datasets agree in length.
+"""
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .errors import LabelsError
+from .labelers.base import FLAG_NAMES
+
+FORMAT_VERSION = 1
+CHUNK_IMAGES = 16
+_STR = h5py.string_dtype("utf-8")
+
+
+def created_timestamp() -> str:
+    """Now in ISO 8601 UTC, or ``$SOURCE_DATE_EPOCH`` when set (reproducible files)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch else datetime.now(timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class LabelFile:
+    """Read a labels file: ``len()``, ``.paths``, ``.parts``, ``.attrs``, ``[relpath]`` and ``.quality(relpath)``.
+
+    Use as a context manager. The handle is opened lazily, so an instance can be passed to DataLoader
+    worker processes before first use.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise LabelsError(f"labels file {self.path} not found.", hint="Create it with `drop prepare-data`.")
+        try:
+            with h5py.File(self.path, "r") as f:
+                self.attrs = {k: _plain(v) for k, v in f.attrs.items()}
+                self.paths = [p.decode() if isinstance(p, bytes) else p for p in f["paths"][()]]
+                lengths = {name: f[name].shape[0] for name in ("labels", "quality", "flags")}
+                self._quality = f["quality"][()]
+                self._flags = f["flags"][()]
+        except (OSError, KeyError) as e:
+            raise LabelsError(f"{self.path} is not a complete drop labels file ({e}).",
+                              hint="Delete it and run `drop prepare-data` again.") from None
+        if set(lengths.values()) != {len(self.paths)}:
+            raise LabelsError(f"{self.path} is incomplete: {len(self.paths)} paths but datasets of lengths {lengths}.",
+                              hint="Delete it and run `drop prepare-data` again.")
+        self.parts: tuple[str, ...] = tuple(self.attrs["parts"])
+        self.height, self.width = int(self.attrs["height"]), int(self.attrs["width"])
+        self._index = {p: i for i, p in enumerate(self.paths)}
+        self._file: h5py.File | None = None
+        self._opened_by: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __contains__(self, relpath: str) -> bool:
+        return relpath in self._index
+
+    def __enter__(self) -> LabelFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __getstate__(self) -> dict:  # an open HDF5 handle never crosses a process boundary
+        state = self.__dict__.copy()
+        state["_file"] = None
+        return state
+
+    def _labels(self) -> h5py.Dataset:
+        if self._file is None or self._opened_by != os.getpid():
+            self._file = h5py.File(self.path, "r")
+            self._opened_by = os.getpid()
+        return self._file["labels"]
+
+    def index(self, relpath: str) -> int:
+        try:
+            return self._index[relpath]
+        except KeyError:
+            raise LabelsError(f"{relpath} has no labels in {self.path}.",
+                              hint="Run `drop prepare-data` for this dataset again.") from None
+
+    def __getitem__(self, relpath: str) -> np.ndarray:
+        """The (H, W) uint8 label map of one image."""
+        return self._labels()[self.index(relpath)]
+
+    def read_all(self) -> np.ndarray:
+        """Every label map, (N, H, W) uint8."""
+        return self._labels()[()]
+
+    def quality(self, relpath: str) -> float:
+        return float(self._quality[self.index(relpath)])
+
+    def flags(self, relpath: str) -> int:
+        return int(self._flags[self.index(relpath)])
+
+    @property
+    def all_quality(self) -> np.ndarray:
+        return self._quality
+
+    @property
+    def all_flags(self) -> np.ndarray:
+        return self._flags
+
+
+def _plain(value):
+    """h5py attribute -> plain Python value."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class LabelWriter:
+    """Write a labels file block by block; it appears under its final name only when `commit` is called.
+
+    Args:
+        path: the final file name.
+        paths: every image path, in file order.
+        height, width: label map size.
+        attrs: dataset, preset, parts, labeler, labeler_version (the rest is filled in here).
+    """
+
+    def __init__(self, path: str | Path, paths: list[str], height: int, width: int, attrs: dict):
+        from . import __version__
+
+        self.path = Path(path)
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._file = h5py.File(self._tmp, "w", track_order=False)
+        n = len(paths)
+        self._file.create_dataset("paths", data=np.array(paths, dtype=object), dtype=_STR, track_times=False)
+        self._labels = self._file.create_dataset(
+            "labels", shape=(n, height, width), dtype=np.uint8, chunks=(min(CHUNK_IMAGES, max(n, 1)), height, width),
+            compression="gzip", compression_opts=4, track_times=False)
+        self._quality = self._file.create_dataset("quality", shape=(n,), dtype=np.float32, track_times=False)
+        self._flags = self._file.create_dataset("flags", shape=(n,), dtype=np.uint8, track_times=False)
+        meta = {"format_version": FORMAT_VERSION, "height": height, "width": width,
+                "created": created_timestamp(), "drop_version": __version__,
+                "flag_names": json.dumps({str(k): v for k, v in FLAG_NAMES.items()}), **attrs}
+        for key, value in meta.items():
+            self._file.attrs[key] = np.array(value, dtype=_STR) if isinstance(value, (list, tuple)) else value
+
+    def write(self, start: int, labels: np.ndarray, quality: np.ndarray, flags: np.ndarray) -> None:
+        """Store images ``start .. start + len(labels)``."""
+        stop = start + len(labels)
+        self._labels[start:stop] = labels
+        self._quality[start:stop] = quality
+        self._flags[start:stop] = flags
+
+    def commit(self) -> Path:
+        """Close the file and move it to its final name."""
+        self._file.close()
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Close and delete the unfinished file."""
+        if self._file.id.valid:
+            self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> LabelWriter:
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None:
+            self.abort()
+

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+OCCLUDED_DUKE_LISTS = SHARED / "datasets" / "occluded_duke"
+
+
+def touch_tree(root: Path, relpaths: list[str], content: bytes = b"") -> None:
+    """Create empty (or fixed-content) files at ``relpaths`` below ``root``."""
+    made: set[Path] = set()
+    for rel in relpaths:
+        path = root / rel
+        if path.parent not in made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made.add(path.parent)
+        path.write_bytes(content)
+
+
+def jpeg_bytes(seed: int = 0, height: int = 64, width: int = 32) -> bytes:
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+    return cv2.imencode(".jpg", image)[1].tobytes()
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """A small synthetic dataset made once per test session (read-only for tests)."""
+    from drop_cli.api import make_synthetic
+
+    root = tmp_path_factory.mktemp("synthetic-root")
+    make_synthetic(root, ids=12, seed=3, workers=0, progress=False)
+    return root

@@ -1,0 +1,211 @@
+"""prepare-data on generated trees: the labels file round trip, flags, resume, refusals."""
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drop_cli import api, prepare
+from drop_cli.errors import DropError, LabelsError
+from drop_cli.labelers.base import FLAG_UNREADABLE
+from drop_cli.labelers.bpbreid import fields_to_labels, mask_file
+from drop_cli.labelers.stripes import StripesLabeler
+from drop_cli.labels import LabelFile
+
+from .conftest import jpeg_bytes, touch_tree
+
+
+def _tree(root: Path, train: int = 70, query: int = 6, gallery: int = 12) -> Path:
+    folder = root / "Occluded_Duke"
+    names = ([f"bounding_box_train/{1 + i % 7:04d}_c{1 + i % 3}_f{i:07d}.jpg" for i in range(train)]
+             + [f"query/{20 + i % 3:04d}_c1_f{i:07d}.jpg" for i in range(query)]
+             + [f"bounding_box_test/{20 + i % 3:04d}_c2_f{i:07d}.jpg" for i in range(gallery)])
+    for i, name in enumerate(names):
+        touch_tree(folder, [name], jpeg_bytes(i))
+    return folder
+
+
+def test_stripes_labeler_bands():
+    mask = StripesLabeler("five", 10, 3).label(np.zeros((20, 10, 3), np.uint8), "x.jpg").mask
+    assert mask.shape == (10, 3) and mask.dtype == np.uint8
+    assert mask[:, 0].tolist() == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+
+
+def test_prepare_round_trip_and_same_result_with_workers(tmp_path):
+    folder = _tree(tmp_path)
+    result = api.prepare_data("occluded_duke", tmp_path, labeler="stripes", preset="eight", workers=0, progress=False)
+    assert result.labels.path == folder / "labels-stripes-eight.h5"
+    payload = result.to_json()
+    assert payload["splits"]["train"] == {"images": 70, "ids": 7, "cameras": 3, "flagged": 0,
+                                          "part_share": payload["splits"]["train"]["part_share"]}
+    assert payload["flagged"] == 0 and payload["labeler"] == "stripes"
+    assert payload["splits"]["query"]["part_share"]["head"] == pytest.approx(1 / 8)
+    with LabelFile(result.labels.path) as labels:
+        assert len(labels) == 88
+        assert labels.paths[0] == "bounding_box_train/0001_c1_f0000000.jpg"
+        assert labels.parts == ("head", "left_arm", "right_arm", "torso", "left_leg", "right_leg", "left_foot",
+                                "right_foot")
+        assert labels.attrs["dataset"] == "occluded_duke" and labels.attrs["labeler"] == "stripes"
+        assert (labels.height, labels.width) == (128, 64)
+        first = labels["query/0020_c1_f0000000.jpg"]
+        assert first.shape == (128, 64) and first.dtype == np.uint8
+        assert first[0, 0] == 1 and first[-1, -1] == 8
+        assert labels.quality("query/0020_c1_f0000000.jpg") == 1.0
+        reference = labels.read_all()
+    parallel = api.prepare_data("occluded_duke", tmp_path, labeler="stripes", workers=2, out=tmp_path / "p.h5",
+                                progress=False)
+    with LabelFile(parallel.labels.path) as labels:
+        assert np.array_equal(labels.read_all(), reference)
+    assert not list(tmp_path.rglob("*.partial"))
+
+
+def test_unreadable_and_truncated_images_are_flagged(tmp_path):
+    folder = _tree(tmp_path)
+    good = (folder / "query/0020_c1_f0000000.jpg").read_bytes()
+    (folder / "query/0020_c1_f0000000.jpg").write_bytes(good[: len(good) // 2])  # truncated
+    (folder / "bounding_box_test/0021_c2_f0000001.jpg").write_bytes(b"not an image")
+    result = api.prepare_data("occluded_duke", tmp_path, labeler="stripes", workers=0, progress=False)
+    assert result.labels.flagged == {"train": 0, "query": 1, "gallery": 1}
+    assert result.labels.flag_counts == {"unreadable": 2}
+    with LabelFile(result.labels.path) as labels:
+        assert labels.flags("query/0020_c1_f0000000.jpg") == FLAG_UNREADABLE
+        assert labels.quality("query/0020_c1_f0000000.jpg") == 0.0
+        assert not labels["query/0020_c1_f0000000.jpg"].any()
+        assert labels["query/0020_c1_f0000003.jpg"].any()
+
+
+def test_interrupted_run_resumes_to_the_same_file(tmp_path, monkeypatch):
+    _tree(tmp_path)
+    reference = api.prepare_data("occluded_duke", tmp_path, labeler="stripes", preset="five", workers=0,
+                                 out=tmp_path / "ref.h5", progress=False)
+    calls = []
+
+    def interrupt_after_first_block(n):
+        calls.append(n)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "labels.h5"
+    with pytest.raises(KeyboardInterrupt):
+        prepare.run_labeling(*_labeling_args(tmp_path, out), advance=interrupt_after_first_block)
+    assert not out.exists(), "an unfinished run must not leave a file under the final name"
+    partial = out.with_name("labels.h5.partial")
+    assert len(list(partial.glob("block-*.npz"))) == 1
+    resumed = api.prepare_data("occluded_duke", tmp_path, labeler="stripes", preset="five", workers=0, out=out,
+                               progress=False)
+    assert resumed.labels.resumed_blocks == 1
+    with LabelFile(out) as a, LabelFile(reference.labels.path) as b:
+        assert a.paths == b.paths and np.array_equal(a.read_all(), b.read_all())
+    assert not partial.exists()
+
+
+def _labeling_args(root: Path, out: Path):
+    from drop_cli.data import load_dataset
+    from drop_cli.labelers import LabelerSpec
+
+    ds = load_dataset("occluded_duke", root)
+    splits = {}
+    for split, rec in ds.all_records():
+        splits.setdefault(split, []).append(rec.path)
+    return ds.folder, "occluded_duke", splits, LabelerSpec("stripes", "five", 128, 64), out, 0
+
+
+def test_partial_blocks_from_other_settings_are_discarded(tmp_path):
+    _tree(tmp_path)
+    out = tmp_path / "labels.h5"
+    partial = out.with_name("labels.h5.partial")
+    partial.mkdir()
+    (partial / "manifest.json").write_text('{"preset": "eight"}')
+    (partial / "block-000000.npz").write_bytes(b"stale")
+    result = api.prepare_data("occluded_duke", tmp_path, labeler="stripes", preset="five", workers=0, out=out,
+                              progress=False)
+    assert result.labels.resumed_blocks == 0 and LabelFile(out).attrs["preset"] == "five"
+
+
+def test_existing_file_same_settings_is_reused_other_settings_refused(tmp_path):
+    _tree(tmp_path)
+    out = tmp_path / "labels.h5"
+    api.prepare_data("occluded_duke", tmp_path, labeler="stripes", workers=0, out=out, progress=False)
+    again = api.prepare_data("occluded_duke", tmp_path, labeler="stripes", workers=0, out=out, progress=False)
+    assert again.labels.already_complete and again.labels.images["train"] == 70
+    with pytest.raises(LabelsError, match=r"already exists with preset 'eight' \(asked for 'five'\).*--overwrite"):
+        api.prepare_data("occluded_duke", tmp_path, labeler="stripes", preset="five", workers=0, out=out,
+                         progress=False)
+    replaced = api.prepare_data("occluded_duke", tmp_path, labeler="stripes", preset="five", workers=0, out=out,
+                                overwrite=True, progress=False)
+    assert not replaced.labels.already_complete and LabelFile(out).parts == ("head", "arms", "torso", "legs", "feet")
+
+
+def test_incomplete_labels_file_is_never_taken_for_a_finished_one(tmp_path):
+    bogus = tmp_path / "labels.h5"
+    bogus.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    with pytest.raises(LabelsError, match="not a complete drop labels file"):
+        LabelFile(bogus)
+
+
+@pytest.mark.parametrize("workers", [-1, 2.5, True])
+def test_bad_workers(tmp_path, workers):
+    with pytest.raises(DropError, match="--workers must be a whole number"):
+        api.prepare_data("occluded_duke", tmp_path, labeler="stripes", workers=workers, progress=False)
+
+
+def test_unwritable_output_and_full_disk(tmp_path, monkeypatch):
+    _tree(tmp_path)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(DropError, match="cannot write to .*a_file"):
+        api.prepare_data("occluded_duke", tmp_path, labeler="stripes", workers=0, out=blocker / "labels.h5",
+                         progress=False)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(prepare.np, "savez", full_disk)
+    with pytest.raises(DropError, match="disk holding .* is full.*run the same command again"):
+        api.prepare_data("occluded_duke", tmp_path, labeler="stripes", workers=0, out=tmp_path / "l.h5",
+                         progress=False)
+    assert not (tmp_path / "l.h5").exists()
+
+
+def test_bpbreid_groupings():
+    fields = np.zeros((36, 4, 2), np.float32)
+    fields[0, 0, :] = 0.9  # nose -> head, top row
+    fields[5, 1, 0] = 0.8  # left shoulder -> left arm
+    fields[24, 1, 1] = 0.7  # limb r_shoulder-r_hip -> torso
+    fields[16, 3, 1] = 0.6  # right ankle -> right foot
+    fields[15, 3, 0] = 0.4  # below 0.5 everywhere -> background
+    eight = fields_to_labels(fields, "eight", 4, 2)
+    assert eight.tolist() == [[1, 1], [2, 4], [0, 0], [0, 8]]
+    five = fields_to_labels(fields, "five", 4, 2)
+    assert five.tolist() == [[1, 1], [2, 3], [0, 0], [0, 5]]
+
+
+def test_bpbreid_import_reports_missing_masks(tmp_path):
+    folder = _tree(tmp_path, train=10, query=2, gallery=3)
+    masks = folder / "masks" / "pifpaf_maskrcnn_filtering"
+    fields = np.zeros((36, 17, 9), np.float32)
+    fields[11:13, 6:10] = 1.0  # hips -> torso in the middle rows
+    from drop_cli.data import load_dataset
+
+    paths = [r.path for _, r in load_dataset("occluded_duke", tmp_path).all_records()]
+    for rel in paths[1:]:  # the first image has no mask
+        target = mask_file(masks, rel, "occluded_duke")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        np.save(target, fields)
+    assert mask_file(masks, paths[1], "occluded_duke").name.endswith(".jpg.confidence_fields.npy")
+    result = api.prepare_data("occluded_duke", tmp_path, labeler="bpbreid", workers=0, progress=False)
+    assert result.labels.flag_counts == {"missing_source": 1}
+    with LabelFile(result.labels.path) as labels:
+        assert not labels[paths[0]].any()
+        mask = labels[paths[1]]
+        assert set(np.unique(mask)) == {0, 4} and mask[64, 32] == 4 and mask[0, 0] == 0
+
+
+def test_bpbreid_without_any_mask_is_an_error(tmp_path):
+    _tree(tmp_path, train=3, query=1, gallery=1)
+    (tmp_path / "masks").mkdir()
+    with pytest.raises(LabelsError, match="none of the 5 images has a BPBreID mask"):
+        api.prepare_data("occluded_duke", tmp_path, labeler="bpbreid", workers=0, bpbreid_masks=tmp_path / "masks",
+                         progress=False)
