@@ -62,13 +62,12 @@ def _command(func):
     return wrapper
 
 
-def _emit(payload: dict, table: Table | None, json_out: bool) -> None:
+def _emit(payload: dict, tables: list[Table], json_out: bool) -> None:
+    """Tables on stdout; with --json they go to stderr and the payload alone to stdout."""
+    for table in tables:
+        (_ui.console if json_out else stdout).print(table)
     if json_out:
-        if table is not None:
-            _ui.console.print(table)
         print(json.dumps(payload))
-    elif table is not None:
-        stdout.print(table)
 
 
 def _stats_table(info: api.DatasetInfo, title: str) -> Table:
@@ -95,7 +94,7 @@ def dataset_info(
     info = api.dataset_info(dataset, root, pattern)
     for warning in info.warnings:
         _ui.warn(warning)
-    _emit(info.to_json(), _stats_table(info, f"{dataset} ({info.folder})"), json_out)
+    _emit(info.to_json(), [_stats_table(info, f"{dataset} ({info.folder})")], json_out)
 
 
 @app.command("make-synthetic")
@@ -116,7 +115,7 @@ def make_synthetic(
     verb = "already there" if result.already_complete else f"written in {result.seconds:.1f} s"
     _ui.info(f"synthetic set {verb}: {result.folder} ({sum(result.images.values()):,} images, "
              f"ground truth {result.ground_truth.name})")
-    _emit(result.to_json(), None, json_out)
+    _emit(result.to_json(), [], json_out)
 
 
 @app.command("prepare-data")
@@ -143,20 +142,25 @@ def prepare_data(
     result = api.prepare_data(dataset, root, labeler=labeler, preset=preset, out=out, workers=workers,
                               height=height, width=width, pose_model=pose_model, bpbreid_masks=bpbreid_masks,
                               pattern=pattern, overwrite=overwrite, progress=not json_out)
-    table = Table(title=f"{dataset}: {result.labeler} labels ({result.preset}) -> {result.labels.path}")
-    for col in ("split", "images", "ids", "cameras", "flagged", *result.parts):
-        table.add_column(col.replace("_", " "), justify="left" if col == "split" else "right")
-    for split, s in result.info.splits.items():
-        if s.images:
-            share = result.labels.part_share[split][1:]
-            table.add_row(split, f"{s.images:,}", f"{s.ids:,}", str(s.cameras), f"{result.labels.flagged[split]:,}",
-                          *(f"{100 * v:.1f}%" for v in share))
+    splits = [k for k, v in result.info.splits.items() if v.images]
+    table = Table(title=f"{dataset}: {result.labeler} labels ({result.preset}) in {result.labels.path}")
+    for col in ("split", "images", "ids", "cameras", "flagged"):
+        table.add_column(col, justify="left" if col == "split" else "right")
+    for split in splits:
+        s = result.info.splits[split]
+        table.add_row(split, f"{s.images:,}", f"{s.ids:,}", str(s.cameras), f"{result.labels.flagged[split]:,}")
+    shares = Table(title="share of pixels per part")
+    shares.add_column("part")
+    for split in splits:
+        shares.add_column(split, justify="right")
+    for k, part in enumerate(("background", *result.parts)):
+        shares.add_row(part, *(f"{100 * result.labels.part_share[split][k]:.1f}%" for split in splits))
     if result.labels.already_complete:
         _ui.info(f"{result.labels.path} is already complete; nothing to do (--overwrite to redo it).")
     else:
         _ui.info(f"done in {result.seconds:.1f} s"
                  + (f" (resumed {result.labels.resumed_blocks} finished blocks)" if result.labels.resumed_blocks else ""))
-    _emit(result.to_json(), table, json_out)
+    _emit(result.to_json(), [table, shares], json_out)
 
 
 def main() -> None:
