@@ -1,0 +1,115 @@
+"""Joint image + label-map augmentation, the PK sampler and the image dataset."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from drop_cli.data import load_dataset
+from drop_cli.data.images import ReidImages
+from drop_cli.data.samplers import PKBatchSampler
+from drop_cli.data.transforms import EvalTransform, TrainTransform
+from drop_cli.errors import DropError, LabelsError
+from drop_cli.labels import LabelFile
+
+
+def _figure():
+    """A 3-band image whose colours encode the label map: red = label 2 (left arm), blue = 3 (right arm)."""
+    image = torch.zeros(3, 64, 32, dtype=torch.uint8)
+    labels = torch.zeros(32, 16, dtype=torch.uint8)
+    image[0, :, :16] = 255
+    labels[:, :8] = 2
+    image[2, :, 16:] = 255
+    labels[:, 8:] = 3
+    return image, labels
+
+
+def test_train_transform_keeps_image_and_labels_aligned():
+    image, labels = _figure()
+    transform = TrainTransform(64, 32, "eight", pad=4, flip=True, random_erasing=0.0)
+    for seed in range(12):
+        torch.manual_seed(seed)
+        out, mask = transform(image, labels)
+        assert out.shape == (3, 64, 32) and out.dtype == torch.float32 and mask.shape == (64, 32)
+        red, blue = out[0] > 1.0, out[2] > 1.0  # pure red/blue normalise to about 2.2 / 2.6
+        flipped = bool(blue[:, :8].any())  # the blue half moved to the image's left
+        assert torch.equal(red, mask == (3 if flipped else 2)) and torch.equal(blue, mask == (2 if flipped else 3))
+        assert torch.equal(~(red | blue), mask == 0), "padding is background"
+
+
+def test_flip_swaps_left_and_right_labels():
+    """Mirrored, the person's left arm is drawn where a right arm would be, so labels 2 and 3 swap:
+    label 2 stays on the image's left half while the colours change sides."""
+    image, labels = _figure()
+    transform = TrainTransform(64, 32, "eight", pad=0, flip=True, random_erasing=0.0)
+    red_on_left = set()
+    for seed in range(10):
+        torch.manual_seed(seed)
+        out, mask = transform(image, labels)
+        assert (mask[:, :16] == 2).all() and (mask[:, 16:] == 3).all()
+        red_on_left.add(bool(out[0, 32, 0] > 1.0))
+    assert red_on_left == {True, False}, "both flipped and unflipped samples occur"
+
+
+def test_random_erasing_turns_erased_labels_into_background():
+    image = torch.full((3, 64, 32), 200, dtype=torch.uint8)
+    labels = torch.full((32, 16), 4, dtype=torch.uint8)
+    transform = TrainTransform(64, 32, "eight", pad=0, flip=False, random_erasing=1.0)
+    torch.manual_seed(0)
+    out, mask = transform(image, labels)
+    erased = (out == 0).all(dim=0)
+    assert erased.any() and torch.equal(erased, mask == 0)
+
+
+def test_test_transform():
+    image, labels = _figure()
+    out, mask = EvalTransform(128, 64)(image, labels)
+    assert out.shape == (3, 128, 64) and mask.shape == (128, 64) and set(mask.unique().tolist()) == {2, 3}
+    assert EvalTransform(128, 64)(image)[1] is None
+
+
+def test_pk_sampler():
+    pids = [0] * 9 + [1] * 4 + [2] * 2 + [3] * 5 + [4] * 1
+    sampler = PKBatchSampler(pids, batch_size=4, num_instances=2, seed=1)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) > 0
+    for batch in batches:
+        batch_pids = [pids[i] for i in batch]
+        assert len(batch) == 4 and len(set(batch_pids)) == 2
+        assert all(batch_pids.count(p) == 2 for p in set(batch_pids))
+    assert list(sampler) == batches, "same epoch, same batches"
+    sampler.set_epoch(1)
+    assert list(sampler) != batches
+    ranks = [list(PKBatchSampler(pids, 4, 2, seed=1, rank=r, world_size=2)) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) and not {tuple(b) for b in ranks[0]} & {tuple(b) for b in ranks[1]}
+
+
+def test_pk_sampler_refuses_bad_sizes():
+    with pytest.raises(DropError, match="multiple of data.num_instances"):
+        PKBatchSampler([0, 1], batch_size=5, num_instances=2)
+    with pytest.raises(DropError, match="fewer than the 4 a batch needs"):
+        PKBatchSampler([0, 1, 2], batch_size=16, num_instances=4)
+
+
+def test_reid_images_reads_images_and_labels(synthetic_root):
+    ds = load_dataset("synthetic", synthetic_root)
+    truth = LabelFile(synthetic_root / "synthetic" / "ground_truth.h5")
+    images = ReidImages(ds.query, ds.folder, EvalTransform(256, 128), truth)
+    item = images[0]
+    assert item["image"].shape == (3, 256, 128) and item["pid"] == ds.query[0].pid
+    assert torch.equal(item["labels"], torch.from_numpy(truth[ds.query[0].path]))
+    loader = torch.utils.data.DataLoader(images, batch_size=4, num_workers=2)
+    batch = next(iter(loader))
+    assert batch["image"].shape == (4, 3, 256, 128) and batch["labels"].dtype == torch.uint8
+
+
+def test_reid_images_names_missing_labels(synthetic_root, tmp_path):
+    from drop_cli import prepare_data
+
+    ds = load_dataset("synthetic", synthetic_root)
+    out = tmp_path / "l.h5"
+    prepare_data("synthetic", synthetic_root, labeler="stripes", workers=0, out=out, progress=False)
+    labels = LabelFile(out)
+    bogus = [type(ds.train[0])("bounding_box_train/9999_c1_f0000000.jpg", 0, 0)]
+    with pytest.raises(LabelsError, match=r"1 image\(s\) have no labels .*`drop prepare-data synthetic"):
+        ReidImages(ds.train[:2] + bogus, ds.folder, EvalTransform(64, 32), labels)
