@@ -163,6 +163,55 @@ def prepare_data(
     _emit(result.to_json(), [table, shares], json_out)
 
 
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe key: --set optim.lr=1e-4 "
+                                                                   "(repeatable).")]
+RecipeOpt = Annotated[Optional[Path], typer.Option(help="YAML recipe (see recipes/).")]
+
+
+@app.command("train")
+@_command
+def train(
+    recipe: RecipeOpt = None,
+    set_: SetOpt = None,
+    output: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<name>, numbered).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder from its last.pt.")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    json_out: JsonOpt = False,
+) -> None:
+    """Train DROP from a recipe, evaluating and checkpointing into a run folder.
+
+    Example: drop train --recipe recipes/synthetic.yaml --set train.epochs=5
+    """
+    if recipe is None and resume is None:
+        raise DropError("no recipe given.", hint="Pass --recipe FILE (see recipes/), or --resume RUN_DIR.")
+    result = api.train(recipe, set_ or [], output=output, resume=resume, device=device, progress=not json_out)
+    table = Table(title=f"{result.run_dir}")
+    for col in ("", "epoch", "rank-1", "mAP", "mINP"):
+        table.add_column(col, justify="right")
+    for name, row in (("best", result.best), ("final", result.final)):
+        if row:
+            table.add_row(name, str(row["epoch"]), *(f"{100 * row[k]:.1f}" for k in ("rank1", "mAP", "mINP")))
+    _emit(result.to_json(), [table], json_out)
+
+
+recipe_app = typer.Typer(no_args_is_help=True, help="Inspect recipes.")
+app.add_typer(recipe_app, name="recipe")
+
+
+@recipe_app.command("show")
+@_command
+def recipe_show(recipe: RecipeOpt = None, set_: SetOpt = None, json_out: JsonOpt = False) -> None:
+    """Print the resolved recipe (defaults < base < file < --set) as YAML.
+
+    Example: drop recipe show --recipe recipes/occluded_duke.yaml --set model.dpu=false
+    """
+    resolved = api.resolve_recipe(recipe, set_ or [])
+    if json_out:
+        print(json.dumps(resolved.to_dict()))
+    else:
+        print(resolved.to_yaml(), end="")
+
+
 def main() -> None:
     app(prog_name="drop")
 

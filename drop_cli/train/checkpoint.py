@@ -1,0 +1,43 @@
+"""Self-describing checkpoints: plain data (tensors, numbers, strings), never pickled modules.
+
+Saved atomically (temporary name, then rename). Loaded with ``torch.load(weights_only=True)``: a
+checkpoint is data, never code. The model is rebuilt from the stored recipe.
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from ..errors import DropError
+
+FORMAT = "drop-checkpoint-1"
+
+
+def save_checkpoint(path: Path, **content) -> None:
+    """Write ``content`` (state dicts, epoch, recipe, metrics, ...) plus format, version and date."""
+    from .. import __version__
+    from .run_dir import git_commit
+
+    payload = {"format": FORMAT, "drop_version": __version__, "git_commit": git_commit(),
+               "saved": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), **content}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DropError(f"checkpoint {path} not found.", hint="Pass a best.pt or last.pt from a run folder.")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a file that is not a checkpoint
+        raise DropError(f"{path} is not a readable drop checkpoint ({type(e).__name__}).",
+                        hint="Checkpoints are loaded as data only; re-save foreign ones as a state dict.") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise DropError(f"{path} is not a drop checkpoint (format {data.get('format') if isinstance(data, dict) else None!r}).",
+                        hint="For backbone weights use the recipe key model.weights.")
+    return data

@@ -1,0 +1,190 @@
+"""The training loop: one epoch at a time, evaluating, checkpointing and logging into the run folder.
+
+Determinism: every random choice of an epoch (PK batches, augmentation, DataLoader worker seeds) is
+derived from (seed, epoch), and checkpoints are written at epoch ends, so a run resumed from
+``last.pt`` continues exactly as the uninterrupted run would (bit for bit on CPU).
+
+Distributed: under ``torchrun`` each rank trains on its own share of the PK batches with DDP; rank 0
+alone evaluates and writes files.
+"""
+from __future__ import annotations
+
+import csv
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from .. import _ui
+from ..errors import DropError
+from .checkpoint import save_checkpoint
+from .features import extract_features
+from .objective import Objective
+from .schedule import lr_at
+
+METRICS_FILE = "metrics.csv"
+
+
+@dataclass
+class LoopConfig:
+    """Plain values the loop needs (resolved from the recipe by drop_cli.api.train)."""
+
+    epochs: int
+    lr: float
+    weight_decay: float
+    warmup_epochs: int
+    milestones: list[int]
+    gamma: float
+    seed: int
+    eval_every: int
+    amp: bool
+    channels_last: bool
+    workers: int
+    flip_tta: bool
+
+
+@dataclass
+class LoopState:
+    epoch: int = -1  # last finished epoch
+    best: dict = field(default_factory=dict)  # epoch, rank1, mAP, mINP of the best evaluation
+    history: list[dict] = field(default_factory=list)
+
+
+def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """bf16 on CUDA when supported, else fp16; None (full precision) on CPU or when disabled."""
+    if not enabled or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _seed_worker(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def evaluate(model, query_loader, gallery_loader, device, config: LoopConfig) -> dict:
+    """rank-1/5/10, mAP, mINP with DROP's visibility-aware foreground + parts distance."""
+    from ..evaluation import evaluate_rank, part_distance
+
+    dtype = amp_dtype(device, config.amp)
+    q = extract_features(model, query_loader, device, config.flip_tta, dtype)
+    g = extract_features(model, gallery_loader, device, config.flip_tta, dtype)
+    distmat = part_distance(q.embeddings[:, 1:], q.visibility[:, 1:], g.embeddings[:, 1:], g.visibility[:, 1:])
+    result = evaluate_rank(distmat, q.pids, g.pids, q.camids, g.camids)
+    cmc = result["cmc"]
+    return {"rank1": float(cmc[0]), "rank5": float(cmc[4]), "rank10": float(cmc[9]),
+            "mAP": float(result["mAP"]), "mINP": float(result["mINP"])}
+
+
+class MetricsLog:
+    """metrics.csv: one row per epoch, appended and flushed; curves.png redrawn from it."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / METRICS_FILE
+        self.run_dir = run_dir
+
+    def append(self, row: dict, history: list[dict]) -> None:
+        columns = list(dict.fromkeys(k for r in history for k in r))
+        with open(self.path, "w", newline="") as f:  # rewritten whole: columns can appear (eval epochs)
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(history)
+        from ..viz.curves import plot_training_curves
+
+        plot_training_curves(history, self.run_dir / "curves.png")
+
+
+def train_loop(model: torch.nn.Module, objective: Objective, train_set, sampler, query_loader, gallery_loader,
+               device: torch.device, config: LoopConfig, run_dir: Path | None, recipe: dict, num_classes: int,
+               state: LoopState, optimizer: torch.optim.Optimizer, bank, log, progress: bool = True,
+               rank: int = 0, world_size: int = 1) -> LoopState:
+    """Train from ``state.epoch + 1`` to ``config.epochs``; returns the final state."""
+    dtype = amp_dtype(device, config.amp)
+    scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
+    core = model.module if hasattr(model, "module") else model
+    metrics_log = MetricsLog(run_dir) if run_dir is not None else None
+    for epoch in range(state.epoch + 1, config.epochs):
+        lr = lr_at(epoch, config.lr, config.warmup_epochs, config.milestones, config.gamma)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        sampler.set_epoch(epoch)
+        torch.manual_seed(config.seed * 100_003 + epoch)  # augmentation when workers == 0
+        generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        loader = DataLoader(train_set, batch_sampler=sampler, num_workers=config.workers, generator=generator,
+                            worker_init_fn=_seed_worker, pin_memory=device.type == "cuda",
+                            persistent_workers=False)
+        use_memory = objective.use_memory(bank, epoch)
+        sums: dict[str, float] = defaultdict(float)
+        steps, images, start = 0, 0, time.perf_counter()
+        model.train()
+        with _ui.progress_bar(f"epoch {epoch + 1}/{config.epochs}", len(sampler), unit="it",
+                              enabled=progress and rank == 0) as advance:
+            for batch in loader:
+                x = batch["image"].to(device, non_blocking=True)
+                if config.channels_last and device.type == "cuda":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                labels = batch["labels"].to(device, non_blocking=True)
+                pids = batch["pid"].to(device)
+                indices = batch["index"].to(device)
+                with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                    out = model(x)
+                terms = objective(out, labels, pids, indices, bank, use_memory)
+                loss = sum(terms.values())
+                if not torch.isfinite(loss):
+                    bad = [k for k, v in terms.items() if not torch.isfinite(v)]
+                    raise DropError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {steps + 1} "
+                                    f"(term {', '.join(bad) or 'total'}).",
+                                    hint="last.pt holds the last good epoch; lower optim.lr or check the data.")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                if bank is not None:
+                    bank.update(indices, out.parts.detach().float(), out.visibility, pids)
+                for k, v in terms.items():
+                    sums[k] += v.item()
+                sums["loss"] += loss.item()
+                steps += 1
+                images += len(x)
+                advance(1)
+        seconds = time.perf_counter() - start
+        row = {"epoch": epoch + 1, "lr": lr, **{k: v / max(steps, 1) for k, v in sums.items()},
+               "images_per_s": images * world_size / max(seconds, 1e-9), "memory": int(use_memory)}
+        is_eval = (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs
+        if is_eval and rank == 0:
+            row.update(evaluate(core, query_loader, gallery_loader, device, config))
+        state.epoch = epoch
+        state.history.append(row)
+        if rank == 0:
+            improved = is_eval and (not state.best or row["mAP"] > state.best["mAP"])
+            if improved:
+                state.best = {k: row[k] for k in ("epoch", "rank1", "mAP", "mINP")}
+            log(_epoch_line(row))
+            if run_dir is not None:
+                content = dict(model=core.state_dict(), optimizer=optimizer.state_dict(),
+                               memory_bank=bank.state_dict() if bank is not None else None, epoch=epoch,
+                               recipe=recipe, num_classes=num_classes, metrics=row, best=state.best,
+                               history=state.history)
+                save_checkpoint(run_dir / "last.pt", **content)
+                if improved:
+                    save_checkpoint(run_dir / "best.pt", **{**content, "optimizer": None, "memory_bank": None})
+                metrics_log.append(row, state.history)
+        if world_size > 1:
+            dist.barrier()
+    return state
+
+
+def _epoch_line(row: dict) -> str:
+    terms = " ".join(f"{k}={v:.3f}" for k, v in row.items()
+                     if k not in {"epoch", "lr", "images_per_s", "memory", "rank1", "rank5", "rank10", "mAP", "mINP"})
+    line = f"epoch {row['epoch']}: lr={row['lr']:.2e} {terms} ({row['images_per_s']:.1f} img/s)"
+    if "mAP" in row:
+        line += f" | rank-1 {100 * row['rank1']:.1f} mAP {100 * row['mAP']:.1f} mINP {100 * row['mINP']:.1f}"
+    return line

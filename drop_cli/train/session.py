@@ -1,0 +1,185 @@
+"""Set up a training run from a resolved recipe: device, processes, data, model, run folder, resume."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from .. import _ui
+from ..data import load_dataset
+from ..data.images import ReidImages
+from ..data.samplers import PKBatchSampler
+from ..data.transforms import EvalTransform, TrainTransform
+from ..errors import DropError, LabelsError
+from ..labels import LabelFile
+from ..parts import part_names
+from ..recipe import Recipe, recipe_differences
+from .checkpoint import load_checkpoint
+from .loop import LoopConfig, LoopState, train_loop
+from .objective import Objective
+from .run_dir import environment, new_run_dir, write_json
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path | None
+    best: dict
+    final: dict
+    seconds: float
+
+    @property
+    def checkpoint(self) -> Path | None:
+        return self.run_dir / "best.pt" if self.run_dir and (self.run_dir / "best.pt").exists() else None
+
+    def to_json(self) -> dict:
+        return {"run_dir": str(self.run_dir) if self.run_dir else None,
+                "checkpoint": str(self.checkpoint) if self.checkpoint else None,
+                "best": self.best, "final": self.final, "seconds": round(self.seconds, 3)}
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name not in {"auto", "cpu", "cuda"}:
+        raise DropError(f"unknown device {name!r}.", hint="Use auto, cpu or cuda.")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DropError("--device cuda was asked for, but PyTorch sees no CUDA device.",
+                        hint="Use --device cpu, or install a CUDA build of PyTorch on a machine with a GPU.")
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", local_rank)
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; starts the process group."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return 0, 1, 0
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world_size, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def labels_path(recipe: Recipe, folder: Path) -> Path:
+    from ..api import default_labels_path
+
+    return Path(recipe.data.labels).expanduser() if recipe.data.labels else default_labels_path(
+        folder, recipe.data.labeler, recipe.data.preset)
+
+
+def _open_labels(recipe: Recipe, folder: Path) -> LabelFile:
+    path = labels_path(recipe, folder)
+    if not path.is_file():
+        raise LabelsError(f"labels file {path} not found.",
+                          hint=f"Create it with `drop prepare-data {recipe.data.dataset} --root {recipe.data.root} "
+                               f"--labeler {recipe.data.labeler} --preset {recipe.data.preset}`, "
+                               "or set data.labels.")
+    labels = LabelFile(path)
+    if labels.attrs.get("preset") != recipe.data.preset:
+        raise LabelsError(f"{path} holds `{labels.attrs.get('preset')}` labels ({len(labels.parts)} parts) but the "
+                          f"recipe asks for data.preset {recipe.data.preset} "
+                          f"({len(part_names(recipe.data.preset))} parts).",
+                          hint="Set data.preset to match, or prepare labels with the recipe's preset.")
+    return labels
+
+
+def _run_folder(recipe: Recipe, output: str | Path | None, resume: str | Path | None) -> Path:
+    if resume is not None:
+        return Path(resume).expanduser()
+    if output is not None:
+        run_dir = Path(output).expanduser()
+        if (run_dir / "last.pt").exists():
+            raise DropError(f"{run_dir} already holds a run.", hint=f"Continue it with --resume {run_dir}, or choose "
+                                                                    "another --output.")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir
+    name = recipe.train.name or f"{recipe.data.dataset}-{recipe.model.backbone}"
+    return new_run_dir(recipe.train.output, name)
+
+
+def _check_resume(recipe: Recipe, checkpoint: dict, path: Path) -> None:
+    differences = recipe_differences(checkpoint["recipe"], recipe.to_dict())
+    if differences:
+        raise DropError(f"cannot resume {path}: the recipe differs in {', '.join(differences)}.",
+                        hint="Resume with the run's own recipe (omit --recipe), or start a new run.")
+
+
+def run_training(recipe: Recipe, output: str | Path | None = None, resume: str | Path | None = None,
+                 device: str = "auto", progress: bool = True) -> TrainResult:
+    """Train ``recipe``; see :func:`drop_cli.api.train`."""
+    start = time.perf_counter()
+    rank, world_size, local_rank = _distributed()
+    dev = resolve_device(device, local_rank)
+    torch.manual_seed(recipe.train.seed)
+    data, train_cfg = recipe.data, recipe.train
+
+    ds = load_dataset(data.dataset, data.root)
+    test_ds = ds if data.test_dataset in (None, data.dataset) else load_dataset(data.test_dataset,
+                                                                               data.test_root or data.root)
+    labels = _open_labels(recipe, ds.folder)
+    num_parts = len(labels.parts)
+    train_set = ReidImages(ds.train, ds.folder, TrainTransform(
+        data.height, data.width, data.preset, data.pad, data.flip, data.random_erasing, data.color_jitter), labels)
+    sampler = PKBatchSampler([r.pid for r in ds.train], train_cfg.batch_size, data.num_instances,
+                             train_cfg.seed, rank, world_size)
+    eval_transform = EvalTransform(data.height, data.width)
+    query_loader, gallery_loader = (
+        DataLoader(ReidImages(records, test_ds.folder, eval_transform), batch_size=recipe.eval.batch_size,
+                   num_workers=data.workers)
+        for records in (test_ds.query, test_ds.gallery))
+
+    from ..model import build_model
+
+    num_classes = len({r.pid for r in ds.train})
+    model = build_model(num_classes, num_parts, **dataclasses.asdict(recipe.model)).to(dev)
+    if train_cfg.channels_last and dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    objective = Objective(**dataclasses.asdict(recipe.loss))
+    bank = objective.memory_bank(len(ds.train), num_parts, recipe.model.embed_dim)
+    if bank is not None:
+        bank.to(dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.optim.lr, weight_decay=recipe.optim.weight_decay)
+
+    run_dir = _run_folder(recipe, output, resume) if rank == 0 else None
+    state = LoopState()
+    if resume is not None:
+        checkpoint = load_checkpoint(Path(resume).expanduser() / "last.pt")
+        _check_resume(recipe, checkpoint, Path(resume))
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        if bank is not None:
+            bank.load_state_dict(checkpoint["memory_bank"])
+        state = LoopState(checkpoint["epoch"], checkpoint["best"], checkpoint["history"])
+    if world_size > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if dev.type == "cuda" else None)
+
+    log_file = run_dir / "log.txt" if run_dir is not None else None
+
+    def log(line: str) -> None:
+        _ui.info(line)
+        if log_file is not None:
+            with open(log_file, "a") as f:
+                f.write(line + "\n")
+
+    if rank == 0:
+        (run_dir / "recipe.yaml").write_text(recipe.to_yaml())
+        write_json(run_dir / "env.json", environment(str(dev), train_cfg.seed, world_size))
+        log(f"run folder {run_dir}: {data.dataset} ({len(ds.train):,} train images, {num_classes} ids), "
+            f"{recipe.model.backbone} on {dev}" + (f" x {world_size} processes" if world_size > 1 else "")
+            + (f", resuming after epoch {state.epoch + 1}" if resume is not None else ""))
+    config = LoopConfig(train_cfg.epochs, recipe.optim.lr, recipe.optim.weight_decay, recipe.optim.warmup_epochs,
+                        recipe.optim.milestones, recipe.optim.gamma, train_cfg.seed, train_cfg.eval_every,
+                        train_cfg.amp, train_cfg.channels_last, data.workers, recipe.eval.flip_tta)
+    try:
+        state = train_loop(model, objective, train_set, sampler, query_loader, gallery_loader, dev, config, run_dir,
+                           recipe.to_dict(), num_classes, state, optimizer, bank, log, progress, rank, world_size)
+    except torch.cuda.OutOfMemoryError:
+        raise DropError(f"out of GPU memory at batch size {train_cfg.batch_size}.",
+                        hint="Lower train.batch_size (e.g. --set train.batch_size=32), or use 256x128 inputs.") from None
+    final = {k: v for k, v in state.history[-1].items() if k in ("epoch", "rank1", "mAP", "mINP")} \
+        if state.history else {}
+    return TrainResult(run_dir, state.best, final, time.perf_counter() - start)

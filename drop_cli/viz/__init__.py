@@ -1,0 +1,1 @@
+"""Pictures: training curves, label overlays, ranking grids (PNG through matplotlib's Agg backend)."""
