@@ -1,17 +1,20 @@
 """Synthetic-data generation speed in one process: plan, render, and the writer's JPEG encoding.
 
 Times `plan` once, then `render` and `cv2.imencode` (quality 95, as `drop make-synthetic` writes
-them) over ``--images`` items spread over the three splits, and prints images/s for render alone and with encoding.
+them) over ``--images`` items spread over the three splits, and prints images/s for render alone and with
+encoding; then times the whole `make_synthetic` writer (files and ground truth) end to end.
 
     python benchmarks/bench_synthetic.py --images 500 --ids 100
 """
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 
 import cv2
 
+from drop_cli.api import make_synthetic
 from drop_cli.data.synthetic import plan, render
 
 
@@ -23,6 +26,8 @@ def main() -> None:
     parser.add_argument("--quality", type=int, default=95)
     parser.add_argument("--cv-threads", type=int, default=None,
                         help="cv2.setNumThreads (default: leave OpenCV's own; worker processes may use 1)")
+    parser.add_argument("--writer-workers", type=int, nargs="*", default=[1, 2],
+                        help="also time the whole make_synthetic writer with these worker counts")
     args = parser.parse_args()
     if args.cv_threads is not None:
         cv2.setNumThreads(args.cv_threads)
@@ -49,6 +54,14 @@ def main() -> None:
     print(f"{n} images ({occluded} occluded), OpenCV threads: {cv2.getNumThreads()}")
     print(f"render:          {render_s / n * 1e3:.2f} ms/image  {n / render_s:7.0f} images/s")
     print(f"render + encode: {(render_s + encode_s) / n * 1e3:.2f} ms/image  {n / (render_s + encode_s):7.0f} images/s")
+    for workers in args.writer_workers:
+        with tempfile.TemporaryDirectory() as root:
+            t0 = time.perf_counter()
+            made = make_synthetic(root, ids=args.ids, seed=args.seed, workers=workers, progress=False)
+            seconds = time.perf_counter() - t0
+        total = sum(made.images.values())
+        print(f"drop make-synthetic --ids {args.ids} --workers {workers}: {total} images (JPEG files + ground "
+              f"truth) in {seconds:.1f} s, {total / seconds:.0f} images/s")
 
 
 if __name__ == "__main__":

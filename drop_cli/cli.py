@@ -185,6 +185,8 @@ def train(
     if recipe is None and resume is None:
         raise DropError("no recipe given.", hint="Pass --recipe FILE (see recipes/), or --resume RUN_DIR.")
     result = api.train(recipe, set_ or [], output=output, resume=resume, device=device, progress=not json_out)
+    if result.rank != 0:
+        return
     table = Table(title=f"{result.run_dir}")
     for col in ("", "epoch", "rank-1", "mAP", "mINP"):
         table.add_column(col, justify="right")

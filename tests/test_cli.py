@@ -22,9 +22,17 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def _commands() -> list[str]:
+    """Every leaf command, e.g. "prepare-data" and "recipe show"."""
     import typer.main
 
-    return sorted(typer.main.get_command(app).commands)
+    def walk(group, prefix):
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):  # a group, e.g. `recipe`
+                yield from walk(command, f"{prefix}{name} ")
+            else:
+                yield f"{prefix}{name}"
+
+    return sorted(walk(typer.main.get_command(app), ""))
 
 
 def test_version():
@@ -34,7 +42,7 @@ def test_version():
 
 @pytest.mark.parametrize("command", _commands())
 def test_every_command_has_help_with_an_example_and_is_in_the_readme(command):
-    result = runner.invoke(app, [command, "--help"])
+    result = runner.invoke(app, [*command.split(), "--help"])
     assert result.exit_code == 0
     assert "Example: drop " + command in " ".join(result.stdout.split())
     assert f"drop {command}" in README.read_text()

@@ -32,6 +32,7 @@ class TrainResult:
     best: dict
     final: dict
     seconds: float
+    rank: int = 0  # under torchrun, only rank 0 reports
 
     @property
     def checkpoint(self) -> Path | None:
@@ -182,4 +183,4 @@ def run_training(recipe: Recipe, output: str | Path | None = None, resume: str |
                         hint="Lower train.batch_size (e.g. --set train.batch_size=32), or use 256x128 inputs.") from None
     final = {k: v for k, v in state.history[-1].items() if k in ("epoch", "rank1", "mAP", "mINP")} \
         if state.history else {}
-    return TrainResult(run_dir, state.best, final, time.perf_counter() - start)
+    return TrainResult(run_dir, state.best, final, time.perf_counter() - start, rank)

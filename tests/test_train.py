@@ -1,0 +1,118 @@
+"""drop train: run folder, checkpoints, exact resume, clear errors, DDP on CPU."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from drop_cli import api
+from drop_cli.errors import DropError
+from drop_cli.train import loop as loop_module
+from drop_cli.train.checkpoint import load_checkpoint
+
+from .conftest import tiny_recipe
+
+
+def test_train_writes_a_complete_run_folder(synthetic_labels, synthetic_root, tmp_path):
+    result = api.train(None, tiny_recipe(synthetic_root), output=tmp_path / "run", progress=False)
+    run = result.run_dir
+    for name in ("recipe.yaml", "env.json", "log.txt", "metrics.csv", "curves.png", "last.pt", "best.pt"):
+        assert (run / name).is_file(), name
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert {"loss", "id_global", "pct_triplet", "pct_compact", "parsing", "lr", "rank1", "mAP", "mINP"} <= set(rows[0])
+    assert all(0 <= float(r["mAP"]) <= 1 for r in rows)
+    assert rows[0]["memory"] == "0", "no memory regime before loss.memory_start_epoch"
+    payload = result.to_json()
+    assert payload["checkpoint"] == str(run / "best.pt") and payload["final"]["epoch"] == 2
+    assert set(payload["best"]) == {"epoch", "rank1", "mAP", "mINP"}
+    checkpoint = load_checkpoint(run / "best.pt")
+    assert checkpoint["recipe"]["model"]["backbone"] == "test_resnet" and checkpoint["num_classes"] == 6
+    assert json.loads((run / "env.json").read_text())["seed"] == 0
+    assert "epoch 2:" in (run / "log.txt").read_text()
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resume_after_interruption_ends_with_the_same_weights(synthetic_labels, synthetic_root, tmp_path, monkeypatch):
+    overrides = tiny_recipe(synthetic_root, **{"train.epochs": 3, "train.eval_every": 3})
+    full = api.train(None, overrides, output=tmp_path / "full", progress=False)
+
+    real_save = loop_module.save_checkpoint
+
+    def save_then_interrupt_after_epoch_2(path, **content):
+        real_save(path, **content)
+        if path.name == "last.pt" and content["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop_module, "save_checkpoint", save_then_interrupt_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        api.train(None, overrides, output=tmp_path / "cut", progress=False)
+    monkeypatch.setattr(loop_module, "save_checkpoint", real_save)
+    resumed = api.train(None, overrides, resume=tmp_path / "cut", progress=False)
+    assert resumed.final == full.final
+    rows = list(csv.DictReader(open(tmp_path / "cut" / "metrics.csv")))
+    assert [r["memory"] for r in rows] == ["0", "0", "1"], "memory regime once the bank is filled"
+    a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "cut" / "last.pt")["model"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6, rtol=0), key
+
+
+def test_resume_refuses_another_recipe(synthetic_labels, synthetic_root, tmp_path):
+    overrides = tiny_recipe(synthetic_root, **{"train.epochs": 1})
+    api.train(None, overrides, output=tmp_path / "run", progress=False)
+    with pytest.raises(DropError, match=r"recipe differs in model\.embed_dim, optim\.lr"):
+        api.train(None, overrides + ["model.embed_dim=16", "optim.lr=0.1"], resume=tmp_path / "run", progress=False)
+    with pytest.raises(DropError, match="already holds a run.*--resume"):
+        api.train(None, overrides, output=tmp_path / "run", progress=False)
+
+
+def test_missing_labels_name_the_prepare_data_command(synthetic_root, tmp_path):
+    with pytest.raises(DropError, match=r"labels file .*labels-pose-five\.h5 not found.*drop prepare-data synthetic "
+                                        r"--root .* --labeler pose --preset five"):
+        api.train(None, tiny_recipe(synthetic_root, **{"data.labeler": "pose", "data.preset": "five"}),
+                  output=tmp_path / "run", progress=False)
+
+
+def test_labels_preset_must_match_the_recipe(synthetic_labels, synthetic_root, tmp_path):
+    with pytest.raises(DropError, match=r"holds `eight` labels \(8 parts\) but the recipe asks for data.preset five"):
+        api.train(None, tiny_recipe(synthetic_root, **{"data.preset": "five", "data.labels": str(synthetic_labels)}),
+                  output=tmp_path / "run", progress=False)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_asked_for_but_missing(synthetic_labels, synthetic_root, tmp_path):
+    with pytest.raises(DropError, match="--device cuda was asked for, but PyTorch sees no CUDA device"):
+        api.train(None, tiny_recipe(synthetic_root), device="cuda", output=tmp_path / "run", progress=False)
+
+
+def test_non_finite_loss_stops_naming_step_and_term(synthetic_labels, synthetic_root, tmp_path, monkeypatch):
+    from drop_cli.train import objective
+
+    monkeypatch.setattr(objective, "parsing_loss", lambda logits, *a: logits.sum() * float("nan"))
+    with pytest.raises(DropError, match=r"the loss became nan at epoch 1, step 1 \(term parsing\)"):
+        api.train(None, tiny_recipe(synthetic_root), output=tmp_path / "run", progress=False)
+
+
+@pytest.mark.slow
+def test_ddp_on_cpu_with_two_processes(synthetic_labels, synthetic_root, tmp_path):
+    """torchrun + DDP with the gloo backend: both ranks train, rank 0 alone writes the run folder."""
+    run = tmp_path / "ddp"
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "drop_cli",
+            "train", "--device", "cpu", "--output", str(run), "--json"]
+    for override in tiny_recipe(synthetic_root, **{"train.epochs": 1}):
+        args += ["--set", override]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1])["run_dir"] == str(run)
+    assert json.loads((run / "env.json").read_text())["world_size"] == 2
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert len(rows) == 1 and float(rows[0]["mAP"]) > 0
