@@ -136,7 +136,8 @@ def run_training(recipe: Recipe, output: str | Path | None = None, resume: str |
     from ..model import build_model
 
     num_classes = len({r.pid for r in ds.train})
-    model = build_model(num_classes, num_parts, **dataclasses.asdict(recipe.model)).to(dev)
+    model = build_model(num_classes, num_parts, ppe_height=data.height // 4,  # one position row per feature row
+                        **dataclasses.asdict(recipe.model)).to(dev)
     if train_cfg.channels_last and dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     objective = Objective(**dataclasses.asdict(recipe.loss))

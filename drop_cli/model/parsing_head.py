@@ -1,0 +1,42 @@
+"""The human-parsing head and the visibility rule.
+
+Head [base] (BPBreID's pixel classifier, as DROP keeps it [paper]): BatchNorm2d + 1x1 conv giving
+K + 1 logits per pixel, channel 0 = background. In DROP it reads the decoupled parsing map X_p; in
+the BPBreID-like ablation (``decouple=False``) it reads the ReID map F.
+
+Visibility [base]: part k is visible in an image iff it wins the per-pixel argmax of the K + 1
+logits at one pixel at least.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["ParsingHead", "part_visibility"]
+
+
+class ParsingHead(nn.Sequential):
+    """BN + 1x1 conv: [N, in_channels, h, w] -> parsing logits S [N, num_parts + 1, h, w].
+
+    Args:
+        in_channels: width of the map it reads (128 for X_p, C for F).
+        num_parts: K, the number of body parts (background excluded).
+    """
+
+    def __init__(self, in_channels: int, *, num_parts: int):
+        super().__init__(nn.BatchNorm2d(in_channels), nn.Conv2d(in_channels, num_parts + 1, 1))
+        self.num_parts = num_parts
+
+
+def part_visibility(parsing_logits: torch.Tensor) -> torch.Tensor:
+    """Which parts win the per-pixel argmax somewhere.
+
+    Args:
+        parsing_logits: [N, K + 1, h, w], channel 0 = background (probabilities work too).
+
+    Returns:
+        [N, K] bool: ``visibility[n, k - 1]`` is True iff ``argmax_c S[n, c, y, x] == k`` at some pixel.
+    """
+    winners = parsing_logits.detach().argmax(dim=1).flatten(1)  # [N, hw]
+    parts = torch.arange(1, parsing_logits.shape[1], device=winners.device)
+    return (winners[:, None, :] == parts[None, :, None]).any(dim=2)

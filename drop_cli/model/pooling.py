@@ -1,0 +1,149 @@
+"""Parsing-guided pooling of the ReID map: one C-dimensional vector per attention map.
+
+DROP (Dou et al., arXiv 2401.18032) [paper]: for each body part k the ReID feature is the sum of a
+weighted average and a weighted max of F under the part's attention map A_k = softmax(S)_k,
+
+    p_k = sum_hw(A_k F) / sum_hw(A_k) + max_hw(A_k F),
+
+and the foreground map (max over the K parts of A_k, background excluded) is pooled the same way.
+``POOLING`` holds the three variants the recipes name: ``avg`` (BPBreID's weighted average
+[base]), ``max`` and ``avg+max`` (DROP).
+
+Neither term materialises the N x K x C x HW product of attention and features, which is what
+makes BPBreID's head peak at 7-10 GB (SPEC section 9) [ours]:
+
+- the average is a batched matrix product, ``A [N, K, HW] @ F^T [N, HW, C]``;
+- the max is ``MaskedMax``, an autograd Function whose forward computes max and argmax in chunks
+  under no_grad, each chunk at most ``chunk_elements`` elements of the product (one reused buffer,
+  cache-sized on CPU), and saves only the argmax indices ``[N, K, C]``; its backward gathers the
+  winning pixels and scatter-adds the gradient into A and F. It is differentiable once (no double
+  backward).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+__all__ = ["POOLING", "MaskedMax", "avg_pool", "avg_max_pool", "max_pool"]
+
+# Largest slice of the attention x feature product one step of MaskedMax's forward computes, when
+# not given. CPU: 2**20 elements (4 MB in float32) stay in cache between the product and its max,
+# about 4x faster than 128 MB slices on a 2-core CPU. GPU: 2**26 (256 MB in float32), a few dozen
+# steps for a batch of 64 HRNet-W32 maps at 256x128.
+CPU_CHUNK_ELEMENTS = 2**20
+GPU_CHUNK_ELEMENTS = 2**26
+# Added to sum_hw(A_k) so an attention map that is zero everywhere pools to zeros, not NaN.
+EPS = 1e-6
+
+
+def avg_pool(weights: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """Attention-weighted average of the features, as one batched matrix product.
+
+    Args:
+        weights: [N, K, HW] non-negative attention maps.
+        features: [N, C, HW].
+
+    Returns:
+        [N, K, C]: ``sum_hw(weights[n, k] * features[n, :]) / (sum_hw(weights[n, k]) + EPS)``.
+    """
+    total = torch.bmm(weights.to(features.dtype), features.transpose(1, 2))  # [N, K, C]
+    mass = weights.sum(dim=2, keepdim=True, dtype=torch.promote_types(weights.dtype, torch.float32))
+    return total / (mass + EPS)  # at least float32 (autocast's bmm gives bfloat16/float16)
+
+
+def _chunk_shape(n: int, k: int, c: int, hw: int, budget: int) -> tuple[int, int, int]:
+    """Images, maps and channels per chunk: whole images if they fit, else one image's maps over a
+    slice of the channels, else a few maps over one channel."""
+    if k * c * hw <= budget:
+        return budget // (k * c * hw), k, c
+    if k * hw <= budget:
+        return 1, k, budget // (k * hw)
+    return 1, max(1, budget // hw), 1
+
+
+class MaskedMax(torch.autograd.Function):
+    """``max_hw(weights[n, k, hw] * features[n, c, hw])`` -> [N, K, C], without the full product.
+
+    Forward: the product and its max/argmax over HW, chunk by chunk into one reused buffer of
+    ``chunk_elements`` (whole images if they fit, else slices of the channels), under no_grad;
+    only the argmax ``[N, K, C]`` (int64) is kept for backward, plus references to both inputs.
+    Backward: with i = argmax, ``d/dweights[n, k, i] += g[n, k, c] * features[n, c, i]`` and
+    ``d/dfeatures[n, c, i] += g[n, k, c] * weights[n, k, i]``, by gather and scatter_add.
+
+    The computation runs in the promoted dtype of the two inputs (float32 weights and bfloat16
+    features under autocast give float32); each gradient comes back in its input's dtype.
+    """
+
+    @staticmethod
+    def forward(ctx, weights: torch.Tensor, features: torch.Tensor, chunk_elements: int | None = None):
+        n, k, hw = weights.shape
+        c = features.shape[1]
+        if chunk_elements is None:
+            chunk_elements = CPU_CHUNK_ELEMENTS if features.device.type == "cpu" else GPU_CHUNK_ELEMENTS
+        nb, kb, cb = _chunk_shape(n, k, c, hw, chunk_elements)
+        dtype = torch.promote_types(weights.dtype, features.dtype)
+        values = torch.empty(n, k, c, dtype=dtype, device=features.device)
+        indices = torch.empty(n, k, c, dtype=torch.long, device=features.device)
+        buffer = torch.empty(nb * kb * cb * hw, dtype=dtype, device=features.device)  # reused by every chunk
+        with torch.no_grad():
+            for i in range(0, n, nb):
+                for j in range(0, k, kb):
+                    w = weights[i:i + nb, j:j + kb, None]  # [n', k', 1, HW]
+                    for l in range(0, c, cb):
+                        f = features[i:i + nb, None, l:l + cb]  # [n', 1, c', HW]
+                        product = buffer[:w.shape[0] * w.shape[1] * f.shape[2] * hw].view(
+                            w.shape[0], w.shape[1], f.shape[2], hw)
+                        torch.mul(w, f, out=product)
+                        chunk_values, chunk_indices = product.max(dim=3)
+                        values[i:i + nb, j:j + kb, l:l + cb] = chunk_values
+                        indices[i:i + nb, j:j + kb, l:l + cb] = chunk_indices
+        ctx.save_for_backward(weights, features, indices)
+        return values
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_values: torch.Tensor):
+        weights, features, indices = ctx.saved_tensors
+        grad_weights = grad_features = None
+        dtype = grad_values.dtype
+        if ctx.needs_input_grad[0]:
+            features_at = features.transpose(1, 2).gather(1, indices).to(dtype)  # features[n, c, i[n, k, c]]
+            grad_weights = torch.zeros(weights.shape, dtype=dtype, device=weights.device)
+            grad_weights.scatter_add_(2, indices, grad_values * features_at)
+            grad_weights = grad_weights.to(weights.dtype)
+        if ctx.needs_input_grad[1]:
+            weights_at = weights.gather(2, indices).to(dtype)  # weights[n, k, i[n, k, c]]
+            n, c, hw = features.shape
+            grad_features = torch.zeros(n, hw, c, dtype=dtype, device=features.device)
+            grad_features.scatter_add_(1, indices, grad_values * weights_at)
+            grad_features = grad_features.transpose(1, 2).to(features.dtype)
+        return grad_weights, grad_features, None
+
+
+def max_pool(weights: torch.Tensor, features: torch.Tensor, chunk_elements: int | None = None) -> torch.Tensor:
+    """Attention-weighted max of the features (``MaskedMax``).
+
+    Args:
+        weights: [N, K, HW] attention maps.
+        features: [N, C, HW].
+        chunk_elements: most elements of the product computed at once in the forward pass
+            (None: CPU_CHUNK_ELEMENTS or GPU_CHUNK_ELEMENTS, by the device of ``features``).
+
+    Returns:
+        [N, K, C]: ``max_hw(weights[n, k, hw] * features[n, c, hw])``.
+    """
+    return MaskedMax.apply(weights, features, chunk_elements)
+
+
+def avg_max_pool(weights: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """DROP's pooling [paper]: ``avg_pool + max_pool``, [N, K, HW] x [N, C, HW] -> [N, K, C]."""
+    return avg_pool(weights, features) + max_pool(weights, features)
+
+
+# Recipe key (model.pooling) -> function (weights [N, K, HW], features [N, C, HW]) -> [N, K, C].
+POOLING: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "avg": avg_pool,
+    "max": max_pool,
+    "avg+max": avg_max_pool,
+}

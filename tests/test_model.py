@@ -1,0 +1,321 @@
+"""DropNet and its blocks, on CPU with timm's tiny ``test_resnet`` at 64x32 (a few seconds in all)."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import timm
+import torch
+
+from drop_cli.errors import DropError
+from drop_cli.model import POOLING, DropNet, DropOutput, build_model
+from drop_cli.model.backbone import Backbone
+from drop_cli.model.parsing_head import part_visibility
+from drop_cli.model.pooling import MaskedMax, avg_pool, max_pool
+from drop_cli.model.ppe import PedestrianPositionEncoder
+
+K, CLASSES, DIM = 4, 5, 16
+HEIGHT, WIDTH = 64, 32
+
+# (decouple, dpu, ppe): every valid combination; dpu needs decouple.
+SWITCHES = [(d, u, p) for d, u, p in itertools.product([True, False], repeat=3) if d or not u]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread is as fast, and does not stall when the CPU is shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_net(**kwargs) -> DropNet:
+    torch.manual_seed(0)
+    args = dict(backbone="test_resnet", num_parts=K, num_classes=CLASSES, embed_dim=DIM, ppe_height=HEIGHT // 4)
+    return DropNet(**{**args, **kwargs})
+
+
+def images(n: int = 2) -> torch.Tensor:
+    return torch.randn(n, 3, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(1))
+
+
+def total(out: DropOutput) -> torch.Tensor:
+    """A loss that touches every output."""
+    return sum(v.sum() for v in out.id_logits.values()) + out.parsing_logits.sum() + out.bn_embeddings.sum()
+
+
+# ---------------------------------------------------------------- the network and its switches
+
+
+@pytest.mark.parametrize("pooling", sorted(POOLING))
+@pytest.mark.parametrize("decouple,dpu,ppe", SWITCHES)
+def test_switches_forward_backward(decouple, dpu, ppe, pooling):
+    net = tiny_net(decouple=decouple, dpu=dpu, ppe=ppe, pooling=pooling).train()
+    x = images(3)
+    x_before = x.clone()
+    out = net(x)
+    n = x.shape[0]
+    assert out.embeddings.shape == out.bn_embeddings.shape == (n, 2 + K, DIM)
+    assert out.parts.shape == (n, K, DIM)
+    assert out.parsing_logits.shape == (n, K + 1, HEIGHT // 4, WIDTH // 4)
+    assert out.visibility.shape == (n, K) and out.visibility.dtype == torch.bool
+    assert set(out.id_logits) == {"global", "foreground", "parts"}
+    assert all(v.shape == (n, CLASSES) for v in out.id_logits.values())
+    total(out).backward()
+    assert torch.equal(x, x_before)
+    backbone_first = next(net.backbone.parameters())
+    for name, param in [("backbone", backbone_first), ("parsing head", net.parsing_head[1].weight),
+                        ("reduction", net.embedding_head.reduction[0].weight)]:
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+    if decouple:
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parsing_stream.parameters())
+    else:
+        assert net.parsing_stream is None
+    assert (net.position_encoder is not None) == ppe
+    assert net.position_encoder is None or net.position_encoder.embedding.grad.abs().sum() > 0
+    # BNNeck biases stay frozen
+    assert all(not bn.bias.requires_grad for bn in net.embedding_head.bnneck.values())
+
+
+def test_dpu_needs_decouple():
+    with pytest.raises(DropError, match="decouple"):
+        tiny_net(decouple=False, dpu=True)
+
+
+def test_eval_mode_without_classifier():
+    net = tiny_net(num_classes=0).eval()
+    x = images(2)
+    with torch.no_grad():
+        first, second = net(x), net(x)
+    assert first.id_logits == {}
+    assert first.bn_embeddings.shape == (2, 2 + K, DIM)
+    assert torch.equal(first.bn_embeddings, second.bn_embeddings)
+    assert net.embedding_head.classifier is None
+
+
+def test_channels_last_and_autocast():
+    """The GPU recipe's mixed precision path, exercised with CPU bfloat16 autocast."""
+    net = tiny_net().to(memory_format=torch.channels_last).train()
+    x = images(2).to(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(x)
+        loss = total(out)
+    loss.float().backward()
+    assert torch.isfinite(out.bn_embeddings.float()).all()
+    assert out.parsing_logits.shape == (2, K + 1, HEIGHT // 4, WIDTH // 4)
+    assert torch.isfinite(net.parsing_head[1].weight.grad).all()
+
+
+# ---------------------------------------------------------------- decoupling
+
+
+def _maps(net: DropNet, x: torch.Tensor):
+    """Forward with hooks: (output, F, the parsing head's input)."""
+    seen = {}
+    hooks = [net.reid_stream.register_forward_hook(lambda m, i, o: seen.__setitem__("F", o)),
+             net.parsing_head.register_forward_hook(lambda m, i, o: seen.__setitem__("head_in", i[0]))]
+    out = net(x)
+    for hook in hooks:
+        hook.remove()
+    return out, seen["F"], seen["head_in"]
+
+
+def test_decoupled_parsing_head_does_not_read_f():
+    net = tiny_net(decouple=True, dpu=True, ppe=False).train()
+    seen = {}
+    net.parsing_stream.register_forward_hook(lambda m, i, o: seen.__setitem__("dpu", o))
+    out, reid_map, head_in = _maps(net, images())
+    assert head_in is seen["dpu"]  # the head reads X_p from the DPU
+    assert head_in.shape[1] == 128
+    parsing_only = out.parsing_logits.square().mean()
+    assert torch.autograd.grad(parsing_only, reid_map, retain_graph=True, allow_unused=True)[0] is None
+    parsing_only.backward()
+    assert net.embedding_head.reduction[0].weight.grad is None  # the parsing loss leaves the ReID head alone
+    assert next(net.backbone.parameters()).grad is not None  # but trains the shared backbone
+
+
+def test_coupled_parsing_head_reads_f():
+    net = tiny_net(decouple=False, dpu=False, ppe=False).train()
+    out, reid_map, head_in = _maps(net, images())
+    assert head_in is reid_map
+    assert torch.autograd.grad(out.parsing_logits.sum(), reid_map)[0].abs().sum() > 0
+
+
+def test_decoupled_without_dpu_projects_f():
+    net = tiny_net(decouple=True, dpu=False, ppe=False).train()
+    out, reid_map, head_in = _maps(net, images())
+    assert head_in is not reid_map and head_in.shape[1] == 128
+    assert torch.autograd.grad(out.parsing_logits.sum(), reid_map)[0].abs().sum() > 0
+
+
+# ---------------------------------------------------------------- backbones
+
+
+@pytest.mark.parametrize("name,last_stride_one,strides", [
+    ("test_resnet", True, (4, 8, 16, 16)),
+    ("test_resnet", False, (4, 8, 16, 32)),
+    ("resnet50", True, (4, 8, 16, 16)),
+])
+def test_declared_levels_match_maps(name, last_stride_one, strides):
+    backbone = Backbone(name, last_stride_one=last_stride_one).eval()
+    assert backbone.strides == strides
+    with torch.no_grad():
+        maps = backbone(torch.randn(1, 3, HEIGHT, WIDTH))
+    assert tuple(m.shape[1] for m in maps) == backbone.channels
+    assert tuple(HEIGHT // m.shape[2] for m in maps) == backbone.strides
+    assert tuple(WIDTH // m.shape[3] for m in maps) == backbone.strides
+    # the ReID trick, not a dilated stage
+    assert all(conv.dilation == (1, 1) for conv in backbone.modules() if isinstance(conv, torch.nn.Conv2d))
+    if name == "resnet50":
+        assert backbone.channels == (256, 512, 1024, 2048)
+
+
+def test_hrnet_w32_levels():
+    backbone = Backbone("hrnet_w32").eval()
+    assert backbone.channels == (128, 256, 512, 1024)
+    assert backbone.strides == (4, 8, 16, 32)
+    with torch.no_grad():
+        maps = backbone(torch.randn(1, 3, HEIGHT, WIDTH))
+    assert [tuple(m.shape[1:]) for m in maps] == [(128, 16, 8), (256, 8, 4), (512, 4, 2), (1024, 2, 1)]
+
+
+def test_unknown_backbone_names_close_match():
+    with pytest.raises(DropError, match="hrnet_w32"):
+        Backbone("hrnet_w23")
+
+
+def test_pretrained_offline_is_a_clear_error(monkeypatch):
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def offline(*args, **kwargs):
+        raise LocalEntryNotFoundError("cannot reach the Hub")
+
+    monkeypatch.setattr(timm.models._builder, "load_pretrained", offline)
+    with pytest.raises(DropError) as error:
+        Backbone("test_resnet", pretrained=True)
+    message = str(error.value)
+    assert "model.weights: PATH" in message and "model.pretrained: false" in message
+
+
+@pytest.mark.parametrize("form", ["pth", "safetensors", "wrapped"])
+def test_local_weights_load(tmp_path, form):
+    torch.manual_seed(3)
+    source = timm.create_model("test_resnet")  # the classifier model, as timm and torchvision save it
+    state = source.state_dict()
+    path = tmp_path / f"weights.{'safetensors' if form == 'safetensors' else 'pth'}"
+    if form == "safetensors":
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    elif form == "wrapped":  # a training checkpoint of a DataParallel model
+        torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": 3}, path)
+    else:
+        torch.save(state, path)
+    backbone = Backbone("test_resnet", weights=path)
+    report = backbone.weights_report
+    assert report.missing == []
+    assert any(k.endswith("fc.weight") for k in report.unexpected)
+    loaded = backbone.model.state_dict()
+    assert all(torch.equal(loaded[k], state[k]) for k in loaded)
+
+
+def test_weights_of_another_architecture_are_an_error(tmp_path):
+    path = tmp_path / "other.pth"
+    torch.save(timm.create_model("test_efficientnet").state_dict(), path)
+    with pytest.raises(DropError, match="do not fit test_resnet"):
+        Backbone("test_resnet", weights=path)
+    with pytest.raises(DropError, match="does not exist"):
+        Backbone("test_resnet", weights=tmp_path / "missing.pth")
+
+
+# ---------------------------------------------------------------- pooling, visibility, PPE
+
+
+def naive_max(weights: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """The materialising formula: [N, K, 1, HW] * [N, 1, C, HW] -> max over HW."""
+    return (weights[:, :, None] * features[:, None]).amax(dim=3)
+
+
+def naive_avg(weights: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    product = weights[:, :, None] * features[:, None]
+    return product.sum(dim=3) / (weights.sum(dim=2)[:, :, None] + 1e-6)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 20, 130, None])
+def test_max_pool_matches_naive(chunk):
+    generator = torch.Generator().manual_seed(0)
+    weights = torch.rand(3, 4, 20, generator=generator).requires_grad_()
+    features = torch.randn(3, 6, 20, generator=generator).requires_grad_()
+    upstream = torch.randn(3, 4, 6, generator=generator)
+    fast = max_pool(weights, features, chunk)
+    slow = naive_max(weights, features)
+    assert torch.equal(fast, slow)
+    fast_grads = torch.autograd.grad((fast * upstream).sum(), (weights, features))
+    slow_grads = torch.autograd.grad((slow * upstream).sum(), (weights, features))
+    for fast_grad, slow_grad in zip(fast_grads, slow_grads):
+        torch.testing.assert_close(fast_grad, slow_grad)
+
+
+def test_max_pool_gradcheck():
+    generator = torch.Generator().manual_seed(0)
+    weights = torch.rand(2, 3, 5, dtype=torch.double, generator=generator).requires_grad_()
+    features = torch.randn(2, 4, 5, dtype=torch.double, generator=generator).requires_grad_()
+    for chunk in (1, 7, None):
+        assert torch.autograd.gradcheck(lambda w, f: MaskedMax.apply(w, f, chunk), (weights, features))
+
+
+def test_avg_pool_matches_naive_and_gradcheck():
+    generator = torch.Generator().manual_seed(0)
+    weights = torch.rand(2, 3, 5, dtype=torch.double, generator=generator).requires_grad_()
+    features = torch.randn(2, 4, 5, dtype=torch.double, generator=generator).requires_grad_()
+    torch.testing.assert_close(avg_pool(weights, features), naive_avg(weights, features))
+    assert torch.autograd.gradcheck(avg_pool, (weights, features))
+
+
+def test_pooling_table():
+    assert set(POOLING) == {"avg", "max", "avg+max"}
+    weights, features = torch.rand(2, 3, 10), torch.randn(2, 5, 10)
+    torch.testing.assert_close(POOLING["avg+max"](weights, features),
+                               naive_avg(weights, features) + naive_max(weights, features))
+    with pytest.raises(DropError, match="avg\\+max"):
+        tiny_net(pooling="avgmax")
+
+
+def test_part_visibility_on_a_hand_set_map():
+    logits = torch.zeros(2, 4, 2, 3)  # K = 3 parts + background, 2x3 pixels
+    logits[0, 0] = 1.0  # image 0: background everywhere...
+    logits[0, 2, 1, 2] = 5.0  # ...except one pixel won by part 2
+    logits[1, 1] = 2.0  # image 1: part 1 everywhere...
+    logits[1, 3, 0, 0] = 3.0  # ...except one pixel won by part 3
+    logits[1, 2] = 1.9  # part 2 is second everywhere: never wins
+    visible = part_visibility(logits)
+    assert visible.dtype == torch.bool
+    assert visible.tolist() == [[False, True, False], [True, False, True]]
+
+
+def test_ppe_adds_a_row_embedding_and_interpolates():
+    encoder = PedestrianPositionEncoder(3, height=4)
+    x = torch.zeros(2, 3, 4, 5)
+    out = encoder(x)
+    assert torch.equal(x, torch.zeros_like(x))  # not in place
+    torch.testing.assert_close(out, encoder.embedding.expand(2, 3, 4, 5))
+    taller = encoder(torch.zeros(1, 3, 6, 2))
+    assert taller.shape == (1, 3, 6, 2)
+    assert torch.equal(taller[..., 0], taller[..., 1])  # the same over the width
+
+
+# ---------------------------------------------------------------- build_model
+
+
+def test_build_model_maps_the_recipe_section():
+    net = build_model(CLASSES, K, backbone="test_resnet", embed_dim=DIM, decouple=False, dpu=False,
+                      ppe=False, pooling="avg", weights=None, ppe_height=None)
+    assert (net.decouple, net.dpu, net.ppe, net.pooling) == (False, False, False, "avg")
+    assert net.num_parts == K and net.num_classes == CLASSES and net.embed_dim == DIM
+
+
+def test_build_model_unknown_key_names_the_closest():
+    with pytest.raises(DropError) as error:
+        build_model(CLASSES, K, backbone="test_resnet", decoupel=False)
+    assert "decoupel" in str(error.value) and "Did you mean 'decouple'" in str(error.value)
