@@ -13,6 +13,7 @@ import torch
 
 from drop_cli import api
 from drop_cli.errors import DropError
+from drop_cli.recipe import load_recipe
 from drop_cli.train import loop as loop_module
 from drop_cli.train.checkpoint import load_checkpoint
 
@@ -104,11 +105,10 @@ def test_non_finite_loss_stops_naming_step_and_term(synthetic_labels, synthetic_
 @pytest.mark.slow
 def test_ddp_on_cpu_with_two_processes(synthetic_labels, synthetic_root, tmp_path):
     """torchrun + DDP with the gloo backend: both ranks train, rank 0 alone writes the run folder."""
-    run = tmp_path / "ddp"
+    run, recipe = tmp_path / "ddp", tmp_path / "tiny.yaml"
+    recipe.write_text(load_recipe(None, tiny_recipe(synthetic_root, **{"train.epochs": 1})).to_yaml())
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "drop_cli",
-            "train", "--device", "cpu", "--output", str(run), "--json"]
-    for override in tiny_recipe(synthetic_root, **{"train.epochs": 1}):
-        args += ["--set", override]
+            "train", "--recipe", str(recipe), "--device", "cpu", "--output", str(run), "--json"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,0 +1,25 @@
+"""Evaluation: pure functions over arrays (numpy in, numbers out), spec section 6.
+
+* :func:`part_distance`: query-gallery distances from part embeddings and visibility scores.
+* :func:`evaluate_rank` / :func:`evaluate_rank_chunked`: CMC, mAP and mINP under the Market-1501
+  protocol (the rule: :func:`kept_in_ranking`), in memory or one chunk of queries at a time.
+* :func:`re_rank`: k-reciprocal re-ranking (Zhong et al., CVPR 2017); :func:`check_re_rank_memory`
+  tells beforehand whether it fits in memory.
+"""
+from .distance import UNSHARED_DISTANCE, part_distance
+from .metrics import evaluate_rank, evaluate_rank_chunked
+from .protocol import DISTRACTOR_PID, JUNK_PID, kept_in_ranking
+from .rerank import check_re_rank_memory, re_rank, re_rank_memory_bytes
+
+__all__ = [
+    "DISTRACTOR_PID",
+    "JUNK_PID",
+    "UNSHARED_DISTANCE",
+    "check_re_rank_memory",
+    "evaluate_rank",
+    "evaluate_rank_chunked",
+    "kept_in_ranking",
+    "part_distance",
+    "re_rank",
+    "re_rank_memory_bytes",
+]
