@@ -58,6 +58,8 @@ class ModelConfig:
     dpu: bool = True  # [DROP] detail-preserving upsampling for the parsing features
     ppe: bool = True  # [DROP] pedestrian position encoder on the parsing branch
     pooling: Literal["avg", "max", "avg+max"] = "avg+max"  # [DROP] parsing-guided part pooling
+    dpu_channels: int = 64  # width of each DPU scale before fusion
+    parsing_channels: int = 128  # width of the parsing features X_p
 
 
 @dataclass(frozen=True)
@@ -246,6 +248,11 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] = ()) -> Re
             data = _merge(base_data, data)
     for text in overrides:
         data = _merge(data, parse_override(text))
+    return _build(Recipe, data, "")
+
+
+def recipe_from_dict(data: dict) -> Recipe:
+    """A Recipe from its ``to_dict()`` form (e.g. stored in a checkpoint), validated like a file."""
     return _build(Recipe, data, "")
 
 

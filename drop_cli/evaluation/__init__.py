@@ -23,3 +23,4 @@ __all__ = [
     "re_rank",
     "re_rank_memory_bytes",
 ]
+from .parsing import parsing_iou, parsing_miou

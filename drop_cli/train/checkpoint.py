@@ -41,3 +41,19 @@ def load_checkpoint(path: str | Path) -> dict:
         raise DropError(f"{path} is not a drop checkpoint (format {data.get('format') if isinstance(data, dict) else None!r}).",
                         hint="For backbone weights use the recipe key model.weights.")
     return data
+
+
+def model_from_checkpoint(checkpoint: dict) -> torch.nn.Module:
+    """Rebuild the model a checkpoint was trained with (from its stored recipe) and load its weights."""
+    import dataclasses
+
+    from ..model import build_model
+    from ..parts import part_names
+    from ..recipe import recipe_from_dict
+
+    recipe = recipe_from_dict(checkpoint["recipe"])
+    model_cfg = {**dataclasses.asdict(recipe.model), "pretrained": False, "weights": None}  # weights come next
+    model = build_model(checkpoint["num_classes"], len(part_names(recipe.data.preset)),
+                        ppe_height=recipe.data.height // 4, **model_cfg)
+    model.load_state_dict(checkpoint["model"])
+    return model.eval()
