@@ -209,3 +209,17 @@ def test_bpbreid_without_any_mask_is_an_error(tmp_path):
     with pytest.raises(LabelsError, match="none of the 5 images has a BPBreID mask"):
         api.prepare_data("occluded_duke", tmp_path, labeler="bpbreid", workers=0, bpbreid_masks=tmp_path / "masks",
                          progress=False)
+
+
+def test_make_synthetic_same_seed_same_bytes(tmp_path, monkeypatch):
+    """The writer is deterministic whatever the worker count; with SOURCE_DATE_EPOCH the labels file too."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    api.make_synthetic(tmp_path / "a", ids=6, seed=4, workers=0, progress=False)
+    api.make_synthetic(tmp_path / "b", ids=6, seed=4, workers=2, progress=False)
+    files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
+    assert files_a == files_b and len(files_a) > 50
+    for rel in files_a:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    other = api.make_synthetic(tmp_path / "c", ids=6, seed=5, workers=0, progress=False)
+    assert (other.folder / "ground_truth.h5").read_bytes() != (tmp_path / "a/synthetic/ground_truth.h5").read_bytes()
