@@ -1,7 +1,6 @@
 """Joint image + label-map augmentation, the PK sampler and the image dataset."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 

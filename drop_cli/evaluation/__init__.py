@@ -5,9 +5,11 @@
   protocol (the rule: :func:`kept_in_ranking`), in memory or one chunk of queries at a time.
 * :func:`re_rank`: k-reciprocal re-ranking (Zhong et al., CVPR 2017); :func:`check_re_rank_memory`
   tells beforehand whether it fits in memory.
+* :func:`parsing_iou` / :func:`parsing_miou`: predicted part maps against reference maps.
 """
 from .distance import UNSHARED_DISTANCE, part_distance
 from .metrics import evaluate_rank, evaluate_rank_chunked
+from .parsing import parsing_iou, parsing_miou
 from .protocol import DISTRACTOR_PID, JUNK_PID, kept_in_ranking
 from .rerank import check_re_rank_memory, re_rank, re_rank_memory_bytes
 
@@ -20,7 +22,8 @@ __all__ = [
     "evaluate_rank_chunked",
     "kept_in_ranking",
     "part_distance",
+    "parsing_iou",
+    "parsing_miou",
     "re_rank",
     "re_rank_memory_bytes",
 ]
-from .parsing import parsing_iou, parsing_miou
