@@ -4,6 +4,6 @@ The command line (`drop ...`) is a thin layer over the functions re-exported her
 """
 __version__ = "0.1.0"
 
-from .api import dataset_info, make_synthetic, prepare_data, train  # noqa: E402
+from .api import dataset_info, evaluate, extract_features, make_synthetic, prepare_data, train  # noqa: E402
 
-__all__ = ["__version__", "dataset_info", "make_synthetic", "prepare_data", "train"]
+__all__ = ["__version__", "dataset_info", "evaluate", "extract_features", "make_synthetic", "prepare_data", "train"]

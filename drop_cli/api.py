@@ -23,7 +23,7 @@ from .data import load_dataset
 from .data.stats import SplitStats, compare_with_published, split_stats
 from .errors import DatasetError, DropError, LabelsError, lookup
 from .labelers import LABELERS, LabelerSpec
-from .labels import LabelFile, LabelWriter
+from .labels import LabelWriter
 from .parts import PRESETS, part_names
 from .prepare import LabelSummary, run_labeling
 
@@ -325,3 +325,271 @@ def train(recipe: str | Path | None = None, overrides: list[str] = (), output: s
     from .train.session import run_training
 
     return run_training(resolve_recipe(recipe, overrides, resume), output, resume, device, progress)
+
+
+# ----------------------------------------------------------------------------- extract-features
+
+
+@dataclass
+class ExtractResult:
+    features: Path
+    dataset: str
+    splits: dict[str, int]  # split -> images
+    names: tuple[str, ...]
+    device: str
+    extracted: int  # images run through the model by this call (0 when the file was already complete)
+    extract_seconds: float
+    seconds: float
+    resumed_chunks: int = 0
+    already_complete: bool = False
+
+    @property
+    def images_per_s(self) -> float | None:
+        return self.extracted / self.extract_seconds if self.extracted and self.extract_seconds > 0 else None
+
+    def to_json(self) -> dict:
+        rate = self.images_per_s
+        return {"features": str(self.features), "dataset": self.dataset, "splits": self.splits,
+                "names": list(self.names), "device": self.device, "extracted": self.extracted,
+                "resumed_chunks": self.resumed_chunks, "already_complete": self.already_complete,
+                "seconds": round(self.seconds, 3), "images_per_s": round(rate, 1) if rate is not None else None}
+
+
+def _sha256_file(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _parse_splits(splits: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """``"query,gallery"`` (or a sequence) -> checked split names."""
+    from .features_h5 import SPLITS
+
+    names = tuple(s.strip() for s in (splits.split(",") if isinstance(splits, str) else splits) if s.strip())
+    for name in names:
+        lookup(dict.fromkeys(SPLITS), name, "split")
+    if not names or len(set(names)) != len(names):
+        raise DropError(f"--splits must name each split once, got {','.join(names) or 'nothing'!r}.",
+                        hint="E.g. --splits query,gallery.")
+    return names
+
+
+def _features_complete(out: Path, settings: dict) -> bool:
+    """True when ``out`` exists with exactly these settings; a DropError when it exists with others."""
+    from .features_h5 import FeatureFile
+
+    if not out.exists():
+        return False
+    stored = json.loads(FeatureFile(out).attrs.get("settings", "{}"))
+    differ = [key for key in settings if stored.get(key) != settings[key]]
+    if differ:
+        raise DropError(f"{out} already exists with other settings ({', '.join(differ)}).",
+                        hint="Pass --overwrite to replace it, or --out to write another file.")
+    return True
+
+
+def _extract_split(model, images, split: str, todo: list[int], partial, device, batch_size: int, workers: int,
+                   flip_tta: bool, dtype, parsing: bool, advance) -> int:
+    """Embed the chunks ``todo`` of one split, saving each to ``partial`` as it finishes; the images done."""
+    import itertools
+
+    from torch.utils.data import DataLoader
+
+    from .features_h5 import chunk_ranges
+    from .train.features import extract_features as embed
+
+    if not todo:
+        return 0
+    ranges = chunk_ranges(len(images))
+    batches = {c: [list(range(s, min(s + batch_size, ranges[c][1]))) for s in range(*ranges[c], batch_size)]
+               for c in todo}
+    loader = iter(DataLoader(images, batch_sampler=[b for c in todo for b in batches[c]], num_workers=workers,
+                             pin_memory=device.type == "cuda"))
+    for c in todo:  # one loader for the split: its workers serve every chunk, each chunk its own batches
+        features = embed(model, itertools.islice(loader, len(batches[c])), device, flip_tta, dtype, parsing, advance)
+        partial.save(split, c, features.embeddings, features.visibility, features.parsing)
+    return sum(ranges[c][1] - ranges[c][0] for c in todo)
+
+
+def extract_features(checkpoint: str | Path, dataset: str | None = None, root: str | Path | None = None,
+                     splits: str | list[str] | tuple[str, ...] = ("query", "gallery"), out: str | Path | None = None,
+                     flip_tta: bool | None = None, batch_size: int | None = None, device: str = "auto",
+                     parsing: bool = True, half: bool = False, overwrite: bool = False,
+                     progress: bool = True) -> ExtractResult:
+    """Run a trained model over a dataset's splits and cache its embeddings in one HDF5 file.
+
+    Args:
+        checkpoint: a ``best.pt`` or ``last.pt`` of a run folder.
+        dataset, root: the images (default: the recipe's test dataset and its root).
+        splits: which splits, e.g. ``"query,gallery"``.
+        out: the features file (default ``features.h5`` next to the checkpoint).
+        flip_tta: also embed the mirrored image (default: the recipe's ``eval.flip_tta``).
+        batch_size: images per batch (default: the recipe's ``eval.batch_size``).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        parsing: store the predicted label maps (for ``drop visualize``).
+        half: store the embeddings as float16 (half the size).
+        overwrite: replace an existing features file made with other settings.
+
+    An interrupted run resumes from the chunks in ``<out>.partial/``; a complete file with the same
+    settings is left as it is. The file layout: :mod:`drop_cli.features_h5`.
+    """
+    import hashlib
+
+    import yaml
+
+    from .data.images import ReidImages
+    from .data.transforms import EvalTransform
+    from .features_h5 import CHUNK_IMAGES, PartialFeatures, assemble_features, chunk_ranges
+    from .recipe import recipe_from_dict
+    from .train.checkpoint import load_checkpoint, model_from_checkpoint
+    from .train.loop import amp_dtype
+    from .train.session import resolve_device
+
+    start = time.perf_counter()
+    checkpoint = Path(checkpoint).expanduser()
+    ckpt = load_checkpoint(checkpoint)
+    recipe = recipe_from_dict(ckpt["recipe"])
+    test_dataset = recipe.data.test_dataset or recipe.data.dataset
+    dataset = dataset or test_dataset
+    if root is None:
+        root = (recipe.data.test_root or recipe.data.root) if dataset == test_dataset else recipe.data.root
+    split_names = _parse_splits(splits)
+    flip_tta = recipe.eval.flip_tta if flip_tta is None else flip_tta
+    batch_size = recipe.eval.batch_size if batch_size is None else batch_size
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise DropError(f"--batch-size must be a positive whole number, got {batch_size!r}.")
+    dev = resolve_device(device)
+    ds = load_dataset(dataset, root)
+    records = {split: ds.splits[split] for split in split_names}
+    empty = [split for split, recs in records.items() if not recs]
+    if empty:
+        raise DropError(f"{dataset} has no {' or '.join(empty)} images.",
+                        hint=f"Choose other --splits; it has: {', '.join(s for s, r in ds.splits.items() if r)}.")
+    names = ("global", "foreground", *part_names(recipe.data.preset))
+    counts = {split: len(recs) for split, recs in records.items()}
+    out = Path(out).expanduser() if out else checkpoint.parent / "features.h5"
+    settings = {"checkpoint_sha256": _sha256_file(checkpoint), "dataset": dataset,
+                "dataset_folder": str(ds.folder.resolve()),
+                "splits": list(split_names), "paths": {s: len(r) for s, r in records.items()},
+                "paths_sha256": hashlib.sha256("\n".join(f"{s}:{r.path}" for s in split_names
+                                                          for r in records[s]).encode()).hexdigest(),
+                "height": recipe.data.height, "width": recipe.data.width, "flip_tta": flip_tta, "parsing": parsing,
+                "dtype": "float16" if half else "float32"}
+    if not overwrite and _features_complete(out, settings):
+        return ExtractResult(out, dataset, counts, names, str(dev), 0, 0.0, time.perf_counter() - start,
+                             already_complete=True)
+
+    model = model_from_checkpoint(ckpt).to(dev)
+    partial = PartialFeatures(out.with_name(f"{out.name}.partial"), {**settings, "chunk_images": CHUNK_IMAGES})
+    done = {split: partial.done(split) for split in split_names}
+    transform = EvalTransform(recipe.data.height, recipe.data.width)
+    _ui.info(f"Extracting features of {sum(counts.values()):,} images of {dataset} ({', '.join(split_names)}) "
+             f"with {checkpoint} on {dev} into {out}")
+    extracted, extract_start = 0, time.perf_counter()
+    with _ui.progress_bar("extract-features", sum(counts.values()), enabled=progress) as advance:
+        advance(sum(stop - first for split in split_names
+                    for c, (first, stop) in enumerate(chunk_ranges(counts[split])) if c in done[split]))
+        for split in split_names:
+            todo = [c for c in range(len(chunk_ranges(counts[split]))) if c not in done[split]]
+            extracted += _extract_split(model, ReidImages(records[split], ds.folder, transform), split, todo, partial,
+                                        dev, batch_size, recipe.data.workers, flip_tta,
+                                        amp_dtype(dev, recipe.train.amp), parsing, advance)
+    extract_seconds = time.perf_counter() - extract_start
+    attrs = {"dataset": dataset, "dataset_folder": settings["dataset_folder"], "splits": list(split_names),
+             "checkpoint": str(checkpoint), "checkpoint_sha256": settings["checkpoint_sha256"],
+             "recipe": yaml.safe_dump(ckpt["recipe"], sort_keys=False),
+             "model": json.dumps({**ckpt["recipe"]["model"], "num_classes": ckpt["num_classes"],
+                                  "num_parts": len(names) - 2}),
+             "settings": json.dumps(settings), "height": recipe.data.height, "width": recipe.data.width,
+             "flip_tta": flip_tta}
+    labels = {split: ([r.path for r in recs], np.array([r.pid for r in recs], np.int64),
+                      np.array([r.camid for r in recs], np.int64)) for split, recs in records.items()}
+    not_finite = assemble_features(out, partial, labels, names, attrs, settings["dtype"])
+    partial.remove()
+    if not_finite:
+        _ui.warn(f"{len(not_finite)} image(s) have NaN or infinite embeddings, e.g. {', '.join(not_finite[:3])}; "
+                 "`drop evaluate` will refuse this file.")
+    return ExtractResult(out, dataset, counts, names, str(dev), extracted, extract_seconds,
+                         time.perf_counter() - start, resumed_chunks=sum(len(d) for d in done.values()))
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+@dataclass
+class EvaluationResult:
+    features: Path
+    dataset: str
+    queries: int
+    gallery: int
+    rerank: dict  # k1, k2, lambda
+    results: list[dict]  # distance, visibility, rerank, left_out, rank1, rank5, rank10, mAP, mINP, valid_queries
+    json_path: Path
+    csv_path: Path
+    seconds: float
+
+    def to_json(self) -> dict:
+        return {"features": str(self.features), "dataset": self.dataset, "queries": self.queries,
+                "gallery": self.gallery, "rerank_parameters": self.rerank, "results": self.results,
+                "json": str(self.json_path), "csv": str(self.csv_path), "seconds": round(self.seconds, 3)}
+
+
+def evaluate(features: str | Path, distance: str = "parts+foreground", visibility: bool = True, rerank: bool = False,
+             k1: int = 20, k2: int = 6, lambda_value: float = 0.3, ablate: bool = False,
+             out: str | Path | None = None, dataset: str | None = None, progress: bool = True) -> EvaluationResult:
+    """Score cached features (Market-1501 protocol): rank-1/5/10, mAP and mINP, written as JSON and CSV.
+
+    Args:
+        features: a file written by :func:`extract_features` (with query and gallery).
+        distance: ``global``, ``foreground``, ``parts`` or ``parts+foreground`` (DROP's).
+        visibility: weight the parts by their visibility (False: every part counts).
+        rerank: k-reciprocal re-ranking with ``k1``, ``k2`` and ``lambda_value``.
+        ablate: evaluate the whole grid instead (:func:`drop_cli.evaluation.report.ablation_grid`):
+            every distance x visibility x re-ranking, and each part left out of the default distance.
+        out: folder for ``eval.json``/``eval.csv`` (``ablate.*`` with ``ablate``); default: the
+            features file's folder.
+        dataset: if given, the dataset the features must come from.
+
+    Returns:
+        An ``EvaluationResult``; metrics are fractions in [0, 1].
+    """
+    import csv
+
+    from .evaluation.report import Rerank, ablation_grid, evaluate_grid, evaluate_setting, make_setting
+    from .features_h5 import FeatureFile
+
+    start = time.perf_counter()
+    params = Rerank(k1, k2, lambda_value)
+    setting = make_setting(distance, visibility, rerank)
+    file = FeatureFile(features)
+    if dataset is not None and file.dataset != dataset:
+        raise DropError(f"{file.path} holds features of {file.dataset}, not {dataset}.",
+                        hint=f"Extract them: `drop extract-features --checkpoint CKPT --dataset {dataset}`.")
+    file.require(("query", "gallery"))
+    query, gallery = file.read("query"), file.read("gallery")
+    settings = ablation_grid(file.names[2:]) if ablate else [setting]
+    with _ui.progress_bar("evaluate", len(settings), unit="run", enabled=progress and ablate) as advance:
+        if ablate:
+            rows = evaluate_grid(query, gallery, file.names, settings, params, advance)
+        else:
+            rows = [evaluate_setting(query, gallery, file.names, setting, params)]
+    folder = Path(out).expanduser() if out else file.path.parent
+    stem = "ablate" if ablate else "eval"
+    result = EvaluationResult(file.path, file.dataset, len(query.pids), len(gallery.pids),
+                              {"k1": k1, "k2": k2, "lambda": lambda_value}, rows, folder / f"{stem}.json",
+                              folder / f"{stem}.csv", 0.0)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(result.csv_path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        result.seconds = time.perf_counter() - start
+        result.json_path.write_text(json.dumps(result.to_json(), indent=1))
+    except (PermissionError, NotADirectoryError, FileExistsError) as e:
+        raise DropError(f"cannot write to {folder}: {e.strerror}.", hint="Choose a writable folder with --out.") from None
+    return result

@@ -214,6 +214,88 @@ def recipe_show(recipe: RecipeOpt = None, set_: SetOpt = None, json_out: JsonOpt
         print(resolved.to_yaml(), end="")
 
 
+@app.command("extract-features")
+@_command
+def extract_features(
+    checkpoint: Annotated[Path, typer.Option(help="A best.pt or last.pt of a run folder.")],
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset key (default: the recipe's test dataset).")] = None,
+    root: Annotated[Optional[Path], typer.Option(help="Folder that contains the dataset folder (default: "
+                                                      "the recipe's).")] = None,
+    splits: Annotated[str, typer.Option(help="Comma-separated: train, query, gallery.")] = "query,gallery",
+    out: Annotated[Optional[Path], typer.Option(help="Features file (default: features.h5 next to the "
+                                                     "checkpoint).")] = None,
+    flip_tta: Annotated[Optional[bool], typer.Option("--flip-tta/--no-flip-tta", help="Also embed the mirrored "
+                                                     "image (default: the recipe's eval.flip_tta).")] = None,
+    parsing: Annotated[bool, typer.Option("--parsing/--no-parsing", help="Store the predicted parsing maps "
+                                                                         "(for drop visualize).")] = True,
+    half: Annotated[bool, typer.Option("--half", help="Store the embeddings as float16.")] = False,
+    batch_size: Annotated[Optional[int], typer.Option(help="Images per batch (default: the recipe's "
+                                                           "eval.batch_size).")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing features file made with other "
+                                                 "settings.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Embed a dataset's query and gallery with a trained model into one HDF5 features file.
+
+    Interrupted runs resume where they stopped. Example: drop extract-features --checkpoint runs/synthetic-drop/best.pt
+    """
+    result = api.extract_features(checkpoint, dataset=dataset, root=root, splits=splits, out=out, flip_tta=flip_tta,
+                                  batch_size=batch_size, device=device, parsing=parsing, half=half,
+                                  overwrite=overwrite, progress=not json_out)
+    if result.already_complete:
+        _ui.info(f"{result.features} is already complete; nothing to do (--overwrite to redo it).")
+    else:
+        _ui.info(f"done in {result.seconds:.1f} s ({result.images_per_s or 0:.1f} images/s)"
+                 + (f", resumed {result.resumed_chunks} finished chunks" if result.resumed_chunks else ""))
+    table = Table(title=f"{result.dataset} features in {result.features}")
+    for col in ("split", "images", "rows"):
+        table.add_column(col, justify="left" if col == "split" else "right")
+    for split, images in result.splits.items():
+        table.add_row(split, f"{images:,}", ", ".join(result.names))
+    _emit(result.to_json(), [table], json_out)
+
+
+@app.command("evaluate")
+@_command
+def evaluate(
+    features: Annotated[Path, typer.Option(help="A features file from drop extract-features.")],
+    distance: Annotated[str, typer.Option(help="global | foreground | parts | parts+foreground.")] = "parts+foreground",
+    visibility: Annotated[bool, typer.Option("--visibility/--no-visibility", help="Weight parts by their "
+                                                                                  "visibility.")] = True,
+    rerank: Annotated[bool, typer.Option("--rerank", help="k-reciprocal re-ranking.")] = False,
+    k1: Annotated[int, typer.Option(help="Re-ranking k1.")] = 20,
+    k2: Annotated[int, typer.Option(help="Re-ranking k2.")] = 6,
+    lambda_value: Annotated[float, typer.Option("--lambda", help="Re-ranking weight of the original "
+                                                                 "distance.")] = 0.3,
+    ablate: Annotated[bool, typer.Option("--ablate", help="Every distance x visibility x re-ranking, and each part "
+                                                          "left out, in one table (instead of --distance, "
+                                                          "--no-visibility and --rerank).")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for eval.json/eval.csv or ablate.json/ablate.csv "
+                                                     "(default: the features file's).")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Check that the features come from this dataset.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Score cached features: rank-1/5/10, mAP and mINP under the Market-1501 protocol.
+
+    Example: drop evaluate --features runs/synthetic-drop/features.h5 --ablate
+    """
+    result = api.evaluate(features, distance=distance, visibility=visibility, rerank=rerank, k1=k1, k2=k2,
+                          lambda_value=lambda_value, ablate=ablate, out=out, dataset=dataset, progress=not json_out)
+    from rich import box
+
+    table = Table(title=f"{result.dataset}: {result.queries:,} query x {result.gallery:,} gallery ({result.features})",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    left_out = any(row["left_out"] for row in result.results)
+    for col in ("distance", "vis", "rerank", *(("left out",) if left_out else ()), "R-1", "R-5", "R-10", "mAP", "mINP"):
+        table.add_column(col, justify="left" if col in ("distance", "left out") else "right", no_wrap=True)
+    for row in result.results:
+        table.add_row(row["distance"], "on" if row["visibility"] else "off", "on" if row["rerank"] else "off",
+                      *((row["left_out"] or "",) if left_out else ()),
+                      *(f"{100 * row[k]:.1f}" for k in ("rank1", "rank5", "rank10", "mAP", "mINP")))
+    _ui.info(f"wrote {result.json_path} and {result.csv_path.name} in {result.seconds:.1f} s")
+    _emit(result.to_json(), [table], json_out)
+
 def main() -> None:
     app(prog_name="drop")
 
