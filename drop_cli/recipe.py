@@ -203,7 +203,9 @@ def _merge(base: dict, update: dict) -> dict:
 
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
-        raise RecipeError(f"recipe {path} not found.", hint="See recipes/ for examples, or `drop recipe show`.")
+        shipped = sorted(str(p.relative_to(RECIPES_DIR).with_suffix("")) for p in RECIPES_DIR.rglob("*.yaml"))
+        raise RecipeError(f"recipe {path} not found.", hint="Pass a YAML file or a shipped recipe: "
+                                                            + ", ".join(shipped) + ".")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
@@ -234,11 +236,26 @@ def parse_override(text: str) -> dict:
     return out
 
 
+RECIPES_DIR = Path(__file__).parent / "recipes"
+
+
+def find_recipe(name: str | Path) -> Path:
+    """A recipe file: the path itself, or the name of a recipe shipped with drop (``synthetic``,
+    ``occluded_duke``, ``ablations/no_dpu``, ...)."""
+    path = Path(name).expanduser()
+    if path.exists() or path.suffix in (".yaml", ".yml") or not (RECIPES_DIR / f"{name}.yaml").is_file():
+        return path
+    return RECIPES_DIR / f"{name}.yaml"
+
+
 def load_recipe(path: str | Path | None = None, overrides: list[str] = ()) -> Recipe:
-    """Resolve a recipe: defaults < ``base:`` < file < ``overrides`` (``key=value`` strings)."""
+    """Resolve a recipe: defaults < ``base:`` < file < ``overrides`` (``key=value`` strings).
+
+    ``path`` is a YAML file or the name of a shipped recipe (see :func:`find_recipe`).
+    """
     data: dict = {}
     if path is not None:
-        path = Path(path)
+        path = find_recipe(path)
         data = _read_yaml(path)
         base = data.pop("base", None)
         if base is not None:

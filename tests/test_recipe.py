@@ -61,3 +61,18 @@ def test_override_parsing_and_differences():
     assert load_recipe(None, ["optim.lr=1e-4"]).optim.lr == 1e-4
     a, b = Recipe().to_dict(), load_recipe(None, ["model.dpu=false", "train.seed=3"]).to_dict()
     assert recipe_differences(a, b) == ["model.dpu", "train.seed"]
+
+
+def test_shipped_recipes_by_name_and_all_of_them_resolve():
+    from drop_cli.recipe import RECIPES_DIR
+
+    assert load_recipe("synthetic") == load_recipe(RECIPES_DIR / "synthetic.yaml")
+    assert load_recipe("ablations/no_dpu").model.dpu is False
+    baseline = load_recipe("bpbreid_occluded_duke")
+    assert (baseline.model.decouple, baseline.model.dpu, baseline.model.ppe, baseline.model.pooling,
+            baseline.loss.pct, baseline.loss.memory, baseline.loss.parsing_smoothing) == (False, False, False, "avg",
+                                                                                          False, False, 1)
+    for path in RECIPES_DIR.rglob("*.yaml"):
+        load_recipe(path)
+    with pytest.raises(RecipeError, match="Pass a YAML file or a shipped recipe: .*occluded_duke"):
+        load_recipe("occluded_dukes")
