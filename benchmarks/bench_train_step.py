@@ -1,8 +1,8 @@
 """Time a DropNet training step: full DROP against the BPBreID-equivalent switches, same run.
 
 One training step = forward, the identity and parsing losses (``drop_cli.losses``: label-smoothed
-cross-entropy on the three classifiers, smoothed parsing cross-entropy x 0.35; a plain sum of the
-outputs if that package is missing), backward and an Adam step, on random images, identities and
+cross-entropy on the three classifiers, smoothed parsing cross-entropy x 0.35), backward and an
+Adam step, on random images, identities and
 part maps, with random (not pretrained) weights. Each configuration runs in its own subprocess so
 that its peak memory (``ru_maxrss``) is its own; configurations alternate over ``--rounds``. The
 table gives the median wall-clock and CPU time of the timed steps (CPU time is the steadier figure
@@ -11,6 +11,8 @@ steps over the memory held once the model was built, and every step's wall time.
 DROP's step time over the baseline's (target: <= 1.25).
 
     python -m benchmarks.bench_train_step [--backbone hrnet_w32] [--batch 16] [--steps 3] [--rounds 1] [--threads 2]
+    python -m benchmarks.bench_train_step --device cuda --batch 64 --steps 20 --warmup 5   # GPU: bf16 autocast,
+                                                                                          # channels_last, GPU memory
 
 (from the repository root). On an idle 2-core CPU hrnet_w32 at 256x128 trains at about 3 images/s:
 the defaults (1 warm-up and 3 timed steps of 16 images per configuration) take about a minute per
@@ -29,7 +31,9 @@ import time
 
 import torch
 
+from drop_cli.losses import identity_loss, parsing_loss
 from drop_cli.model import build_model
+from drop_cli.train.loop import amp_dtype
 
 # Name -> model switches. The baseline is BPBreID's head: the parsing head reads F, average pooling.
 CONFIGS = {
@@ -43,10 +47,6 @@ def _max_rss_mb() -> float:
 
 
 def _loss(out, pids: torch.Tensor, part_maps: torch.Tensor) -> torch.Tensor:
-    try:
-        from drop_cli.losses import identity_loss, parsing_loss
-    except ImportError:
-        return sum(v.sum() for v in out.id_logits.values()) + out.parsing_logits.mean() + out.embeddings.mean()
     return sum(identity_loss(out.id_logits, pids).values()) + 0.35 * parsing_loss(out.parsing_logits, part_maps)
 
 
@@ -54,24 +54,35 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     """Build one configuration and time its training steps (in this process)."""
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
-    model = build_model(args.classes, args.parts, backbone=args.backbone, **CONFIGS[name]).train()
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    dtype = amp_dtype(device, enabled=True)  # bf16 (or fp16) on CUDA, full precision on CPU
+    model = build_model(args.classes, args.parts, backbone=args.backbone, **CONFIGS[name]).train().to(device)
+    images = torch.randn(args.batch, 3, args.height, args.width, device=device)
+    if cuda:
+        model, images = model.to(memory_format=torch.channels_last), images.contiguous(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=3.5e-4)
-    images = torch.randn(args.batch, 3, args.height, args.width)
-    pids = torch.arange(args.batch) // 4 % args.classes
-    part_maps = torch.randint(0, args.parts + 1, (args.batch, args.height // 4, args.width // 4))
+    scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
+    pids = (torch.arange(args.batch) // 4 % args.classes).to(device)
+    part_maps = torch.randint(0, args.parts + 1, (args.batch, args.height // 4, args.width // 4), device=device)
     held_mb = _max_rss_mb()
     wall, cpu = [], []
     for step in range(args.warmup + args.steps):
         start, start_cpu = time.perf_counter(), time.process_time()
-        out = model(images)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            out = model(images)
         loss = _loss(out, pids, part_maps)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        if cuda:
+            torch.cuda.synchronize()
         if step >= args.warmup:
             wall.append(time.perf_counter() - start)
             cpu.append(time.process_time() - start_cpu)
-    return {"name": name, "steps_s": wall, "cpu_steps_s": cpu, "peak_mb": _max_rss_mb(),
+    return {"name": name, "steps_s": wall, "cpu_steps_s": cpu,
+            "peak_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else _max_rss_mb(),
             "step_peak_mb": _max_rss_mb() - held_mb, "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
 
 
@@ -87,6 +98,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1, help="alternating runs of each configuration")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="cuda: bf16/fp16 autocast and channels_last as in training; peak = GPU memory")
     parser.add_argument("--child", choices=list(CONFIGS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -113,7 +126,7 @@ def main() -> None:
     for r in results.values():
         r["step_s"], r["cpu_s"] = statistics.median(r["steps_s"]), statistics.median(r["cpu_steps_s"])
         r["images_per_s"] = args.batch / r["step_s"]
-    print(f"{'configuration':<20} {'params':>8} {'step':>8} {'CPU time':>9} {'images/s':>9} {'peak RSS':>10} "
+    print(f"{'configuration':<20} {'params':>8} {'step':>8} {'CPU time':>9} {'images/s':>9} {'peak mem':>10} "
           f"{'step peak':>10}  steps")
     for r in results.values():
         print(f"{r['name']:<20} {r['params_m']:>7.1f}M {r['step_s']:>7.2f}s {r['cpu_s']:>8.2f}s "
