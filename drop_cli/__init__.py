@@ -4,6 +4,21 @@ The command line (`drop ...`) is a thin layer over the functions re-exported her
 """
 __version__ = "0.1.0"
 
-from .api import dataset_info, evaluate, extract_features, make_synthetic, prepare_data, train  # noqa: E402
+from .api import (  # noqa: E402
+    dataset_info,
+    evaluate,
+    extract_features,
+    make_synthetic,
+    prepare_data,
+    quickstart,
+    train,
+    visualize_embeddings,
+    visualize_labels,
+    visualize_parsing,
+    visualize_ranking,
+    visualize_training,
+)
 
-__all__ = ["__version__", "dataset_info", "evaluate", "extract_features", "make_synthetic", "prepare_data", "train"]
+__all__ = ["__version__", "dataset_info", "evaluate", "extract_features", "make_synthetic", "prepare_data",
+           "quickstart", "train", "visualize_embeddings", "visualize_labels", "visualize_parsing",
+           "visualize_ranking", "visualize_training"]

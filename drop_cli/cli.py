@@ -296,6 +296,150 @@ def evaluate(
     _ui.info(f"wrote {result.json_path} and {result.csv_path.name} in {result.seconds:.1f} s")
     _emit(result.to_json(), [table], json_out)
 
+visualize_app = typer.Typer(no_args_is_help=True, help="Draw PNG pictures: labels, parsing, rankings, curves, embeddings.")
+app.add_typer(visualize_app, name="visualize")
+OutPng = Annotated[Optional[Path], typer.Option("--out", help="PNG to write (default: a figures/ folder next to the input).")]
+FeaturesOpt = Annotated[Path, typer.Option("--features", help="Features file from `drop extract-features`.")]
+
+
+def _ints(text: Optional[str]) -> Optional[list[int]]:
+    if text is None:
+        return None
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise DropError(f"{text!r} is not a comma-separated list of whole numbers.", hint="E.g. 3,17,42") from None
+
+
+def _emit_images(result, json_out: bool) -> None:
+    for path in result.images:
+        _ui.info(f"wrote {path}")
+    _emit(result.to_json(), [], json_out)
+
+
+@visualize_app.command("labels")
+@_command
+def visualize_labels(
+    labels: Annotated[Path, typer.Option(help="Labels file from `drop prepare-data`.")],
+    root: Annotated[Optional[Path], typer.Option(help="Folder that contains the dataset folder "
+                                                     "(default: the labels file's folder).")] = None,
+    split: Annotated[Optional[str], typer.Option(help="train | query | gallery (default: all images).")] = None,
+    count: Annotated[int, typer.Option(help="How many images (drawn at random with --seed).")] = 16,
+    images: Annotated[Optional[str], typer.Option(help="Comma-separated image paths to show instead.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the random selection.")] = 0,
+    out: OutPng = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Images with their pseudo-label overlay, a colour legend, flagged images marked.
+
+    Example: drop visualize labels --labels data/synthetic/labels-pose-eight.h5 --split query
+    """
+    paths = [p.strip() for p in images.split(",")] if images else None
+    _emit_images(api.visualize_labels(labels, root, split, count, paths, seed, out), json_out)
+
+
+@visualize_app.command("parsing")
+@_command
+def visualize_parsing(
+    features: FeaturesOpt,
+    labels: Annotated[Optional[Path], typer.Option(help="Labels file, to show the pseudo labels alongside.")] = None,
+    split: Annotated[str, typer.Option(help="query | gallery.")] = "query",
+    count: Annotated[int, typer.Option(help="How many images.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of the random selection.")] = 0,
+    out: OutPng = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Predicted parsing next to the pseudo label of the same image, with per-part visibility.
+
+    Example: drop visualize parsing --features runs/synthetic-drop/features.h5 --labels data/synthetic/labels-pose-eight.h5
+    """
+    _emit_images(api.visualize_parsing(features, labels, split, count, None, seed, out), json_out)
+
+
+@visualize_app.command("ranking")
+@_command
+def visualize_ranking(
+    features: FeaturesOpt,
+    distance: Annotated[str, typer.Option(help="global | foreground | parts | parts+foreground.")] = "parts+foreground",
+    no_visibility: Annotated[bool, typer.Option("--no-visibility", help="Treat every part as visible.")] = False,
+    rerank: Annotated[bool, typer.Option(help="k-reciprocal re-ranking.")] = False,
+    queries: Annotated[Optional[str], typer.Option(help="Query indices, comma-separated.")] = None,
+    ids: Annotated[Optional[str], typer.Option(help="Query identities, comma-separated.")] = None,
+    worst: Annotated[Optional[int], typer.Option(help="The N queries with the lowest AP.")] = None,
+    count: Annotated[int, typer.Option(help="Queries to draw when none are chosen.")] = 10,
+    k: Annotated[int, typer.Option("-k", "--top", help="Gallery images per query.")] = 10,
+    out: OutPng = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """One row per query: the query, its top-k gallery images (green: same id, red: not), distances,
+    and the parts visible in both.
+
+    Example: drop visualize ranking --features runs/synthetic-drop/features.h5 --worst 10
+    """
+    result = api.visualize_ranking(features, distance, not no_visibility, rerank, _ints(queries), _ints(ids), worst,
+                                   count, k, out)
+    _emit_images(result, json_out)
+
+
+@visualize_app.command("training")
+@_command
+def visualize_training(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder made by `drop train`.")],
+    out: OutPng = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Loss terms, learning rate, rank-1, mAP and mINP against epochs.
+
+    Example: drop visualize training runs/synthetic-drop
+    """
+    _emit_images(api.visualize_training(run_dir, out), json_out)
+
+
+@visualize_app.command("embeddings")
+@_command
+def visualize_embeddings(
+    features: FeaturesOpt,
+    split: Annotated[str, typer.Option(help="query | gallery.")] = "gallery",
+    row: Annotated[str, typer.Option(help="global, foreground or a part name.")] = "global",
+    num_ids: Annotated[int, typer.Option(help="How many identities.")] = 10,
+    ids: Annotated[Optional[str], typer.Option(help="These identities instead, comma-separated.")] = None,
+    method: Annotated[str, typer.Option(help="tsne | pca.")] = "tsne",
+    seed: Annotated[int, typer.Option(help="Seed of the identity choice and t-SNE.")] = 0,
+    out: OutPng = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """A 2-D projection of one embedding, coloured by identity.
+
+    Example: drop visualize embeddings --features runs/synthetic-drop/features.h5 --row torso
+    """
+    _emit_images(api.visualize_embeddings(features, split, row, num_ids, _ints(ids), method, seed, out), json_out)
+
+
+@app.command("quickstart")
+@_command
+def quickstart(
+    out: Annotated[Path, typer.Option(help="Folder for everything it makes.")] = Path("quickstart"),
+    ids: Annotated[int, typer.Option(help="Identities of the synthetic set.")] = 100,
+    set_: SetOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The whole loop on a CPU in minutes: synthetic set, labels, training, features, evaluation, pictures.
+
+    Example: drop quickstart --out quickstart
+    """
+    result = api.quickstart(out, ids, set_ or [], progress=not json_out)
+    table = Table(title=f"quickstart: {result.labeler} labels, run {result.run_dir} ({result.seconds / 60:.1f} min)")
+    for col in ("distance", "re-ranking", "rank-1", "rank-5", "mAP", "mINP"):
+        table.add_column(col, justify="left" if col == "distance" else "right")
+    for row in result.evaluate:
+        table.add_row(row["distance"], "on" if row["rerank"] else "off",
+                      *(f"{100 * row[k]:.1f}" for k in ("rank1", "rank5", "mAP", "mINP")))
+    files = Table(title="where everything is", show_header=False)
+    for what, path in (("run folder", result.run_dir), *(("picture", p) for p in result.images)):
+        files.add_row(what, str(path))
+    _emit(result.to_json(), [table, files], json_out)
+
+
 def main() -> None:
     app(prog_name="drop")
 

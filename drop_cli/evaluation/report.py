@@ -146,18 +146,15 @@ def _check_rerank_memory(num_query: int, num_gallery: int, rerank: Rerank) -> No
 # ----------------------------------------------------------------------------- one setting
 
 
-def evaluate_setting(query: SplitFeatures, gallery: SplitFeatures, names: Sequence[str], setting: Setting,
-                     rerank: Rerank = Rerank()) -> dict:
-    """Metrics of one setting: part_distance over the mode's rows (and re_rank when asked for).
+def setting_distances(query: SplitFeatures, gallery: SplitFeatures, names: Sequence[str], setting: Setting,
+                      rerank: Rerank = Rerank()) -> np.ndarray:
+    """The [Nq, Ng] distances of one setting: part_distance over the mode's rows (re-ranked when asked for).
 
     Args:
         query, gallery: the two splits, embeddings [N, M, D] with rows ``names``.
         names: the M row names (global, foreground, parts).
         setting: from :func:`make_setting`.
         rerank: the re-ranking parameters (used when ``setting.rerank``).
-
-    Returns:
-        A result row: the setting's fields, rank1, rank5, rank10, mAP, mINP (fractions) and valid_queries.
     """
     combo = _combination(setting, names)
     rows = _index(combo.rows)
@@ -171,7 +168,14 @@ def evaluate_setting(query: SplitFeatures, gallery: SplitFeatures, names: Sequen
         _check_rerank_memory(len(query.pids), len(gallery.pids), rerank)
         distmat = re_rank(distmat, distance(query, query), distance(gallery, gallery),
                           rerank.k1, rerank.k2, rerank.lambda_value)
-    return _row(setting, _metrics(distmat, query, gallery))
+    return distmat
+
+
+def evaluate_setting(query: SplitFeatures, gallery: SplitFeatures, names: Sequence[str], setting: Setting,
+                     rerank: Rerank = Rerank()) -> dict:
+    """Metrics of one setting (see :func:`setting_distances`): the setting's fields, rank1, rank5,
+    rank10, mAP, mINP (fractions) and valid_queries."""
+    return _row(setting, _metrics(setting_distances(query, gallery, names, setting, rerank), query, gallery))
 
 
 # ----------------------------------------------------------------------------- the grid
