@@ -230,7 +230,6 @@ def classic_re_rank(q_g_dist, q_q_dist, g_g_dist, k1: int = 20, k2: int = 6, lam
         for i in range(n):
             expanded[i] = np.mean(weights[rank[i, :k2], :], axis=0)
         weights = expanded
-    del rank
     inverted = [np.where(weights[:, k] != 0)[0] for k in range(n)]
     jaccard = np.zeros_like(dist)
     for i in range(num_query):

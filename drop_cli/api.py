@@ -645,14 +645,21 @@ def _figures_dir(features_path: Path, out: str | Path | None, name: str) -> Path
     return Path(out) if out else features_path.parent / "figures" / name
 
 
-def visualize_parsing(features: str | Path, labels: str | Path | None = None, split: str = "query",
+def visualize_parsing(features: str | Path | None = None, labels: str | Path | None = None, split: str = "query",
                       count: int | None = 8, images: list[str] | None = None, seed: int = 0,
-                      out: str | Path | None = None) -> VisualizeResult:
-    """Draw predicted parsing (from a features file with parsing maps) next to the pseudo labels."""
+                      out: str | Path | None = None, checkpoint: str | Path | None = None) -> VisualizeResult:
+    """Draw predicted parsing next to the pseudo labels, from a features file with parsing maps or
+    from a checkpoint (whose features, parsing maps included, are extracted and cached first)."""
     from .features_h5 import FeatureFile
     from .viz import draw_parsing
 
     start = time.perf_counter()
+    if (features is None) == (checkpoint is None):
+        raise DropError("give either --features or --checkpoint.",
+                        hint="--features reads a cache from `drop extract-features`; --checkpoint makes one.")
+    if checkpoint is not None:
+        features = extract_features(checkpoint, splits=(split,), out=Path(checkpoint).with_name(f"features-{split}.h5"),
+                                    progress=False).features
     cache = FeatureFile(features)
     if not cache.has_parsing:
         raise DropError(f"{cache.path} holds no parsing maps.",

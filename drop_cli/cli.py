@@ -341,7 +341,8 @@ def visualize_labels(
 @visualize_app.command("parsing")
 @_command
 def visualize_parsing(
-    features: FeaturesOpt,
+    features: Annotated[Optional[Path], typer.Option(help="Features file with parsing maps.")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Or a checkpoint: its features are extracted first.")] = None,
     labels: Annotated[Optional[Path], typer.Option(help="Labels file, to show the pseudo labels alongside.")] = None,
     split: Annotated[str, typer.Option(help="query | gallery.")] = "query",
     count: Annotated[int, typer.Option(help="How many images.")] = 8,
@@ -353,7 +354,7 @@ def visualize_parsing(
 
     Example: drop visualize parsing --features runs/synthetic-drop/features.h5 --labels data/synthetic/labels-pose-eight.h5
     """
-    _emit_images(api.visualize_parsing(features, labels, split, count, None, seed, out), json_out)
+    _emit_images(api.visualize_parsing(features, labels, split, count, None, seed, out, checkpoint), json_out)
 
 
 @visualize_app.command("ranking")

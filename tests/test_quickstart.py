@@ -47,6 +47,7 @@ def test_visualize_commands_on_quickstart_outputs(tiny_quickstart, tmp_path):
     commands = {
         "labels": ["visualize", "labels", "--labels", labels, "--count", "4"],
         "parsing": ["visualize", "parsing", "--features", features, "--labels", labels, "--count", "2"],
+        "parsing-checkpoint": ["visualize", "parsing", "--checkpoint", str(result.run_dir / "best.pt"), "--count", "2"],
         "ranking": ["visualize", "ranking", "--features", features, "--worst", "3", "--rerank"],
         "training": ["visualize", "training", str(result.run_dir)],
         "embeddings": ["visualize", "embeddings", "--features", features, "--method", "pca", "--num-ids", "3"],
@@ -62,6 +63,7 @@ def test_visualize_commands_on_quickstart_outputs(tiny_quickstart, tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["visualize", "ranking", "--features", "missing.h5"], "features file missing.h5 not found."),
     (["visualize", "training", "."], "metrics.csv not found."),
+    (["visualize", "parsing"], "give either --features or --checkpoint."),
     (["visualize", "ranking", "--features", "FEATURES", "--ids", "9999"], "unknown query id 9999."),
     (["visualize", "ranking", "--features", "FEATURES", "--queries", "x"], "'x' is not a comma-separated list"),
 ])
