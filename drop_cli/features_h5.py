@@ -32,13 +32,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ._h5 import STR, AtomicH5Writer, plain_attrs
 from .errors import DropError
 from .labels import created_timestamp
 
 FORMAT_VERSION = 1
 CHUNK_IMAGES = 1024
 SPLITS = ("train", "query", "gallery")
-_STR = h5py.string_dtype("utf-8")
 _ARRAYS = ("paths", "pids", "camids", "embeddings", "visibility")
 
 
@@ -63,17 +63,6 @@ class SplitFeatures:
     parsing: np.ndarray | None = None
 
 
-def _plain(value):
-    """h5py attribute -> plain Python value."""
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 class FeatureFile:
     """Read and check a features file: ``.attrs``, ``.names``, ``.splits`` (split -> images), ``.read(split)``.
 
@@ -89,7 +78,7 @@ class FeatureFile:
                             hint="Create it with `drop extract-features --checkpoint RUN/best.pt`.")
         try:
             with h5py.File(self.path, "r") as f:
-                self.attrs = {k: _plain(v) for k, v in f.attrs.items()}
+                self.attrs = plain_attrs(f.attrs)
                 shapes = {split: {name: f[split][name].shape for name in (*_ARRAYS, "parsing") if name in f[split]}
                           for split in f if isinstance(f[split], h5py.Group)}
         except OSError as e:
@@ -165,7 +154,7 @@ def read_features(path: str | Path, splits: tuple[str, ...] = ("query", "gallery
     return {split: file.read(split, parsing) for split in splits}
 
 
-class FeatureWriter:
+class FeatureWriter(AtomicH5Writer):
     """Write a features file split by split; it appears under its final name only on :meth:`commit`.
 
     Args:
@@ -177,27 +166,22 @@ class FeatureWriter:
     def __init__(self, path: Path, names: tuple[str, ...], attrs: dict):
         from . import __version__
 
-        self.path = Path(path)
+        super().__init__(path, {**attrs, "format_version": FORMAT_VERSION, "names": list(names),
+                                "created": created_timestamp(), "drop_version": __version__})
         self.names = names
-        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        self._file = h5py.File(self._tmp, "w")
-        meta = {**attrs, "format_version": FORMAT_VERSION, "names": list(names), "created": created_timestamp(),
-                "drop_version": __version__}
-        for key, value in meta.items():
-            self._file.attrs[key] = np.array(value, dtype=_STR) if isinstance(value, (list, tuple)) else value
 
     def add_split(self, split: str, paths: list[str], pids: np.ndarray, camids: np.ndarray, embed_dim: int,
                   dtype: str, parsing_size: tuple[int, int] | None) -> None:
         """Create the split's group with its labels; :meth:`write` fills the features."""
         n, m = len(paths), len(self.names)
         group = self._file.create_group(split)
-        group.create_dataset("paths", data=np.array(paths, dtype=object), dtype=_STR)
+        group.create_dataset("paths", data=np.array(paths, dtype=object), dtype=STR)
         group.create_dataset("pids", data=np.asarray(pids, np.int64))
         group.create_dataset("camids", data=np.asarray(camids, np.int64))
         rows = max(1, min(n, 256))
         embeddings = group.create_dataset("embeddings", shape=(n, m, embed_dim), dtype=dtype,
                                           chunks=(rows, m, embed_dim) if n else None)
-        embeddings.attrs["names"] = np.array(self.names, dtype=_STR)
+        embeddings.attrs["names"] = np.array(self.names, dtype=STR)
         group.create_dataset("visibility", shape=(n, m), dtype=np.float32)
         if parsing_size is not None:
             group.create_dataset("parsing", shape=(n, *parsing_size), dtype=np.uint8, compression="gzip",
@@ -212,25 +196,6 @@ class FeatureWriter:
         group["visibility"][start:stop] = visibility
         if parsing is not None and "parsing" in group:
             group["parsing"][start:stop] = parsing
-
-    def commit(self) -> Path:
-        """Close the file and move it to its final name."""
-        self._file.close()
-        os.replace(self._tmp, self.path)
-        return self.path
-
-    def abort(self) -> None:
-        """Close and delete the unfinished file."""
-        if self._file.id.valid:
-            self._file.close()
-        self._tmp.unlink(missing_ok=True)
-
-    def __enter__(self) -> FeatureWriter:
-        return self
-
-    def __exit__(self, exc_type, *exc) -> None:
-        if exc_type is not None:
-            self.abort()
 
 
 class PartialFeatures:

@@ -23,12 +23,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ._h5 import STR, AtomicH5Writer, plain_attrs
 from .errors import LabelsError
 from .labelers.base import FLAG_NAMES
 
 FORMAT_VERSION = 1
 CHUNK_IMAGES = 16
-_STR = h5py.string_dtype("utf-8")
 
 
 def created_timestamp() -> str:
@@ -51,7 +51,7 @@ class LabelFile:
             raise LabelsError(f"labels file {self.path} not found.", hint="Create it with `drop prepare-data`.")
         try:
             with h5py.File(self.path, "r") as f:
-                self.attrs = {k: _plain(v) for k, v in f.attrs.items()}
+                self.attrs = plain_attrs(f.attrs)
                 self.paths = [p.decode() if isinstance(p, bytes) else p for p in f["paths"][()]]
                 lengths = {name: f[name].shape[0] for name in ("labels", "quality", "flags")}
                 self._quality = f["quality"][()]
@@ -126,18 +126,7 @@ class LabelFile:
         return self._flags
 
 
-def _plain(value):
-    """h5py attribute -> plain Python value."""
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-class LabelWriter:
+class LabelWriter(AtomicH5Writer):
     """Write a labels file block by block; it appears under its final name only when `commit` is called.
 
     Args:
@@ -150,21 +139,16 @@ class LabelWriter:
     def __init__(self, path: str | Path, paths: list[str], height: int, width: int, attrs: dict):
         from . import __version__
 
-        self.path = Path(path)
-        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        self._file = h5py.File(self._tmp, "w", track_order=False)
+        super().__init__(path, {"format_version": FORMAT_VERSION, "height": height, "width": width,
+                                "created": created_timestamp(), "drop_version": __version__,
+                                "flag_names": json.dumps({str(k): v for k, v in FLAG_NAMES.items()}), **attrs})
         n = len(paths)
-        self._file.create_dataset("paths", data=np.array(paths, dtype=object), dtype=_STR, track_times=False)
+        self._file.create_dataset("paths", data=np.array(paths, dtype=object), dtype=STR, track_times=False)
         self._labels = self._file.create_dataset(
             "labels", shape=(n, height, width), dtype=np.uint8, chunks=(min(CHUNK_IMAGES, max(n, 1)), height, width),
             compression="gzip", compression_opts=4, track_times=False)
         self._quality = self._file.create_dataset("quality", shape=(n,), dtype=np.float32, track_times=False)
         self._flags = self._file.create_dataset("flags", shape=(n,), dtype=np.uint8, track_times=False)
-        meta = {"format_version": FORMAT_VERSION, "height": height, "width": width,
-                "created": created_timestamp(), "drop_version": __version__,
-                "flag_names": json.dumps({str(k): v for k, v in FLAG_NAMES.items()}), **attrs}
-        for key, value in meta.items():
-            self._file.attrs[key] = np.array(value, dtype=_STR) if isinstance(value, (list, tuple)) else value
 
     def write(self, start: int, labels: np.ndarray, quality: np.ndarray, flags: np.ndarray) -> None:
         """Store images ``start .. start + len(labels)``."""
@@ -172,23 +156,3 @@ class LabelWriter:
         self._labels[start:stop] = labels
         self._quality[start:stop] = quality
         self._flags[start:stop] = flags
-
-    def commit(self) -> Path:
-        """Close the file and move it to its final name."""
-        self._file.close()
-        os.replace(self._tmp, self.path)
-        return self.path
-
-    def abort(self) -> None:
-        """Close and delete the unfinished file."""
-        if self._file.id.valid:
-            self._file.close()
-        self._tmp.unlink(missing_ok=True)
-
-    def __enter__(self) -> LabelWriter:
-        return self
-
-    def __exit__(self, exc_type, *exc) -> None:
-        if exc_type is not None:
-            self.abort()
-

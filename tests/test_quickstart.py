@@ -83,3 +83,10 @@ def test_full_quickstart_within_ten_minutes(tmp_path):
     plain = next(r for r in payload["evaluate"] if not r["rerank"])
     assert plain["mAP"] > 0.15, "the CPU recipe reaches about 0.3 mAP on the occluded queries"
     assert len(payload["images"]) == 4
+
+
+def test_visualize_parsing_needs_parsing_maps(tiny_quickstart, tmp_path):
+    run_dir = tiny_quickstart[1].run_dir
+    bare = api.extract_features(run_dir / "best.pt", parsing=False, out=tmp_path / "bare.h5", progress=False).features
+    outcome = runner.invoke(app, ["visualize", "parsing", "--features", str(bare)])
+    assert outcome.exit_code == 1 and outcome.stderr.startswith(f"error: {bare} holds no parsing maps.")

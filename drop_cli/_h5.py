@@ -1,0 +1,60 @@
+"""HDF5 helpers shared by the labels file and the features file.
+
+Both are written under a temporary name and renamed when complete, so a file under its final name is
+always finished; both store their metadata as attributes, read back as plain Python values.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+STR = h5py.string_dtype("utf-8")
+
+
+def plain_attrs(attrs: h5py.AttributeManager) -> dict:
+    """HDF5 attributes as plain Python values (str, int, float, lists)."""
+    return {key: _plain(value) for key, value in attrs.items()}
+
+
+def _plain(value):
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class AtomicH5Writer:
+    """Opens ``.<name>.<pid>.tmp`` beside ``path`` with ``attrs`` set; :meth:`commit` renames it to ``path``,
+    and leaving the ``with`` block on an exception (or :meth:`abort`) deletes it."""
+
+    def __init__(self, path: str | Path, attrs: dict):
+        self.path = Path(path)
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._file = h5py.File(self._tmp, "w", track_order=False)
+        for key, value in attrs.items():
+            self._file.attrs[key] = np.array(value, dtype=STR) if isinstance(value, (list, tuple)) else value
+
+    def commit(self) -> Path:
+        """Close the file and move it to its final name."""
+        self._file.close()
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Close and delete the unfinished file."""
+        if self._file.id.valid:
+            self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None:
+            self.abort()
