@@ -64,6 +64,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
+    parts: bool = True  # False: the global-feature baseline (identity + batch-hard triplet on the global
+    #                     embedding only; evaluate it with eval.distance: global)
     id_weight: float = 1.0  # identity cross-entropy on global, foreground and concatenated parts
     label_smoothing: float = 0.1  # of the identity cross-entropy
     triplet_weight: float = 1.0  # part triplet (PCT when pct, else BPBreID's part-averaged triplet)

@@ -115,3 +115,19 @@ def test_ddp_on_cpu_with_two_processes(synthetic_labels, synthetic_root, tmp_pat
     assert json.loads((run / "env.json").read_text())["world_size"] == 2
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert len(rows) == 1 and float(rows[0]["mAP"]) > 0
+
+
+def test_global_feature_baseline_and_eval_distance(synthetic_labels, synthetic_root, tmp_path):
+    """loss.parts=false trains the global embedding alone; training's evaluation uses eval.distance,
+    with the same numbers `drop evaluate` gives on the cached features."""
+    result = api.train(None, tiny_recipe(synthetic_root, **{"loss.parts": False, "eval.distance": "global",
+                                                           "train.epochs": 1}),
+                       output=tmp_path / "run", progress=False)
+    row = next(csv.DictReader(open(result.run_dir / "metrics.csv")))
+    assert {k for k in row if k.startswith(("id_", "pct", "part", "parsing", "global"))} == {"id_global",
+                                                                                             "global_triplet"}
+    features = api.extract_features(result.run_dir / "best.pt", progress=False).features
+    scored = api.evaluate(features, distance="global", progress=False).results[0]
+    assert scored["mAP"] == pytest.approx(result.final["mAP"]) and scored["rank1"] == pytest.approx(result.final["rank1"])
+    parts = api.evaluate(features, distance="parts+foreground", progress=False).results[0]
+    assert parts["mAP"] != pytest.approx(scored["mAP"])

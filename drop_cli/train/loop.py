@@ -47,6 +47,8 @@ class LoopConfig:
     channels_last: bool
     workers: int
     flip_tta: bool
+    eval_distance: str = "parts+foreground"
+    eval_rerank: bool = False
 
 
 @dataclass
@@ -70,17 +72,15 @@ def _seed_worker(worker_id: int) -> None:
 
 
 def evaluate(model, query_loader, gallery_loader, device, config: LoopConfig) -> dict:
-    """rank-1/5/10, mAP, mINP with DROP's visibility-aware foreground + parts distance."""
-    from ..evaluation import evaluate_rank, part_distance
+    """rank-1/5/10, mAP, mINP under the recipe's eval.distance (and eval.rerank), exactly as `drop evaluate`."""
+    from ..evaluation.report import evaluate_setting, make_setting
 
     dtype = amp_dtype(device, config.amp)
     q = extract_features(model, query_loader, device, config.flip_tta, dtype)
     g = extract_features(model, gallery_loader, device, config.flip_tta, dtype)
-    distmat = part_distance(q.embeddings[:, 1:], q.visibility[:, 1:], g.embeddings[:, 1:], g.visibility[:, 1:])
-    result = evaluate_rank(distmat, q.pids, g.pids, q.camids, g.camids)
-    cmc = result["cmc"]
-    return {"rank1": float(cmc[0]), "rank5": float(cmc[4]), "rank10": float(cmc[9]),
-            "mAP": float(result["mAP"]), "mINP": float(result["mINP"])}
+    names = ("global", "foreground", *(f"part {k + 1}" for k in range(q.embeddings.shape[1] - 2)))
+    row = evaluate_setting(q, g, names, make_setting(config.eval_distance, True, config.eval_rerank))
+    return {k: row[k] for k in ("rank1", "rank5", "rank10", "mAP", "mINP")}
 
 
 class MetricsLog:

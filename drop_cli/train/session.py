@@ -157,7 +157,8 @@ def run_training(recipe: Recipe, output: str | Path | None = None, resume: str |
             bank.load_state_dict(checkpoint["memory_bank"])
         state = LoopState(checkpoint["epoch"], checkpoint["best"], checkpoint["history"])
     if world_size > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if dev.type == "cuda" else None)
+        model = torch.nn.parallel.DistributedDataParallel(  # the global baseline leaves the part branch unused
+            model, device_ids=[local_rank] if dev.type == "cuda" else None, find_unused_parameters=not recipe.loss.parts)
 
     log_file = run_dir / "log.txt" if run_dir is not None else None
 
@@ -175,7 +176,8 @@ def run_training(recipe: Recipe, output: str | Path | None = None, resume: str |
             + (f", resuming after epoch {state.epoch + 1}" if resume is not None else ""))
     config = LoopConfig(train_cfg.epochs, recipe.optim.lr, recipe.optim.weight_decay, recipe.optim.warmup_epochs,
                         recipe.optim.milestones, recipe.optim.gamma, train_cfg.seed, train_cfg.eval_every,
-                        train_cfg.amp, train_cfg.channels_last, data.workers, recipe.eval.flip_tta)
+                        train_cfg.amp, train_cfg.channels_last, data.workers, recipe.eval.flip_tta,
+                        recipe.eval.distance, recipe.eval.rerank)
     try:
         state = train_loop(model, objective, train_set, sampler, query_loader, gallery_loader, dev, config, run_dir,
                            recipe.to_dict(), num_classes, state, optimizer, bank, log, progress, rank, world_size)
