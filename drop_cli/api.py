@@ -741,8 +741,9 @@ class QuickstartResult:
                 "images": [str(p) for p in self.images], "seconds": round(self.seconds, 3)}
 
 
-def _quickstart_labeler() -> str:
-    """`pose` when its model file can be had, else the synthetic ground truth (saying why)."""
+def synthetic_labeler() -> str:
+    """The labeler for the synthetic set: `pose` when its model file can be had, else the synthetic
+    ground truth (with a warning saying why)."""
     from .errors import ModelFileError
     from .labelers.pose_model import pose_model_path
 
@@ -768,7 +769,7 @@ def quickstart(out: str | Path = "quickstart", ids: int = 100, overrides: list[s
     data = out / "data"
     _ui.info(f"[bold]1/6[/] synthetic set in {data}")
     make_synthetic(data, ids=ids, seed=0, progress=progress)
-    labeler = _quickstart_labeler()
+    labeler = synthetic_labeler()
     _ui.info(f"[bold]2/6[/] {labeler} labels")
     labels = prepare_data("synthetic", data, labeler=labeler, progress=progress).labels.path
     _ui.info("[bold]3/6[/] training (recipe `synthetic`)")
@@ -788,3 +789,11 @@ def quickstart(out: str | Path = "quickstart", ids: int = 100, overrides: list[s
               *visualize_ranking(features, worst=8).images,
               *visualize_training(run.run_dir).images]
     return QuickstartResult(run.run_dir, labeler, results, images, time.perf_counter() - start)
+
+
+def ablation_study(out: str | Path = "study", seeds: tuple[int, ...] = (0, 1, 2), ids: int = 100,
+                   configs: tuple[str, ...] | None = None, overrides: list[str] = (), progress: bool = True):
+    """Train each DROP ablation (and the baselines) on the synthetic set for every seed; see drop_cli.study."""
+    from .study import run_study
+
+    return run_study(out, seeds, ids, configs, overrides, progress)

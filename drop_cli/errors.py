@@ -41,6 +41,7 @@ def lookup(table: dict, key: str, what: str):
 
 def _choices_hint(key: str, choices: Iterable[str]) -> str:
     choices = sorted(choices)
-    close = difflib.get_close_matches(key, choices, n=1)
-    hint = f"Did you mean {close[0]!r}? " if close else ""
+    by_lower = {c.lower(): c for c in choices}  # case-insensitive: 'Market1501' finds 'market1501'
+    close = difflib.get_close_matches(str(key).lower(), list(by_lower), n=1)
+    hint = f"Did you mean {by_lower[close[0]]!r}? " if close else ""
     return hint + "Choose one of: " + ", ".join(choices) + "."
