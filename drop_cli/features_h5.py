@@ -23,7 +23,6 @@ temporary name, then renamed) and reused by a run with the same ``manifest.json`
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import h5py
 import numpy as np
 
 from ._h5 import STR, AtomicH5Writer, plain_attrs
+from ._partial import finished_chunks, open_partial
 from .errors import DropError
 from .labels import created_timestamp
 
@@ -208,20 +208,8 @@ class PartialFeatures:
 
     def __init__(self, folder: Path, manifest: dict):
         self.folder = folder
-        manifest_file = folder / "manifest.json"
-        if folder.is_dir():
-            try:
-                same = json.loads(manifest_file.read_text()) == manifest
-            except (OSError, ValueError):
-                same = False
-            if not same:
-                shutil.rmtree(folder)
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            if not manifest_file.exists():
-                tmp = manifest_file.with_suffix(".tmp")
-                tmp.write_text(json.dumps(manifest, indent=1))
-                os.replace(tmp, manifest_file)
+            open_partial(folder, manifest)
         except (PermissionError, NotADirectoryError, FileExistsError) as e:
             raise DropError(f"cannot write to {folder.parent}: {e.strerror}.",
                             hint="Choose a writable place with --out.") from None
@@ -231,17 +219,7 @@ class PartialFeatures:
 
     def done(self, split: str) -> set[int]:
         """The chunks of ``split`` already saved (unreadable leftovers are deleted)."""
-        found = set()
-        for path in self.folder.glob(f"{split}-*.npz"):
-            try:
-                with np.load(path) as z:
-                    if {"embeddings", "visibility"} <= set(z.files):
-                        found.add(int(path.stem.rsplit("-", 1)[1]))
-                        continue
-            except (OSError, ValueError, EOFError):
-                pass
-            path.unlink()
-        return found
+        return finished_chunks(self.folder, split, {"embeddings", "visibility"})
 
     def save(self, split: str, chunk: int, embeddings: np.ndarray, visibility: np.ndarray,
              parsing: np.ndarray | None) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -25,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ._partial import finished_chunks, open_partial
 from .errors import DropError, LabelsError
 from .labelers import LabelerSpec
 from .labelers.base import FLAG_NAMES, FLAG_UNREADABLE, LabelResult
@@ -125,30 +125,8 @@ def _manifest(spec: LabelerSpec, dataset: str, relpaths: list[str]) -> dict:
 
 def _open_partial(partial: Path, manifest: dict) -> set[int]:
     """Create or reuse the partial folder; the blocks already done."""
-    manifest_file = partial / "manifest.json"
-    if partial.is_dir():
-        try:
-            same = json.loads(manifest_file.read_text()) == manifest
-        except (OSError, ValueError):
-            same = False
-        if not same:
-            shutil.rmtree(partial)
-    partial.mkdir(parents=True, exist_ok=True)
-    if not manifest_file.exists():
-        tmp = manifest_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(manifest, indent=1))
-        os.replace(tmp, manifest_file)
-    done = set()
-    for f in partial.glob("block-*.npz"):
-        try:
-            with np.load(f) as z:
-                if {"labels", "quality", "flags", "counts"} <= set(z.files):
-                    done.add(int(f.stem.split("-")[1]))
-                    continue
-        except (OSError, ValueError, EOFError):
-            pass
-        f.unlink()
-    return done
+    open_partial(partial, manifest)
+    return finished_chunks(partial, "block", {"labels", "quality", "flags", "counts"})
 
 
 def check_existing(out: Path, attrs: dict, relpaths: list[str]) -> bool:

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader
 
 from . import _ui
 
@@ -64,18 +62,15 @@ def _miou(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
             parsing_miou(pred, truth, num_classes=9))
 
 
-def _query_parsing_miou(checkpoint: Path, folder: Path, query, truth) -> tuple[float, float]:
-    from .data.images import ReidImages
-    from .data.transforms import EvalTransform
-    from .train.checkpoint import load_checkpoint, model_from_checkpoint
-    from .train.features import extract_features
+def _query_parsing_miou(checkpoint: Path, truth) -> tuple[float, float]:
+    """The parsing mIoU of a run's model on the queries (features cached beside the checkpoint)."""
+    from .api import extract_features
+    from .features_h5 import FeatureFile
 
-    stored = load_checkpoint(checkpoint)
-    data = stored["recipe"]["data"]
-    model = model_from_checkpoint(stored)
-    loader = DataLoader(ReidImages(query, folder, EvalTransform(data["height"], data["width"])), batch_size=64)
-    features = extract_features(model, loader, torch.device("cpu"), keep_parsing=True)
-    return _miou(features.parsing, np.stack([truth[r.path] for r in query]))
+    features = extract_features(checkpoint, splits=("query",), out=checkpoint.with_name("features-query.h5"),
+                                progress=False).features
+    query = FeatureFile(features).read("query", parsing=True)
+    return _miou(query.parsing, np.stack([truth[path] for path in query.paths]))
 
 
 def _labels_against_truth(labels_path: Path, truth, ids: int, seed: int) -> dict:
@@ -120,7 +115,6 @@ def run_study(out: str | Path, seeds: tuple[int, ...] = (0, 1, 2), ids: int = 10
         overrides: extra ``key=value`` changes for every run (e.g. fewer epochs).
     """
     from . import api
-    from .data import load_dataset
     from .errors import lookup
     from .labels import LabelFile
     from .train.run_dir import write_json
@@ -131,8 +125,7 @@ def run_study(out: str | Path, seeds: tuple[int, ...] = (0, 1, 2), ids: int = 10
     api.make_synthetic(data, ids=ids, seed=0, progress=progress)
     labeler = api.synthetic_labeler()
     labels_path = api.prepare_data("synthetic", data, labeler=labeler, progress=progress).labels.path
-    dataset = load_dataset("synthetic", data)
-    truth = LabelFile(dataset.folder / api.GROUND_TRUTH_FILE)
+    truth = LabelFile(data / "synthetic" / api.GROUND_TRUTH_FILE)
     runs = []
     for name, config_overrides in chosen.items():
         for seed in seeds:
@@ -144,7 +137,7 @@ def run_study(out: str | Path, seeds: tuple[int, ...] = (0, 1, 2), ids: int = 10
             result = api.train("synthetic", run_overrides, output=None if resume else run_dir, resume=resume,
                                progress=progress)
             parts_miou, eight_miou = ((None, None) if "loss.parts=false" in config_overrides else
-                                      _query_parsing_miou(run_dir / "last.pt", dataset.folder, dataset.query, truth))
+                                      _query_parsing_miou(run_dir / "last.pt", truth))
             runs.append({"config": name, "seed": seed, "run_dir": str(run_dir), "mAP": result.final["mAP"],
                          "rank1": result.final["rank1"], "parts_miou": parts_miou, "eight_miou": eight_miou})
     summary = _summary(runs)
