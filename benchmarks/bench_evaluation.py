@@ -7,6 +7,8 @@
   GB at full size); drop's re_rank is timed at both sizes.
 * part_distance, Occluded-Duke size (2,210 x 17,661, 10 parts of 512), against a numpy version
   that materialises the [M, Nq, Ng] per-part distances.
+* with ``--device cuda``: re_rank and part_distance on the GPU too, checked against the CPU results
+  (after one untimed warm-up call, which pays for CUDA's start).
 
 Inputs are synthetic (identity centres plus noise, Market-like labels with junk and distractors);
 the baselines' outputs are checked against drop's. Peak memory is the growth of the resident set
@@ -16,6 +18,7 @@ reusing it counts; elsewhere tracemalloc, numpy allocations only).
     python benchmarks/bench_evaluation.py                      # everything, full size
     python benchmarks/bench_evaluation.py --only eval part     # a subset
     python benchmarks/bench_evaluation.py --scale 0.2          # every size x 0.2 (a quick run)
+    python benchmarks/bench_evaluation.py --device cuda        # GPU rows as well
 """
 from __future__ import annotations
 
@@ -43,15 +46,16 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every query and gallery count by this")
     parser.add_argument("--classic-scale", type=float, default=0.25, help="relative size of the classic re-ranking")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: time the GPU paths too")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     rows = []
     if "eval" in args.only:
         rows += bench_evaluate(rng, scaled(MARKET, args.scale))
     if "rerank" in args.only:
-        rows += bench_re_rank(rng, scaled(MARKET, args.scale), args.classic_scale)
+        rows += bench_re_rank(rng, scaled(MARKET, args.scale), args.classic_scale, args.device == "cuda")
     if "part" in args.only:
-        rows += bench_part_distance(rng, scaled(OCCLUDED_DUKE, args.scale))
+        rows += bench_part_distance(rng, scaled(OCCLUDED_DUKE, args.scale), args.device == "cuda")
     print_table(rows)
 
 
@@ -176,23 +180,31 @@ def argsort_evaluate(distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int 
 # --- re_rank -------------------------------------------------------------------------------------
 
 
-def bench_re_rank(rng: np.random.Generator, size: tuple[int, int], classic_scale: float) -> list[dict]:
+def bench_re_rank(rng: np.random.Generator, size: tuple[int, int], classic_scale: float, gpu: bool) -> list[dict]:
     q_pids, g_pids, _, _ = market_like_labels(rng, *size)
     centres = rng.standard_normal((752, 128), dtype=np.float32)
     q_emb, g_emb = embeddings(rng, q_pids, centres, 1.2), embeddings(rng, g_pids, centres, 1.2)
     inputs = euclidean(q_emb, g_emb), euclidean(q_emb, q_emb), euclidean(g_emb, g_emb)
-    _, *full_cost = measure(lambda: re_rank(*inputs))
-    del inputs
+    on_cpu, *full_cost = measure(lambda: re_rank(*inputs, device="cpu"))
+    full_size = f"{size[0]} + {size[1]}"
+    gpu_rows = []
+    if gpu:
+        re_rank(*(d[:100, :100] for d in inputs), device="cuda")  # warm-up
+        on_gpu, *gpu_cost = measure(lambda: re_rank(*inputs, device="cuda"))
+        check = f"max diff to CPU {np.abs(on_gpu - on_cpu).max():.1e}"
+        gpu_rows = [row("re_rank", full_size, "drop (sparse), CUDA", *gpu_cost, check)]
+    del inputs, on_cpu
 
     small_q, small_g = scaled(size, classic_scale)
     q_emb, g_emb = q_emb[:small_q], g_emb[:small_g]
     inputs = euclidean(q_emb, g_emb), euclidean(q_emb, q_emb), euclidean(g_emb, g_emb)
-    ours, *ours_cost = measure(lambda: re_rank(*inputs))
+    ours, *ours_cost = measure(lambda: re_rank(*inputs, device="cpu"))
     classic, *classic_cost = measure(lambda: classic_re_rank(*inputs))
     growth = (sum(size) / (small_q + small_g)) ** 2
     check = f"max diff {np.abs(ours - classic).max():.1e}; x{growth:.0f} memory and x{growth:.0f}+ time at full size"
     return [
-        row("re_rank", f"{size[0]} + {size[1]}", "drop (sparse)", *full_cost),
+        row("re_rank", full_size, "drop (sparse)", *full_cost),
+        *gpu_rows,
         row("re_rank", f"{small_q} + {small_g}", "drop (sparse)", *ours_cost),
         row("re_rank", f"{small_q} + {small_g}", "classic dense (Zhong et al.)", *classic_cost, check),
     ]
@@ -244,7 +256,7 @@ def classic_re_rank(q_g_dist, q_q_dist, g_g_dist, k1: int = 20, k2: int = 6, lam
 # --- part_distance -------------------------------------------------------------------------------
 
 
-def bench_part_distance(rng: np.random.Generator, size: tuple[int, int]) -> list[dict]:
+def bench_part_distance(rng: np.random.Generator, size: tuple[int, int], gpu: bool) -> list[dict]:
     q_pids, g_pids, _, _ = market_like_labels(rng, *size, num_ids=702)
     centres = rng.standard_normal((703, PARTS, PART_DIM), dtype=np.float32)
     q_emb, g_emb = embeddings(rng, q_pids, centres, 1.5), embeddings(rng, g_pids, centres, 1.5)
@@ -255,8 +267,15 @@ def bench_part_distance(rng: np.random.Generator, size: tuple[int, int]) -> list
     base, *base_cost = measure(lambda: materialised_part_distance(q_emb, q_vis, g_emb, g_vis))
     name = f"{size[0]} x {size[1]} x {PARTS} x {PART_DIM}"
     check = f"max diff {np.abs(ours - base).max():.1e}"
+    gpu_rows = []
+    if gpu:
+        part_distance(q_emb[:10], q_vis[:10], g_emb[:10], g_vis[:10], device="cuda")  # warm-up
+        on_gpu, *gpu_cost = measure(lambda: part_distance(q_emb, q_vis, g_emb, g_vis, device="cuda"))
+        gpu_rows = [row("part_distance", name, "drop (chunked, CUDA)", *gpu_cost,
+                        f"max diff to CPU {np.abs(on_gpu - ours).max():.1e}")]
     return [
         row("part_distance", name, "drop (chunked, CPU)", *ours_cost),
+        *gpu_rows,
         row("part_distance", name, "numpy [M, Nq, Ng] materialised", *base_cost, check),
     ]
 

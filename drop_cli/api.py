@@ -439,6 +439,7 @@ def extract_features(checkpoint: str | Path, dataset: str | None = None, root: s
     """
     import hashlib
 
+    import torch
     import yaml
 
     from .data.images import ReidImages
@@ -484,6 +485,8 @@ def extract_features(checkpoint: str | Path, dataset: str | None = None, root: s
                              already_complete=True)
 
     model = model_from_checkpoint(ckpt).to(dev)
+    if dev.type == "cuda" and recipe.train.channels_last:  # as in training's evaluation: the same kernels
+        model = model.to(memory_format=torch.channels_last)
     partial = PartialFeatures(out.with_name(f"{out.name}.partial"), {**settings, "chunk_images": CHUNK_IMAGES})
     done = {split: partial.done(split) for split in split_names}
     transform = EvalTransform(recipe.data.height, recipe.data.width)

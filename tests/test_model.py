@@ -257,6 +257,35 @@ def test_max_pool_matches_naive(chunk):
         torch.testing.assert_close(fast_grad, slow_grad)
 
 
+def test_fused_product_max_matches_chunked():
+    """The function CUDA compiles into one kernel (run eagerly here) gives the chunked loop's values and argmax."""
+    from drop_cli.model.pooling import _product_max
+
+    generator = torch.Generator().manual_seed(1)
+    weights = torch.rand(3, 4, 20, generator=generator)
+    features = torch.randn(3, 6, 20, generator=generator).to(torch.bfloat16)
+    values, indices = _product_max(weights, features)
+    assert values.dtype == torch.float32 and values.shape == indices.shape == (3, 4, 6)
+    assert torch.equal(values, max_pool(weights, features, 7))
+    assert torch.equal(values, torch.gather(weights[:, :, None] * features[:, None].float(), 3, indices[..., None])[..., 0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_max_pool_on_cuda_matches_cpu():
+    generator = torch.Generator().manual_seed(2)
+    weights = torch.rand(5, 9, 64, generator=generator).requires_grad_()
+    features = torch.randn(5, 32, 64, generator=generator).requires_grad_()
+    upstream = torch.randn(5, 9, 32, generator=generator)
+    on_cpu = max_pool(weights, features)
+    cpu_grads = torch.autograd.grad((on_cpu * upstream).sum(), (weights, features))
+    cuda_inputs = [t.detach().cuda().requires_grad_() for t in (weights, features)]
+    on_cuda = max_pool(*cuda_inputs)
+    cuda_grads = torch.autograd.grad((on_cuda * upstream.cuda()).sum(), cuda_inputs)
+    torch.testing.assert_close(on_cuda.cpu(), on_cpu)
+    for cuda_grad, cpu_grad in zip(cuda_grads, cpu_grads):
+        torch.testing.assert_close(cuda_grad.cpu(), cpu_grad)
+
+
 def test_max_pool_gradcheck():
     generator = torch.Generator().manual_seed(0)
     weights = torch.rand(2, 3, 5, dtype=torch.double, generator=generator).requires_grad_()

@@ -65,6 +65,12 @@ def test_torch_path_matches_oracle():
     assert_matches_oracle(result, oracle_part_distance(*inputs))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_oracle():
+    inputs = case(3, soft=True)
+    assert_matches_oracle(part_distance(*inputs), oracle_part_distance(*inputs))  # the default: CUDA
+
+
 def test_visibility_semantics():
     rng = np.random.default_rng(2)
     q_emb, g_emb = unit_embeddings(rng, 1, 3, 8), unit_embeddings(rng, 3, 3, 8)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from drop_cli.errors import DropError
 from drop_cli.evaluation import check_re_rank_memory, re_rank, re_rank_memory_bytes
@@ -79,7 +80,7 @@ def test_matches_published_algorithm(seed, k1, k2, lambda_value, asymmetry):
 
 
 def test_float32_inputs_and_blocks(monkeypatch):
-    import drop_cli.evaluation.rerank as rerank
+    from drop_cli.evaluation import rerank
 
     q_g, q_q, g_g = (d.astype(np.float32) for d in clustered_distances(6, num_query=40, num_gallery=70))
     expected = oracle_re_rank(q_g, q_q, g_g, 20, 6, 0.3)
@@ -89,6 +90,27 @@ def test_float32_inputs_and_blocks(monkeypatch):
     monkeypatch.setattr(rerank, "_BLOCK_PAIRS", 500)
     monkeypatch.setattr(rerank, "_BLOCK_QUERIES", 3)
     assert np.abs(re_rank(q_g, q_q, g_g) - expected).max() < 1e-5
+
+
+@pytest.mark.parametrize("seed, k1, k2, lambda_value, asymmetry", [(0, 20, 6, 0.3, 0.0), (4, 12, 4, 0.3, 0.2),
+                                                                  (1, 5, 1, 0.5, 0.0)])
+def test_gpu_path_matches_published_algorithm(monkeypatch, seed, k1, k2, lambda_value, asymmetry):
+    """The GPU path's torch code, run on the CPU here (and on CUDA by the next test when there is one)."""
+    from drop_cli.evaluation import rerank
+
+    q_g, q_q, g_g = clustered_distances(seed, asymmetry=asymmetry)
+    expected = oracle_re_rank(q_g, q_q, g_g, k1, k2, lambda_value)
+    monkeypatch.setattr(rerank, "_GPU_BLOCK_VALUES", 5 * 110)  # several neighbour and min-sum blocks
+    result = rerank._re_rank_torch(q_g, q_q, g_g, k1, k2, lambda_value, torch.device("cpu"))
+    assert result.dtype == np.float32 and result.shape == q_g.shape
+    assert np.abs(result - expected).max() < 1e-5
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    q_g, q_q, g_g = (d.astype(np.float32) for d in clustered_distances(8, num_query=300, num_gallery=900))
+    on_cpu = re_rank(q_g, q_q, g_g, device="cpu")
+    assert np.abs(re_rank(q_g, q_q, g_g) - on_cpu).max() < 1e-5  # the default: CUDA
 
 
 def test_bad_inputs_raise():

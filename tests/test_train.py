@@ -131,3 +131,22 @@ def test_global_feature_baseline_and_eval_distance(synthetic_labels, synthetic_r
     assert scored["mAP"] == pytest.approx(result.final["mAP"]) and scored["rank1"] == pytest.approx(result.final["rank1"])
     parts = api.evaluate(features, distance="parts+foreground", progress=False).results[0]
     assert parts["mAP"] != pytest.approx(scored["mAP"])
+
+
+def test_loss_tally_reads_in_batches_and_names_the_first_bad_step():
+    from drop_cli.train.loop import LossTally
+
+    tally = LossTally(epoch=2, read_every=3)
+    for step in range(5):
+        terms = {"a": torch.tensor(float(step)), "b": torch.tensor(1.0)}
+        tally.add(terms, sum(terms.values()))
+    assert tally.steps == 3 and len(tally.pending) == 2  # read once, after step 3
+    assert tally.means() == {"a": 2.0, "b": 1.0, "loss": 3.0}
+    tally = LossTally(epoch=2, read_every=3)
+    for value in (1.0, float("inf"), float("nan")):
+        terms = {"a": torch.tensor(1.0), "b": torch.tensor(value)}
+        if value != value:  # the third step triggers the read
+            with pytest.raises(DropError, match=r"the loss became inf at epoch 3, step 2 \(term b\)"):
+                tally.add(terms, sum(terms.values()))
+        else:
+            tally.add(terms, sum(terms.values()))

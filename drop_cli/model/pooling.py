@@ -17,10 +17,13 @@ makes BPBreID's head peak at 7-10 GB (SPEC section 9) [ours]:
   under no_grad, each chunk at most ``chunk_elements`` elements of the product (one reused buffer,
   cache-sized on CPU), and saves only the argmax indices ``[N, K, C]``; its backward gathers the
   winning pixels and scatter-adds the gradient into A and F. It is differentiable once (no double
-  backward).
+  backward). On CUDA the forward is instead one fused kernel made by torch.compile (product and
+  max/argmax in one pass, nothing materialised), when it can be compiled; the chunked loop is the
+  fallback.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -52,6 +55,34 @@ def avg_pool(weights: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
     return total / (mass + EPS)  # at least float32 (autocast's bmm gives bfloat16/float16)
 
 
+def _product_max(weights: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """max and argmax over HW of ``weights[n, k, hw] * features[n, c, hw]``, each [N, K, C].
+
+    Written as the plain broadcast product so that torch.compile turns it into one reduction kernel.
+    """
+    dtype = torch.promote_types(weights.dtype, features.dtype)
+    return (weights.to(dtype)[:, :, None, :] * features.to(dtype)[:, None, :, :]).max(dim=3)
+
+
+_fused_product_max: Callable | None = None  # compiled on first use on CUDA; False once compiling failed
+
+
+def _cuda_product_max(weights: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The fused kernel's result, or None where torch.compile is not usable (a warning, once)."""
+    global _fused_product_max
+    if _fused_product_max is False:
+        return None
+    try:
+        if _fused_product_max is None:
+            _fused_product_max = torch.compile(_product_max, dynamic=True)
+        return _fused_product_max(weights, features)
+    except Exception as error:  # noqa: BLE001 (the compiler's backends raise many types)
+        _fused_product_max = False
+        warnings.warn(f"max pooling falls back to its chunked kernels: torch.compile failed ({error!r:.200})",
+                      stacklevel=2)
+        return None
+
+
 def _chunk_shape(n: int, k: int, c: int, hw: int, budget: int) -> tuple[int, int, int]:
     """Images, maps and channels per chunk: whole images if they fit, else one image's maps over a
     slice of the channels, else a few maps over one channel."""
@@ -77,6 +108,10 @@ class MaskedMax(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weights: torch.Tensor, features: torch.Tensor, chunk_elements: int | None = None):
+        fused = _cuda_product_max(weights, features) if features.is_cuda and chunk_elements is None else None
+        if fused is not None:
+            ctx.save_for_backward(weights, features, fused.indices)
+            return fused.values
         n, k, hw = weights.shape
         c = features.shape[1]
         if chunk_elements is None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import random
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +28,8 @@ from .objective import Objective
 from .schedule import lr_at
 
 METRICS_FILE = "metrics.csv"
+# Steps between reads of the loss values on CUDA (every read waits for the GPU to finish).
+LOSS_READ_EVERY = 25
 
 
 @dataclass
@@ -83,6 +84,48 @@ def evaluate(model, query_loader, gallery_loader, device, config: LoopConfig) ->
     return {k: row[k] for k in ("rank1", "rank5", "rank10", "mAP", "mINP")}
 
 
+class LossTally:
+    """The epoch's loss terms, kept on the device and read back every ``read_every`` steps.
+
+    Reading a value (``.item()``, ``if`` on a tensor) waits for the GPU; doing it every step would
+    keep the CPU from queueing the next step's kernels while the GPU runs this one. A non-finite
+    loss still stops training naming the first bad step and term, a few steps later at most.
+    """
+
+    def __init__(self, epoch: int, read_every: int):
+        self.epoch, self.read_every = epoch, read_every
+        self.names: list[str] = []
+        self.pending: list[torch.Tensor] = []
+        self.sums: torch.Tensor | None = None
+        self.steps = 0  # steps read back
+
+    def add(self, terms: dict[str, torch.Tensor], loss: torch.Tensor) -> None:
+        self.names = self.names or [*terms, "loss"]
+        self.pending.append(torch.stack([*(v.detach().float() for v in terms.values()), loss.detach().float()]))
+        if len(self.pending) >= self.read_every:
+            self.read()
+
+    def read(self) -> None:
+        """Read back the pending steps (one wait for the device); raise at the first non-finite one."""
+        if not self.pending:
+            return
+        values = torch.stack(self.pending).double().cpu()
+        self.pending = []
+        finite = torch.isfinite(values)
+        if not finite.all():
+            row = int((~finite.all(dim=1)).nonzero()[0])
+            bad = [name for name, ok in zip(self.names[:-1], finite[row].tolist()) if not ok]
+            raise DropError(f"the loss became {values[row, -1].item()} at epoch {self.epoch + 1}, step "
+                            f"{self.steps + row + 1} (term {', '.join(bad) or 'total'}).",
+                            hint="last.pt holds the last good epoch; lower optim.lr or check the data.")
+        self.sums = values.sum(dim=0) if self.sums is None else self.sums + values.sum(dim=0)
+        self.steps += len(values)
+
+    def means(self) -> dict[str, float]:
+        self.read()
+        return {} if self.sums is None else dict(zip(self.names, (self.sums / self.steps).tolist()))
+
+
 class MetricsLog:
     """metrics.csv: one row per epoch, appended and flushed; curves.png redrawn from it."""
 
@@ -121,8 +164,8 @@ def train_loop(model: torch.nn.Module, objective: Objective, train_set, sampler,
                             worker_init_fn=_seed_worker, pin_memory=device.type == "cuda",
                             persistent_workers=False)
         use_memory = objective.use_memory(bank, epoch)
-        sums: dict[str, float] = defaultdict(float)
-        steps, images, start = 0, 0, time.perf_counter()
+        tally = LossTally(epoch, LOSS_READ_EVERY if device.type == "cuda" else 1)
+        images, start = 0, time.perf_counter()
         model.train()
         with _ui.progress_bar(f"epoch {epoch + 1}/{config.epochs}", len(sampler), unit="it",
                               enabled=progress and rank == 0) as advance:
@@ -137,25 +180,18 @@ def train_loop(model: torch.nn.Module, objective: Objective, train_set, sampler,
                     out = model(x)
                 terms = objective(out, labels, pids, indices, bank, use_memory)
                 loss = sum(terms.values())
-                if not torch.isfinite(loss):
-                    bad = [k for k, v in terms.items() if not torch.isfinite(v)]
-                    raise DropError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {steps + 1} "
-                                    f"(term {', '.join(bad) or 'total'}).",
-                                    hint="last.pt holds the last good epoch; lower optim.lr or check the data.")
+                tally.add(terms, loss)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
                 if bank is not None:
                     bank.update(indices, out.parts.detach().float(), out.visibility, pids)
-                for k, v in terms.items():
-                    sums[k] += v.item()
-                sums["loss"] += loss.item()
-                steps += 1
                 images += len(x)
                 advance(1)
+        means = tally.means()
         seconds = time.perf_counter() - start
-        row = {"epoch": epoch + 1, "lr": lr, **{k: v / max(steps, 1) for k, v in sums.items()},
+        row = {"epoch": epoch + 1, "lr": lr, **means,
                "images_per_s": images * world_size / max(seconds, 1e-9), "memory": int(use_memory)}
         is_eval = (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs
         if is_eval and rank == 0:
