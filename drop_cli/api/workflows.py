@@ -1,0 +1,84 @@
+"""Whole-loop runs on the synthetic set: `drop quickstart` and `drop ablation-study`."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import _ui
+from .data import make_synthetic, prepare_data
+from .evaluation import evaluate
+from .features import extract_features
+from .training import train
+from .visualize import visualize_labels, visualize_parsing, visualize_ranking, visualize_training
+
+
+@dataclass
+class QuickstartResult:
+    run_dir: Path
+    labeler: str
+    evaluate: list[dict]
+    images: list[Path]
+    seconds: float
+
+    def to_json(self) -> dict:
+        return {"run_dir": str(self.run_dir), "labeler": self.labeler, "evaluate": self.evaluate,
+                "images": [str(p) for p in self.images], "seconds": round(self.seconds, 3)}
+
+
+def synthetic_labeler() -> str:
+    """The labeler for the synthetic set: `pose` when its model file can be had, else the synthetic
+    ground truth (with a warning saying why)."""
+    from ..errors import ModelFileError
+    from ..labelers.pose_model import pose_model_path
+
+    try:
+        pose_model_path()
+    except ModelFileError as e:
+        _ui.warn(f"the pose labeler's model file cannot be had ({e.message}); using the synthetic ground truth.")
+        return "synthetic"
+    return "pose"
+
+
+def quickstart(out: str | Path = "quickstart", ids: int = 100, overrides: list[str] = (),
+               progress: bool = True) -> QuickstartResult:
+    """The whole loop on the synthetic set, on a CPU: data, labels, training, features, evaluation, pictures.
+
+    Args:
+        out: the folder for everything (``data/``, ``runs/``).
+        ids: identities of the synthetic set.
+        overrides: ``key=value`` changes to the `synthetic` recipe (e.g. ``train.epochs=2``).
+    """
+    start = time.perf_counter()
+    out = Path(out).expanduser()
+    data = out / "data"
+    _ui.info(f"[bold]1/6[/] synthetic set in {data}")
+    make_synthetic(data, ids=ids, seed=0, progress=progress)
+    labeler = synthetic_labeler()
+    _ui.info(f"[bold]2/6[/] {labeler} labels")
+    labels = prepare_data("synthetic", data, labeler=labeler, progress=progress).labels.path
+    _ui.info("[bold]3/6[/] training (recipe `synthetic`)")
+    run_dir = out / "runs" / "synthetic-drop"
+    run = train("synthetic", [f"data.root={data}", f"data.labeler={labeler}", *overrides],
+                output=None if (run_dir / "last.pt").exists() else run_dir,
+                resume=run_dir if (run_dir / "last.pt").exists() else None, progress=progress)
+    _ui.info("[bold]4/6[/] features")
+    features = extract_features(run.checkpoint, progress=progress).features
+    _ui.info("[bold]5/6[/] evaluation, without and with re-ranking")
+    results = [row for rerank in (False, True)
+               for row in evaluate(features, rerank=rerank, out=run.run_dir / ("eval-rerank" if rerank else "eval"),
+                                   progress=progress).results]
+    _ui.info("[bold]6/6[/] pictures")
+    images = [*visualize_labels(labels, split="query").images,
+              *visualize_parsing(features, labels).images,
+              *visualize_ranking(features, worst=8).images,
+              *visualize_training(run.run_dir).images]
+    return QuickstartResult(run.run_dir, labeler, results, images, time.perf_counter() - start)
+
+
+def ablation_study(out: str | Path = "study", seeds: tuple[int, ...] = (0, 1, 2), ids: int = 100,
+                   configs: tuple[str, ...] | None = None, overrides: list[str] = (), progress: bool = True):
+    """Train each DROP ablation (and the baselines) on the synthetic set for every seed; see drop_cli.study."""
+    from ..study import run_study
+
+    return run_study(out, seeds, ids, configs, overrides, progress)
