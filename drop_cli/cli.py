@@ -461,12 +461,13 @@ def ablation_study(
 
     chosen = tuple(c.strip() for c in configs.split(",")) if configs else None
     result = api.ablation_study(out, tuple(_ints(seeds) or ()), ids, chosen, set_ or [], progress=not json_out)
-    table = Table(title=f"synthetic occlusion, occluded queries (mean +- std over seeds): {result.json_path}")
-    table.add_column("configuration")
-    for metric in ("runs", *METRICS):
-        table.add_column(metric, justify="right")
+    table = Table(title=f"synthetic occlusion, occluded queries (mean ± std over seeds): {result.json_path}")
+    table.add_column("configuration", no_wrap=True)  # the names are what the table is read by
+    headers = {"runs": "runs", "mAP": "mAP", "rank1": "rank-1", "parts_miou": "mIoU l/r", "eight_miou": "mIoU 8"}
+    for metric in ("runs", *METRICS):  # mIoU l/r: left and right merged (five parts); mIoU 8: the eight parts
+        table.add_column(headers[metric], justify="right")
     for row in result.summary:
-        cells = [f"{100 * row[f'{m}_mean']:.1f} +- {100 * row[f'{m}_std']:.1f}"
+        cells = [f"{100 * row[f'{m}_mean']:.1f}±{100 * row[f'{m}_std']:.1f}"
                  if row[f"{m}_mean"] is not None else "-" for m in METRICS]
         table.add_row(row["config"], str(row["runs"]), *cells)
     _emit(result.to_json(), [table], json_out)
