@@ -19,6 +19,11 @@ def plain_attrs(attrs: h5py.AttributeManager) -> dict:
     return {key: _plain(value) for key, value in attrs.items()}
 
 
+def read_strings(dataset: h5py.Dataset) -> list[str]:
+    """A 1-D UTF-8 string dataset as a list of str."""
+    return dataset.asstr()[()].tolist()
+
+
 def _plain(value):
     if isinstance(value, bytes):
         return value.decode()

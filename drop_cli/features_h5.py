@@ -31,7 +31,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ._h5 import STR, AtomicH5Writer, plain_attrs
+from ._h5 import STR, AtomicH5Writer, plain_attrs, read_strings
 from ._partial import finished_chunks, open_partial
 from .errors import DropError
 from .labels import created_timestamp
@@ -112,7 +112,7 @@ class FeatureFile:
         self.require((split,))
         with h5py.File(self.path, "r") as f:
             group = f[split]
-            paths = [p.decode() if isinstance(p, bytes) else p for p in group["paths"][()]]
+            paths = read_strings(group["paths"])
             out = SplitFeatures(paths, group["pids"][()].astype(np.int64), group["camids"][()].astype(np.int64),
                                 group["embeddings"][()], group["visibility"][()].astype(np.float32),
                                 group["parsing"][()] if parsing and "parsing" in group else None)

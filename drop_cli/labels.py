@@ -23,7 +23,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ._h5 import STR, AtomicH5Writer, plain_attrs
+from ._h5 import STR, AtomicH5Writer, plain_attrs, read_strings
 from .errors import LabelsError
 from .labelers.base import FLAG_NAMES
 
@@ -52,7 +52,7 @@ class LabelFile:
         try:
             with h5py.File(self.path, "r") as f:
                 self.attrs = plain_attrs(f.attrs)
-                self.paths = [p.decode() if isinstance(p, bytes) else p for p in f["paths"][()]]
+                self.paths = read_strings(f["paths"])
                 lengths = {name: f[name].shape[0] for name in ("labels", "quality", "flags")}
                 self._quality = f["quality"][()]
                 self._flags = f["flags"][()]

@@ -64,12 +64,10 @@ def _miou(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
 
 def _query_parsing_miou(checkpoint: Path, truth) -> tuple[float, float]:
     """The parsing mIoU of a run's model on the queries (features cached beside the checkpoint)."""
-    from .api import extract_features
+    from .api.features import split_features
     from .features_h5 import FeatureFile
 
-    features = extract_features(checkpoint, splits=("query",), out=checkpoint.with_name("features-query.h5"),
-                                progress=False).features
-    query = FeatureFile(features).read("query", parsing=True)
+    query = FeatureFile(split_features(checkpoint, "query")).read("query", parsing=True)
     return _miou(query.parsing, np.stack([truth[path] for path in query.paths]))
 
 

@@ -123,7 +123,6 @@ def extract_features(checkpoint: str | Path, dataset: str | None = None, root: s
     """
     import hashlib
 
-    import torch
     import yaml
 
     from ..data.images import ReidImages
@@ -132,7 +131,7 @@ def extract_features(checkpoint: str | Path, dataset: str | None = None, root: s
     from ..recipe import recipe_from_dict
     from ..train.checkpoint import load_checkpoint, model_from_checkpoint
     from ..train.loop import amp_dtype
-    from ..train.session import resolve_device
+    from ..train.session import place_model, resolve_device
 
     start = time.perf_counter()
     checkpoint = Path(checkpoint).expanduser()
@@ -168,9 +167,7 @@ def extract_features(checkpoint: str | Path, dataset: str | None = None, root: s
         return ExtractResult(out, dataset, counts, names, str(dev), 0, 0.0, time.perf_counter() - start,
                              already_complete=True)
 
-    model = model_from_checkpoint(ckpt).to(dev)
-    if dev.type == "cuda" and recipe.train.channels_last:  # as in training's evaluation: the same kernels
-        model = model.to(memory_format=torch.channels_last)
+    model = place_model(model_from_checkpoint(ckpt), dev, recipe.train.channels_last)  # as training runs it
     partial = PartialFeatures(out.with_name(f"{out.name}.partial"), {**settings, "chunk_images": CHUNK_IMAGES})
     done = {split: partial.done(split) for split in split_names}
     transform = EvalTransform(recipe.data.height, recipe.data.width)
@@ -202,3 +199,11 @@ def extract_features(checkpoint: str | Path, dataset: str | None = None, root: s
                  "`drop evaluate` will refuse this file.")
     return ExtractResult(out, dataset, counts, names, str(dev), extracted, extract_seconds,
                          time.perf_counter() - start, resumed_chunks=sum(len(d) for d in done.values()))
+
+
+def split_features(checkpoint: str | Path, split: str) -> Path:
+    """The features file of one split of the checkpoint's test dataset, ``features-<split>.h5`` beside
+    it: extracted once (quietly), then reused by every caller that needs that split's features."""
+    checkpoint = Path(checkpoint).expanduser()
+    return extract_features(checkpoint, splits=(split,), out=checkpoint.with_name(f"features-{split}.h5"),
+                            progress=False).features

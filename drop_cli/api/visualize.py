@@ -8,7 +8,7 @@ from pathlib import Path
 from ..data import load_dataset
 from ..errors import DropError
 from ..labels import LabelFile
-from .features import extract_features
+from .features import split_features
 
 
 @dataclass
@@ -71,8 +71,7 @@ def visualize_parsing(features: str | Path | None = None, labels: str | Path | N
         raise DropError("give either --features or --checkpoint.",
                         hint="--features reads a cache from `drop extract-features`; --checkpoint makes one.")
     if checkpoint is not None:
-        features = extract_features(checkpoint, splits=(split,), out=Path(checkpoint).with_name(f"features-{split}.h5"),
-                                    progress=False).features
+        features = split_features(checkpoint, split)
     cache = FeatureFile(features)
     if not cache.has_parsing:
         raise DropError(f"{cache.path} holds no parsing maps.",

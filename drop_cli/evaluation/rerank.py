@@ -220,15 +220,19 @@ class _ConcatenatedDistances:
         queries = [(s, min(s + block, nq)) for s in range(0, nq, block)]
         return queries + [(s, min(s + block, n)) for s in range(nq, n, block)]
 
-    def columns(self, start: int, stop: int, out: np.ndarray) -> None:
-        """Write D[:, start:stop].T into ``out`` [stop - start, N] (a range from :meth:`ranges`)."""
+    def column_blocks(self, start: int, stop: int) -> tuple:
+        """D[:, start:stop].T as its query-column and gallery-column blocks (transposed views of the
+        inputs; a range from :meth:`ranges`)."""
         nq = self.num_query
         if stop <= nq:
-            _copy_transposed(out[:, :nq], self.q_q[:, start:stop])
-            out[:, nq:] = self.q_g[start:stop]
-        else:
-            _copy_transposed(out[:, :nq], self.q_g[:, start - nq : stop - nq])
-            _copy_transposed(out[:, nq:], self.g_g[:, start - nq : stop - nq])
+            return self.q_q[:, start:stop].T, self.q_g[start:stop]
+        return self.q_g[:, start - nq : stop - nq].T, self.g_g[:, start - nq : stop - nq].T
+
+    def columns(self, start: int, stop: int, out: np.ndarray) -> None:
+        """Write D[:, start:stop].T into ``out`` [stop - start, N] (numpy inputs)."""
+        query_part, gallery_part = self.column_blocks(start, stop)
+        _copy_tiled(out[:, : self.num_query], query_part)
+        _copy_tiled(out[:, self.num_query :], gallery_part)
 
     def values(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """D[rows, cols] as float32, for index arrays [P]."""
@@ -245,10 +249,11 @@ class _ConcatenatedDistances:
         return out
 
 
-def _copy_transposed(dst: np.ndarray, src: np.ndarray) -> None:
-    """dst[...] = src.T, tile by tile: a plain strided copy of a large matrix is several times slower."""
-    for start in range(0, src.shape[0], _TILE_ROWS):
-        dst[:, start : start + _TILE_ROWS] = src[start : start + _TILE_ROWS].T
+def _copy_tiled(dst: np.ndarray, src: np.ndarray) -> None:
+    """dst[...] = src, tile by tile: for a transposed view, a plain strided copy of a large matrix is
+    several times slower."""
+    for start in range(0, src.shape[1], _TILE_ROWS):
+        dst[:, start : start + _TILE_ROWS] = src[:, start : start + _TILE_ROWS]
 
 
 def _nearest_neighbours(blocks: _ConcatenatedDistances, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -270,31 +275,27 @@ def _nearest_neighbours(blocks: _ConcatenatedDistances, k: int) -> tuple[np.ndar
         # A row of A is this row divided by its maximum: the same neighbours.
         nearest = torch.topk(torch.from_numpy(rows), k, dim=1, largest=False, sorted=True).indices
         neighbours[start:stop] = nearest.numpy()
+    return neighbours, _checked_column_max(column_max)
+
+
+def _checked_column_max(column_max: np.ndarray) -> np.ndarray:
+    """The column maxima, checked finite, with 0 replaced by 1 (an all-zero column: the original
+    divides 0 by 0, NaN)."""
     if not np.isfinite(column_max).all():
         raise DropError("the re-ranking distances have NaN or infinite values.")
-    column_max[column_max == 0] = 1.0  # an all-zero column: the original divides 0 by 0 (NaN)
-    return neighbours, column_max
+    column_max[column_max == 0] = 1.0
+    return column_max
 
 
 def _nearest_neighbours_torch(blocks: _ConcatenatedDistances, k: int) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_nearest_neighbours` with ``blocks`` holding tensors on a GPU; same results, numpy."""
-    n, nq = blocks.size, blocks.num_query
-    q_g, q_q, g_g = blocks.q_g, blocks.q_q, blocks.g_g
     neighbours, column_max = [], []
-    for start, stop in blocks.ranges(max(1, _GPU_BLOCK_VALUES // n)):
-        if stop <= nq:
-            rows = torch.cat([q_q[:, start:stop].T, q_g[start:stop]], dim=1)
-        else:
-            rows = torch.cat([q_g[:, start - nq : stop - nq].T, g_g[:, start - nq : stop - nq].T], dim=1)
-        rows.square_()
+    for start, stop in blocks.ranges(max(1, _GPU_BLOCK_VALUES // blocks.size)):
+        rows = torch.cat(blocks.column_blocks(start, stop), dim=1).square_()
         column_max.append(rows.amax(dim=1))
         neighbours.append(torch.topk(rows, k, dim=1, largest=False, sorted=True).indices)
         del rows
-    column_max = torch.cat(column_max).cpu().numpy()
-    if not np.isfinite(column_max).all():
-        raise DropError("the re-ranking distances have NaN or infinite values.")
-    column_max[column_max == 0] = 1.0
-    return torch.cat(neighbours).cpu().numpy(), column_max
+    return torch.cat(neighbours).cpu().numpy(), _checked_column_max(torch.cat(column_max).cpu().numpy())
 
 
 def _neighbour_graph(neighbours: np.ndarray) -> sp.csr_matrix:

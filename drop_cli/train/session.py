@@ -55,6 +55,13 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
+def place_model(model: torch.nn.Module, device: torch.device, channels_last: bool) -> torch.nn.Module:
+    """The model on ``device``, in channels_last memory format on CUDA when asked: training and
+    feature extraction run it the same way, so they use the same kernels and give the same numbers."""
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if channels_last and device.type == "cuda" else model
+
+
 def _distributed() -> tuple[int, int, int]:
     """(rank, world size, local rank) from torchrun's environment; starts the process group."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -137,9 +144,8 @@ def run_training(recipe: Recipe, output: str | Path | None = None, resume: str |
 
     num_classes = len({r.pid for r in ds.train})
     model = build_model(num_classes, num_parts, ppe_height=data.height // 4,  # one position row per feature row
-                        **dataclasses.asdict(recipe.model)).to(dev)
-    if train_cfg.channels_last and dev.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+                        **dataclasses.asdict(recipe.model))
+    model = place_model(model, dev, train_cfg.channels_last)
     objective = Objective(**dataclasses.asdict(recipe.loss))
     bank = objective.memory_bank(len(ds.train), num_parts, recipe.model.embed_dim)
     if bank is not None:
