@@ -4,7 +4,7 @@ The command line (`drop ...`) is a thin layer over the functions re-exported her
 """
 __version__ = "0.1.0"
 
-from .api import (  # noqa: E402
+from .api import (
     dataset_info,
     evaluate,
     extract_features,

@@ -9,7 +9,7 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -24,9 +24,9 @@ app = typer.Typer(name="drop", no_args_is_help=True, add_completion=False, prett
 stdout = Console(highlight=False)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout (logs go to stderr).")]
-WorkersOpt = Annotated[Optional[int], typer.Option(help="Worker processes (default: CPU count, at most 8; 0 = none).")]
+WorkersOpt = Annotated[int | None, typer.Option(help="Worker processes (default: CPU count, at most 8; 0 = none).")]
 RootOpt = Annotated[Path, typer.Option(help="Folder that contains the dataset folder.")]
-PatternOpt = Annotated[Optional[str], typer.Option(
+PatternOpt = Annotated[str | None, typer.Option(
     help="For the `folder` dataset: regex with named groups pid and camid, e.g. '(?P<pid>\\d+)_c(?P<camid>\\d)'.")]
 
 
@@ -125,12 +125,12 @@ def prepare_data(
     root: RootOpt = Path("."),
     labeler: Annotated[str, typer.Option(help="pose | bpbreid | stripes | synthetic.")] = "pose",
     preset: Annotated[str, typer.Option(help="eight | five body parts.")] = "eight",
-    out: Annotated[Optional[Path], typer.Option(help="Labels file (default: inside the dataset folder).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Labels file (default: inside the dataset folder).")] = None,
     workers: WorkersOpt = None,
     height: Annotated[int, typer.Option(help="Label map height.")] = 128,
     width: Annotated[int, typer.Option(help="Label map width.")] = 64,
-    pose_model: Annotated[Optional[Path], typer.Option(help="BlazePose pose_landmark_full.tflite, for offline use.")] = None,
-    bpbreid_masks: Annotated[Optional[Path], typer.Option(help="Folder of BPBreID's masks for this dataset.")] = None,
+    pose_model: Annotated[Path | None, typer.Option(help="BlazePose pose_landmark_full.tflite, for offline use.")] = None,
+    bpbreid_masks: Annotated[Path | None, typer.Option(help="Folder of BPBreID's masks for this dataset.")] = None,
     pattern: PatternOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing labels file made with other settings.")] = False,
     json_out: JsonOpt = False,
@@ -163,9 +163,9 @@ def prepare_data(
     _emit(result.to_json(), [table, shares], json_out)
 
 
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe key: --set optim.lr=1e-4 "
-                                                                   "(repeatable).")]
-RecipeOpt = Annotated[Optional[Path], typer.Option(help="YAML recipe (see recipes/).")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key: --set optim.lr=1e-4 "
+                                                                "(repeatable).")]
+RecipeOpt = Annotated[Path | None, typer.Option(help="YAML recipe (see recipes/).")]
 
 
 @app.command("train")
@@ -173,8 +173,8 @@ RecipeOpt = Annotated[Optional[Path], typer.Option(help="YAML recipe (see recipe
 def train(
     recipe: RecipeOpt = None,
     set_: SetOpt = None,
-    output: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<name>, numbered).")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder from its last.pt.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<name>, numbered).")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder from its last.pt.")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
     json_out: JsonOpt = False,
 ) -> None:
@@ -218,19 +218,19 @@ def recipe_show(recipe: RecipeOpt = None, set_: SetOpt = None, json_out: JsonOpt
 @_command
 def extract_features(
     checkpoint: Annotated[Path, typer.Option(help="A best.pt or last.pt of a run folder.")],
-    dataset: Annotated[Optional[str], typer.Option(help="Dataset key (default: the recipe's test dataset).")] = None,
-    root: Annotated[Optional[Path], typer.Option(help="Folder that contains the dataset folder (default: "
-                                                      "the recipe's).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset key (default: the recipe's test dataset).")] = None,
+    root: Annotated[Path | None, typer.Option(help="Folder that contains the dataset folder (default: "
+                                                   "the recipe's).")] = None,
     splits: Annotated[str, typer.Option(help="Comma-separated: train, query, gallery.")] = "query,gallery",
-    out: Annotated[Optional[Path], typer.Option(help="Features file (default: features.h5 next to the "
-                                                     "checkpoint).")] = None,
-    flip_tta: Annotated[Optional[bool], typer.Option("--flip-tta/--no-flip-tta", help="Also embed the mirrored "
-                                                     "image (default: the recipe's eval.flip_tta).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Features file (default: features.h5 next to the "
+                                                  "checkpoint).")] = None,
+    flip_tta: Annotated[bool | None, typer.Option("--flip-tta/--no-flip-tta", help="Also embed the mirrored "
+                                                  "image (default: the recipe's eval.flip_tta).")] = None,
     parsing: Annotated[bool, typer.Option("--parsing/--no-parsing", help="Store the predicted parsing maps "
                                                                          "(for drop visualize).")] = True,
     half: Annotated[bool, typer.Option("--half", help="Store the embeddings as float16.")] = False,
-    batch_size: Annotated[Optional[int], typer.Option(help="Images per batch (default: the recipe's "
-                                                           "eval.batch_size).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per batch (default: the recipe's "
+                                                        "eval.batch_size).")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing features file made with other "
                                                  "settings.")] = False,
@@ -271,9 +271,9 @@ def evaluate(
     ablate: Annotated[bool, typer.Option("--ablate", help="Every distance x visibility x re-ranking, and each part "
                                                           "left out, in one table (instead of --distance, "
                                                           "--no-visibility and --rerank).")] = False,
-    out: Annotated[Optional[Path], typer.Option(help="Folder for eval.json/eval.csv or ablate.json/ablate.csv "
-                                                     "(default: the features file's).")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Check that the features come from this dataset.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for eval.json/eval.csv or ablate.json/ablate.csv "
+                                                  "(default: the features file's).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Check that the features come from this dataset.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Score cached features: rank-1/5/10, mAP and mINP under the Market-1501 protocol.
@@ -298,11 +298,11 @@ def evaluate(
 
 visualize_app = typer.Typer(no_args_is_help=True, help="Draw PNG pictures: labels, parsing, rankings, curves, embeddings.")
 app.add_typer(visualize_app, name="visualize")
-OutPng = Annotated[Optional[Path], typer.Option("--out", help="PNG to write (default: a figures/ folder next to the input).")]
+OutPng = Annotated[Path | None, typer.Option("--out", help="PNG to write (default: a figures/ folder next to the input).")]
 FeaturesOpt = Annotated[Path, typer.Option("--features", help="Features file from `drop extract-features`.")]
 
 
-def _ints(text: Optional[str]) -> Optional[list[int]]:
+def _ints(text: str | None) -> list[int] | None:
     if text is None:
         return None
     try:
@@ -321,11 +321,11 @@ def _emit_images(result, json_out: bool) -> None:
 @_command
 def visualize_labels(
     labels: Annotated[Path, typer.Option(help="Labels file from `drop prepare-data`.")],
-    root: Annotated[Optional[Path], typer.Option(help="Folder that contains the dataset folder "
-                                                     "(default: the labels file's folder).")] = None,
-    split: Annotated[Optional[str], typer.Option(help="train | query | gallery (default: all images).")] = None,
+    root: Annotated[Path | None, typer.Option(help="Folder that contains the dataset folder "
+                                                  "(default: the labels file's folder).")] = None,
+    split: Annotated[str | None, typer.Option(help="train | query | gallery (default: all images).")] = None,
     count: Annotated[int, typer.Option(help="How many images (drawn at random with --seed).")] = 16,
-    images: Annotated[Optional[str], typer.Option(help="Comma-separated image paths to show instead.")] = None,
+    images: Annotated[str | None, typer.Option(help="Comma-separated image paths to show instead.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random selection.")] = 0,
     out: OutPng = None,
     json_out: JsonOpt = False,
@@ -341,9 +341,9 @@ def visualize_labels(
 @visualize_app.command("parsing")
 @_command
 def visualize_parsing(
-    features: Annotated[Optional[Path], typer.Option(help="Features file with parsing maps.")] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option(help="Or a checkpoint: its features are extracted first.")] = None,
-    labels: Annotated[Optional[Path], typer.Option(help="Labels file, to show the pseudo labels alongside.")] = None,
+    features: Annotated[Path | None, typer.Option(help="Features file with parsing maps.")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Or a checkpoint: its features are extracted first.")] = None,
+    labels: Annotated[Path | None, typer.Option(help="Labels file, to show the pseudo labels alongside.")] = None,
     split: Annotated[str, typer.Option(help="query | gallery.")] = "query",
     count: Annotated[int, typer.Option(help="How many images.")] = 8,
     seed: Annotated[int, typer.Option(help="Seed of the random selection.")] = 0,
@@ -364,9 +364,9 @@ def visualize_ranking(
     distance: Annotated[str, typer.Option(help="global | foreground | parts | parts+foreground.")] = "parts+foreground",
     no_visibility: Annotated[bool, typer.Option("--no-visibility", help="Treat every part as visible.")] = False,
     rerank: Annotated[bool, typer.Option(help="k-reciprocal re-ranking.")] = False,
-    queries: Annotated[Optional[str], typer.Option(help="Query indices, comma-separated.")] = None,
-    ids: Annotated[Optional[str], typer.Option(help="Query identities, comma-separated.")] = None,
-    worst: Annotated[Optional[int], typer.Option(help="The N queries with the lowest AP.")] = None,
+    queries: Annotated[str | None, typer.Option(help="Query indices, comma-separated.")] = None,
+    ids: Annotated[str | None, typer.Option(help="Query identities, comma-separated.")] = None,
+    worst: Annotated[int | None, typer.Option(help="The N queries with the lowest AP.")] = None,
     count: Annotated[int, typer.Option(help="Queries to draw when none are chosen.")] = 10,
     k: Annotated[int, typer.Option("-k", "--top", help="Gallery images per query.")] = 10,
     out: OutPng = None,
@@ -403,7 +403,7 @@ def visualize_embeddings(
     split: Annotated[str, typer.Option(help="query | gallery.")] = "gallery",
     row: Annotated[str, typer.Option(help="global, foreground or a part name.")] = "global",
     num_ids: Annotated[int, typer.Option(help="How many identities.")] = 10,
-    ids: Annotated[Optional[str], typer.Option(help="These identities instead, comma-separated.")] = None,
+    ids: Annotated[str | None, typer.Option(help="These identities instead, comma-separated.")] = None,
     method: Annotated[str, typer.Option(help="tsne | pca.")] = "tsne",
     seed: Annotated[int, typer.Option(help="Seed of the identity choice and t-SNE.")] = 0,
     out: OutPng = None,
@@ -447,8 +447,8 @@ def ablation_study(
     out: Annotated[Path, typer.Option(help="Folder for the data, the runs and study.json / study.csv.")] = Path("study"),
     seeds: Annotated[str, typer.Option(help="Training seeds, comma-separated.")] = "0,1,2",
     ids: Annotated[int, typer.Option(help="Identities of the synthetic set.")] = 100,
-    configs: Annotated[Optional[str], typer.Option(help="A subset of the configurations, comma-separated "
-                                                       "(default: all).")] = None,
+    configs: Annotated[str | None, typer.Option(help="A subset of the configurations, comma-separated "
+                                                    "(default: all).")] = None,
     set_: SetOpt = None,
     json_out: JsonOpt = False,
 ) -> None:

@@ -74,7 +74,7 @@ class LabelFile:
     def __contains__(self, relpath: str) -> bool:
         return relpath in self._index
 
-    def __enter__(self) -> LabelFile:
+    def __enter__(self) -> LabelFile:  # noqa: PYI034 (typing.Self needs Python 3.11)
         return self
 
     def __exit__(self, *exc) -> None:

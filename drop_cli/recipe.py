@@ -15,12 +15,11 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Union
 
 import yaml
 
 from .errors import DropError
-
 
 _YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
@@ -33,11 +32,11 @@ class RecipeError(DropError):
 class DataConfig:
     dataset: str = "synthetic"  # dataset key to train on (see `drop dataset-info --help`)
     root: str = "data"  # folder that contains the dataset folder
-    labels: Optional[str] = None  # labels file; default: <dataset folder>/labels-<labeler>-<preset>.h5
+    labels: str | None = None  # labels file; default: <dataset folder>/labels-<labeler>-<preset>.h5
     labeler: str = "pose"  # which prepare-data labeler made the labels (for the default path)
     preset: Literal["eight", "five"] = "eight"  # body parts: K = 8 or 5
-    test_dataset: Optional[str] = None  # evaluate on another dataset (e.g. occluded_reid); default: dataset
-    test_root: Optional[str] = None  # its root; default: root
+    test_dataset: str | None = None  # evaluate on another dataset (e.g. occluded_reid); default: dataset
+    test_root: str | None = None  # its root; default: root
     height: int = 256  # input height in pixels
     width: int = 128  # input width in pixels
     pad: int = 10  # padding before the random crop
@@ -52,7 +51,7 @@ class DataConfig:
 class ModelConfig:
     backbone: str = "hrnet_w32"  # timm model name (features_only); resnet50 uses last stride 1
     pretrained: bool = True  # ImageNet weights through timm (needs the network)
-    weights: Optional[str] = None  # local timm/torchvision state dict for the backbone
+    weights: str | None = None  # local timm/torchvision state dict for the backbone
     embed_dim: int = 512  # D, the size of every embedding
     decouple: bool = True  # [DROP] parsing head reads its own features, not the ReID map F
     dpu: bool = True  # [DROP] detail-preserving upsampling for the parsing features
@@ -97,7 +96,7 @@ class TrainConfig:
     amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16)
     channels_last: bool = True  # on CUDA
     eval_every: int = 10  # evaluate on query/gallery every N epochs (and at the end)
-    name: Optional[str] = None  # run folder name; default <dataset>-<backbone>
+    name: str | None = None  # run folder name; default <dataset>-<backbone>
     output: str = "runs"  # folder that holds run folders
 
 

@@ -116,7 +116,7 @@ def test_chunked_equals_in_memory():
 
 
 def test_work_blocks(monkeypatch):
-    import drop_cli.evaluation.metrics as metrics
+    from drop_cli.evaluation import metrics
 
     case = random_case(9, 45, 220, 9, 3, levels=5)
     monkeypatch.setattr(metrics, "_WORK_PAIRS", 1000)  # blocks of 4 queries inside each call

@@ -66,7 +66,7 @@ def oracle_pct(
                 members = [z[a, p]] + [e for e, q in cands if q == pids[a]]
                 centre = torch.stack(members).mean(0)
                 spreads.append((z[a, p] - centre).pow(2).sum().item())
-    mean = lambda xs: sum(xs) / len(xs) if xs else 0.0  # noqa: E731
+    mean = lambda xs: sum(xs) / len(xs) if xs else 0.0
     return mean(hinges), compact_weight * mean(spreads)
 
 

@@ -32,7 +32,7 @@ def one_thread():
 
 def tiny_net(**kwargs) -> DropNet:
     torch.manual_seed(0)
-    args = dict(backbone="test_resnet", num_parts=K, num_classes=CLASSES, embed_dim=DIM, ppe_height=HEIGHT // 4)
+    args = {"backbone": "test_resnet", "num_parts": K, "num_classes": CLASSES, "embed_dim": DIM, "ppe_height": HEIGHT // 4}
     return DropNet(**{**args, **kwargs})
 
 
@@ -291,7 +291,7 @@ def test_max_pool_gradcheck():
     weights = torch.rand(2, 3, 5, dtype=torch.double, generator=generator).requires_grad_()
     features = torch.randn(2, 4, 5, dtype=torch.double, generator=generator).requires_grad_()
     for chunk in (1, 7, None):
-        assert torch.autograd.gradcheck(lambda w, f: MaskedMax.apply(w, f, chunk), (weights, features))
+        assert torch.autograd.gradcheck(lambda w, f, chunk=chunk: MaskedMax.apply(w, f, chunk), (weights, features))
 
 
 def test_avg_pool_matches_naive_and_gradcheck():

@@ -41,7 +41,7 @@ def case(seed, num_query=13, num_gallery=29, parts=5, dim=16, soft=False):
 
 
 def assert_matches_oracle(result, expected):
-    shared = expected != None  # noqa: E711 (element-wise on an object array)
+    shared = expected != None
     assert result.dtype == np.float32
     # Query 0 and gallery 3 are identical: sqrt(2 - 2 a.b) amplifies the float32 rounding near 0.
     assert expected[0, 3] == 0.0 and result[0, 3] < 2e-3

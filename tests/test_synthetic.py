@@ -142,7 +142,7 @@ def test_unoccluded_figures_show_all_parts_with_consistent_sides(items):
         _, parts = render(it, NUM_IDS, SEED)
         assert set(np.unique(parts)) == set(range(9)), it.relpath
 
-        def side(left: str, right: str) -> float:
+        def side(left: str, right: str, parts: np.ndarray = parts) -> float:
             return np.sign(np.nonzero(parts == PART[left])[1].mean() - np.nonzero(parts == PART[right])[1].mean())
 
         sides = {side("left_arm", "right_arm"), side("left_leg", "right_leg"), side("left_foot", "right_foot")}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -24,7 +25,7 @@ def test_train_writes_a_complete_run_folder(synthetic_labels, synthetic_root, tm
     run = result.run_dir
     for name in ("recipe.yaml", "env.json", "log.txt", "metrics.csv", "curves.png", "last.pt", "best.pt"):
         assert (run / name).is_file(), name
-    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert {"loss", "id_global", "pct_triplet", "pct_compact", "parsing", "lr", "rank1", "mAP", "mINP"} <= set(rows[0])
     assert all(0 <= float(r["mAP"]) <= 1 for r in rows)
@@ -56,7 +57,7 @@ def test_resume_after_interruption_ends_with_the_same_weights(synthetic_labels, 
     monkeypatch.setattr(loop_module, "save_checkpoint", real_save)
     resumed = api.train(None, overrides, resume=tmp_path / "cut", progress=False)
     assert resumed.final == full.final
-    rows = list(csv.DictReader(open(tmp_path / "cut" / "metrics.csv")))
+    rows = list(csv.DictReader((tmp_path / "cut" / "metrics.csv").read_text().splitlines()))
     assert [r["memory"] for r in rows] == ["0", "0", "1"], "memory regime once the bank is filled"
     a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "cut" / "last.pt")["model"]
@@ -109,11 +110,11 @@ def test_ddp_on_cpu_with_two_processes(synthetic_labels, synthetic_root, tmp_pat
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "drop_cli",
             "train", "--recipe", str(recipe), "--device", "cpu", "--output", str(run), "--json"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1])["run_dir"] == str(run)
     assert json.loads((run / "env.json").read_text())["world_size"] == 2
-    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
     assert len(rows) == 1 and float(rows[0]["mAP"]) > 0
 
 
@@ -123,7 +124,7 @@ def test_global_feature_baseline_and_eval_distance(synthetic_labels, synthetic_r
     result = api.train(None, tiny_recipe(synthetic_root, **{"loss.parts": False, "eval.distance": "global",
                                                            "train.epochs": 1}),
                        output=tmp_path / "run", progress=False)
-    row = next(csv.DictReader(open(result.run_dir / "metrics.csv")))
+    row = next(csv.DictReader((result.run_dir / "metrics.csv").read_text().splitlines()))
     assert {k for k in row if k.startswith(("id_", "pct", "part", "parsing", "global"))} == {"id_global",
                                                                                              "global_triplet"}
     features = api.extract_features(result.run_dir / "best.pt", progress=False).features
@@ -145,7 +146,7 @@ def test_loss_tally_reads_in_batches_and_names_the_first_bad_step():
     tally = LossTally(epoch=2, read_every=3)
     for value in (1.0, float("inf"), float("nan")):
         terms = {"a": torch.tensor(1.0), "b": torch.tensor(value)}
-        if value != value:  # the third step triggers the read
+        if math.isnan(value):  # the third step triggers the read
             with pytest.raises(DropError, match=r"the loss became inf at epoch 3, step 2 \(term b\)"):
                 tally.add(terms, sum(terms.values()))
         else:

@@ -201,6 +201,9 @@ def _render_chunk(items: list, num_ids: int, seed: int, folder: Path) -> list[np
     for item in items:
         image, parts = render(item, num_ids, seed)
         ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+        if not ok:
+            raise DropError(f"OpenCV could not encode the synthetic image {item.relpath} as JPEG.",
+                            hint="Check the opencv-python installation (pip install -e . reinstalls it).")
         (folder / item.relpath).write_bytes(jpeg.tobytes())
         truths.append(parts)
     return truths

@@ -150,7 +150,7 @@ class _Canvas:
     ``region_base``/``material_base`` shift what a figure writes, so the same drawing code serves
     the target (parts 1..8) and an occluding person (regions 9..16, its own materials)."""
 
-    __slots__ = ("pixels", "region_base", "material_base")
+    __slots__ = ("material_base", "pixels", "region_base")
 
     def __init__(self, pixels: np.ndarray, region_base: int = 0, material_base: int = 0):
         self.pixels = pixels
@@ -169,7 +169,7 @@ class _Canvas:
                     self._value(region, material), -1, cv2.LINE_8, _SHIFT)
 
     def circle(self, centre, radius: float, region: int, material: int) -> None:
-        cv2.circle(self.pixels, _fixed(centre), int(round(max(radius, 0.5) * _ONE)),
+        cv2.circle(self.pixels, _fixed(centre), round(max(radius, 0.5) * _ONE),
                    self._value(region, material), -1, cv2.LINE_8, _SHIFT)
 
     def capsule(self, p0, p1, r0: float, r1: float, region: int, material: int) -> None:

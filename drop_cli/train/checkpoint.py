@@ -34,7 +34,7 @@ def load_checkpoint(path: str | Path) -> dict:
         raise DropError(f"checkpoint {path} not found.", hint="Pass a best.pt or last.pt from a run folder.")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a file that is not a checkpoint
+    except Exception as e:  # noqa: BLE001 (torch raises many types for a file that is not a checkpoint)
         raise DropError(f"{path} is not a readable drop checkpoint ({type(e).__name__}).",
                         hint="Checkpoints are loaded as data only; re-save foreign ones as a state dict.") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:

@@ -204,10 +204,10 @@ def train_loop(model: torch.nn.Module, objective: Objective, train_set, sampler,
                 state.best = {k: row[k] for k in ("epoch", "rank1", "mAP", "mINP")}
             log(_epoch_line(row))
             if run_dir is not None:
-                content = dict(model=core.state_dict(), optimizer=optimizer.state_dict(),
-                               memory_bank=bank.state_dict() if bank is not None else None, epoch=epoch,
-                               recipe=recipe, num_classes=num_classes, metrics=row, best=state.best,
-                               history=state.history)
+                content = {"model": core.state_dict(), "optimizer": optimizer.state_dict(),
+                           "memory_bank": bank.state_dict() if bank is not None else None, "epoch": epoch,
+                           "recipe": recipe, "num_classes": num_classes, "metrics": row, "best": state.best,
+                           "history": state.history}
                 save_checkpoint(run_dir / "last.pt", **content)
                 if improved:
                     save_checkpoint(run_dir / "best.pt", **{**content, "optimizer": None, "memory_bank": None})

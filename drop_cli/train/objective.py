@@ -13,8 +13,15 @@ from dataclasses import dataclass
 
 import torch
 
-from ..losses import (PartsMemoryBank, batch_hard_triplet_loss, identity_loss, memory_ready, parsing_loss,
-                      part_averaged_triplet_loss, pct_loss)
+from ..losses import (
+    PartsMemoryBank,
+    batch_hard_triplet_loss,
+    identity_loss,
+    memory_ready,
+    parsing_loss,
+    part_averaged_triplet_loss,
+    pct_loss,
+)
 from ..model.output import GLOBAL, DropOutput
 
 
