@@ -13,6 +13,12 @@ DROP's step time over the baseline's (target: <= 1.25).
     python -m benchmarks.bench_train_step [--backbone hrnet_w32] [--batch 16] [--steps 3] [--rounds 1] [--threads 2]
     python -m benchmarks.bench_train_step --device cuda --batch 64 --steps 20 --warmup 5   # GPU: bf16 autocast,
                                                                                           # channels_last, GPU memory
+    python -m benchmarks.bench_train_step --device cuda --batch 64 --steps 20 --warmup 5 --graphs
+
+``--graphs`` is an experiment for the launch-bound GPU step (``drop train`` does not do it): the
+backbone's forward and backward are captured once as CUDA graphs (``torch.cuda.make_graphed_callables``,
+autocast without its cast cache) and replayed every step, so its ~4,400 operators cost one launch each
+way; the head, the losses and the optimizer stay eager.
 
 (from the repository root). On an idle 2-core CPU hrnet_w32 at 256x128 trains at about 3 images/s:
 the defaults (1 warm-up and 3 timed steps of 16 images per configuration) take about a minute per
@@ -67,9 +73,12 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     pids = (torch.arange(args.batch) // 4 % args.classes).to(device)
     part_maps = torch.randint(0, args.parts + 1, (args.batch, args.height // 4, args.width // 4), device=device)
     held_mb = _max_rss_mb()
+    if args.graphs:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None, cache_enabled=False):
+            model.backbone = torch.cuda.make_graphed_callables(model.backbone, (images,))
 
     def step() -> None:
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None, cache_enabled=not args.graphs):
             out = model(images)
         loss = _loss(out, pids, part_maps)
         optimizer.zero_grad(set_to_none=True)
@@ -130,14 +139,18 @@ def main() -> None:
                         help="cuda: bf16/fp16 autocast and channels_last as in training; peak = GPU memory")
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's top operators per configuration")
+    parser.add_argument("--graphs", action="store_true", help="CUDA only: replay the backbone as captured CUDA graphs")
     parser.add_argument("--child", choices=list(CONFIGS), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.graphs and args.device != "cuda":
+        parser.error("--graphs needs --device cuda (CUDA graphs)")
     if args.child:
         print(json.dumps(run_one(args.child, args)))
         return
 
     print(f"{args.backbone} at {args.height}x{args.width}, batch {args.batch}, K={args.parts}, "
-          f"{args.warmup} warm-up + {args.steps} timed steps x {args.rounds} round(s), {args.threads} thread(s)")
+          f"{args.warmup} warm-up + {args.steps} timed steps x {args.rounds} round(s), {args.threads} thread(s)"
+          + (", backbone as CUDA graphs" if args.graphs else ""))
     results: dict[str, dict] = {}
     for _ in range(args.rounds):  # configurations alternate, so a busy spell on a shared machine hits both
         for name in args.configs:
