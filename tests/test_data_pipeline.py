@@ -6,7 +6,7 @@ import torch
 
 from drop_cli.data import load_dataset
 from drop_cli.data.images import ReidImages
-from drop_cli.data.samplers import PKBatchSampler
+from drop_cli.data.samplers import PKBatchSampler, SeededBatches
 from drop_cli.data.transforms import EvalTransform, TrainTransform
 from drop_cli.errors import DropError, LabelsError
 from drop_cli.labels import LabelFile
@@ -83,6 +83,21 @@ def test_pk_sampler():
     assert len(ranks[0]) == len(ranks[1]) and not {tuple(b) for b in ranks[0]} & {tuple(b) for b in ranks[1]}
 
 
+def test_seeded_batches_give_every_draw_its_own_seed():
+    pids = [0] * 9 + [1] * 4 + [2] * 2 + [3] * 5 + [4] * 1
+    seeded = SeededBatches(PKBatchSampler(pids, batch_size=4, num_instances=2, seed=1))
+    batches = list(seeded)
+    assert [[index for index, _ in batch] for batch in batches] == list(PKBatchSampler(pids, 4, 2, seed=1))
+    seeds = [seed for batch in batches for _, seed in batch]
+    assert len(set(seeds)) == len(seeds), "a seed per draw, also for an image drawn twice"
+    assert list(seeded) == batches and len(seeded) == len(batches)
+    seeded.set_epoch(1)
+    assert not {s for batch in seeded for _, s in batch} & set(seeds), "new seeds every epoch"
+    ranks = [{s for batch in SeededBatches(PKBatchSampler(pids, 4, 2, seed=1, rank=r, world_size=2))
+              for _, s in batch} for r in (0, 1)]
+    assert ranks[0] and ranks[1] and not ranks[0] & ranks[1], "ranks augment independently"
+
+
 def test_pk_sampler_refuses_bad_sizes():
     with pytest.raises(DropError, match="multiple of data.num_instances"):
         PKBatchSampler([0, 1], batch_size=5, num_instances=2)
@@ -100,6 +115,24 @@ def test_reid_images_reads_images_and_labels(synthetic_root):
     loader = torch.utils.data.DataLoader(images, batch_size=4, num_workers=2)
     batch = next(iter(loader))
     assert batch["image"].shape == (4, 3, 256, 128) and batch["labels"].dtype == torch.uint8
+
+
+def test_reid_images_augment_a_seeded_draw_the_same_in_any_process_state(synthetic_root):
+    ds = load_dataset("synthetic", synthetic_root)
+    truth = LabelFile(synthetic_root / "synthetic" / "ground_truth.h5")
+    images = ReidImages(ds.train, ds.folder, TrainTransform(64, 32, "eight", pad=4, color_jitter=0.3), truth)
+    torch.manual_seed(0)
+    first = images[(3, 1234)]
+    state = torch.get_rng_state()
+    torch.manual_seed(99)  # whatever the global generator holds
+    again = images[(3, 1234)]
+    assert torch.equal(first["image"], again["image"]) and torch.equal(first["labels"], again["labels"])
+    torch.set_rng_state(state)
+    images[(3, 1234)]
+    assert torch.equal(torch.get_rng_state(), state), "the process's random state is left as it was"
+    others = [images[(3, seed)]["image"] for seed in range(1, 6)]
+    assert not any(torch.equal(first["image"], other) for other in others), "another seed, another augmentation"
+    assert first["index"] == 3 and first["pid"] == ds.train[3].pid
 
 
 def test_reid_images_names_missing_labels(synthetic_root, tmp_path):

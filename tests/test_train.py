@@ -66,6 +66,17 @@ def test_resume_after_interruption_ends_with_the_same_weights(synthetic_labels, 
         assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6, rtol=0), key
 
 
+def test_the_number_of_workers_does_not_change_the_weights(synthetic_labels, synthetic_root, tmp_path):
+    """Every draw carries its own augmentation seed: 0 or 2 DataLoader workers train the same model."""
+    runs = [api.train(None, tiny_recipe(synthetic_root, **{"train.epochs": 2, "train.eval_every": 2,
+                                                           "data.workers": workers, "data.color_jitter": 0.2}),
+                      output=tmp_path / f"workers{workers}", progress=False) for workers in (0, 2)]
+    assert runs[0].final == runs[1].final
+    a, b = (load_checkpoint(run.run_dir / "last.pt")["model"] for run in runs)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
 def test_resume_refuses_another_recipe(synthetic_labels, synthetic_root, tmp_path):
     overrides = tiny_recipe(synthetic_root, **{"train.epochs": 1})
     api.train(None, overrides, output=tmp_path / "run", progress=False)

@@ -25,6 +25,10 @@ def _read_rgb(path: Path) -> torch.Tensor:
 class ReidImages(TorchDataset):
     """Items ``{"image", "labels", "pid", "camid", "index"}`` for ``records`` below ``folder``.
 
+    An item is asked for by its index, or by ``(index, seed)`` (``SeededBatches``): the transform
+    then draws its random numbers from a CPU generator seeded with ``seed``, and the process's own
+    random state is left as it was.
+
     Args:
         records: the images, paths relative to ``folder``.
         transform: ``(uint8 image [3, h, w], uint8 labels [h', w'] or None) -> (image, labels)``.
@@ -45,11 +49,17 @@ class ReidImages(TorchDataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        index, seed = key if isinstance(key, tuple) else (key, None)
         record = self.records[index]
         image = _read_rgb(self.folder / record.path)
         labels = torch.from_numpy(self.labels[record.path]) if self.labels is not None else None
-        image, labels = self.transform(image, labels)
+        if seed is None:
+            image, labels = self.transform(image, labels)
+        else:
+            with torch.random.fork_rng(devices=[]):  # torchvision's random transforms use the global generator
+                torch.default_generator.manual_seed(seed)
+                image, labels = self.transform(image, labels)
         item = {"image": image, "pid": record.pid, "camid": record.camid, "index": index}
         if labels is not None:
             item["labels"] = labels

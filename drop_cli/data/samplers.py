@@ -1,4 +1,4 @@
-"""PK batches: P identities x K images each, the batch the triplet losses need."""
+"""PK batches: P identities x K images each, the batch the triplet losses need; and a seed per draw."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -62,3 +62,30 @@ class PKBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return len(self._batches())
+
+
+class SeededBatches(Sampler[list[tuple[int, int]]]):
+    """The batches of a ``PKBatchSampler``, each index paired with its own augmentation seed.
+
+    A draw's seed depends only on (seed, epoch, batch number over all ranks, position in the batch),
+    so its augmentation is the same whichever DataLoader worker loads it: a run gives the same
+    weights with any number of workers (persistent or not), a resumed epoch repeats exactly, and
+    the ranks of a distributed run augment their batches independently. ``ReidImages`` applies the
+    seed to its transform.
+    """
+
+    def __init__(self, batches: PKBatchSampler):
+        self.batches = batches
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batches.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        b = self.batches
+        for number, batch in enumerate(b):
+            global_number = number * b.world_size + b.rank  # rank r holds batches r, r + world_size, ...
+            seeds = np.random.SeedSequence([b.seed, b.epoch, global_number]).generate_state(len(batch))
+            yield [(index, int(seed)) for index, seed in zip(batch, seeds)]
+
+    def __len__(self) -> int:
+        return len(self.batches)

@@ -1,8 +1,10 @@
 """The training loop: one epoch at a time, evaluating, checkpointing and logging into the run folder.
 
-Determinism: every random choice of an epoch (PK batches, augmentation, DataLoader worker seeds) is
-derived from (seed, epoch), and checkpoints are written at epoch ends, so a run resumed from
-``last.pt`` continues exactly as the uninterrupted run would (bit for bit on CPU).
+Determinism: every random choice of an epoch (the PK batches, each draw's augmentation) is derived
+from (seed, epoch) alone (``SeededBatches``), never from a DataLoader worker's state, and checkpoints
+are written at epoch ends: a run resumed from ``last.pt`` continues exactly as the uninterrupted run
+would, and the number of workers does not change the result (bit for bit on CPU). The workers persist
+from epoch to epoch.
 
 Distributed: under ``torchrun`` each rank trains on its own share of the PK batches with DDP; rank 0
 alone evaluates and writes files.
@@ -10,12 +12,10 @@ alone evaluates and writes files.
 from __future__ import annotations
 
 import csv
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
@@ -64,12 +64,6 @@ def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
     if not enabled or device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def _seed_worker(worker_id: int) -> None:
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
 
 
 def evaluate(model, query_loader, gallery_loader, device, config: LoopConfig) -> dict:
@@ -153,16 +147,13 @@ def train_loop(model: torch.nn.Module, objective: Objective, train_set, sampler,
     scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
     core = model.module if hasattr(model, "module") else model
     metrics_log = MetricsLog(run_dir) if run_dir is not None else None
+    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=config.workers,
+                        pin_memory=device.type == "cuda", persistent_workers=config.workers > 0)
     for epoch in range(state.epoch + 1, config.epochs):
         lr = lr_at(epoch, config.lr, config.warmup_epochs, config.milestones, config.gamma)
         for group in optimizer.param_groups:
             group["lr"] = lr
         sampler.set_epoch(epoch)
-        torch.manual_seed(config.seed * 100_003 + epoch)  # augmentation when workers == 0
-        generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-        loader = DataLoader(train_set, batch_sampler=sampler, num_workers=config.workers, generator=generator,
-                            worker_init_fn=_seed_worker, pin_memory=device.type == "cuda",
-                            persistent_workers=False)
         use_memory = objective.use_memory(bank, epoch)
         tally = LossTally(epoch, LOSS_READ_EVERY if device.type == "cuda" else 1)
         images, start = 0, time.perf_counter()

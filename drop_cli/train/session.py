@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from .. import _ui
 from ..data import load_dataset
 from ..data.images import ReidImages
-from ..data.samplers import PKBatchSampler
+from ..data.samplers import PKBatchSampler, SeededBatches
 from ..data.transforms import EvalTransform, TrainTransform
 from ..errors import DropError, LabelsError
 from ..labels import LabelFile
@@ -132,8 +132,8 @@ def run_training(recipe: Recipe, output: str | Path | None = None, resume: str |
     num_parts = len(labels.parts)
     train_set = ReidImages(ds.train, ds.folder, TrainTransform(
         data.height, data.width, data.preset, data.pad, data.flip, data.random_erasing, data.color_jitter), labels)
-    sampler = PKBatchSampler([r.pid for r in ds.train], train_cfg.batch_size, data.num_instances,
-                             train_cfg.seed, rank, world_size)
+    sampler = SeededBatches(PKBatchSampler([r.pid for r in ds.train], train_cfg.batch_size, data.num_instances,
+                                           train_cfg.seed, rank, world_size))
     eval_transform = EvalTransform(data.height, data.width)
     query_loader, gallery_loader = (
         DataLoader(ReidImages(records, test_ds.folder, eval_transform), batch_size=recipe.eval.batch_size,
