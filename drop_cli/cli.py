@@ -63,8 +63,11 @@ def _command(func):
 
 
 def _emit(payload: dict, tables: list[Table], json_out: bool) -> None:
-    """Tables on stdout; with --json they go to stderr and the payload alone to stdout."""
+    """Tables on stdout; with --json they go to stderr and the payload alone to stdout. A table is at
+    least as wide as its title (a path, often), so the title stays on one line."""
     for table in tables:
+        if isinstance(table.title, str):
+            table.min_width = max(table.min_width or 0, len(table.title))
         (_ui.console if json_out else stdout).print(table)
     if json_out:
         print(json.dumps(payload))

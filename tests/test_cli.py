@@ -72,6 +72,17 @@ def test_dataset_info_json(synthetic_root):
     assert payload["splits"]["query"]["images"] > 0 and payload["warnings"] == []
 
 
+def test_table_titles_stay_on_one_line(synthetic_root, tmp_path, monkeypatch):
+    """A table is widened to its title, which often holds a path (up to the terminal's 80 columns here)."""
+    monkeypatch.chdir(tmp_path)
+    root = Path("a-folder-name-long-enough-to-be-wider-than-the-table") / "data"
+    root.parent.mkdir()
+    root.symlink_to(synthetic_root)
+    result = runner.invoke(app, ["dataset-info", "synthetic", "--root", str(root)])
+    assert result.exit_code == 0, result.output
+    assert f"synthetic ({root / 'synthetic'})" in result.stdout
+
+
 @pytest.mark.parametrize("args,message", [
     (["prepare-data", "nope", "--root", "."], "error: unknown dataset 'nope'."),
     (["prepare-data", "synthetic", "--root", ".", "--labeler", "psoe"], "error: unknown labeler 'psoe'. Did you mean 'pose'?"),

@@ -229,6 +229,21 @@ def test_combined_distances_equal_part_distance(symmetric, monkeypatch):
         assert np.allclose(matrix**2, expected**2, atol=1e-5, rtol=0), combo
 
 
+def test_grid_per_matrix_path_equals_the_cpu_sweep(features):
+    """On a GPU the grid computes each matrix with part_distance and re_rank there; the same path on
+    the CPU gives the sweep's metrics."""
+    file = FeatureFile(features)
+    query, gallery = file.read("query"), file.read("gallery")
+    settings = report.ablation_grid(file.names[2:])
+    groups = report._by_combination(settings, file.names)
+    cpu = torch.device("cpu")
+    swept = report._grid_sweep(query, gallery, groups, report.Rerank(), lambda n: None, cpu)
+    per_matrix = report._grid_per_matrix(query, gallery, groups, report.Rerank(), lambda n: None, cpu)
+    assert swept.keys() == per_matrix.keys() == set(settings)
+    for setting in settings:
+        assert per_matrix[setting] == pytest.approx(swept[setting], abs=1e-6), setting
+
+
 # ----------------------------------------------------------------------------- bad input
 
 

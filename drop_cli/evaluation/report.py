@@ -20,7 +20,8 @@ row's distances are computed once per block of images and added into every matri
 row (the same formula as part_distance, equal up to float32 rounding). Gallery-gallery matrices
 (1.25 GB each at Occluded-Duke size) are filled two at a time, modes that share rows together:
 19 row products instead of 36. They are symmetric, as are query-query ones, so only the upper
-triangle is computed.
+triangle is computed. That sweep is the CPU path; on a GPU, where part_distance takes a fraction of a
+second per matrix, the grid computes each matrix with part_distance itself (:func:`_grid_per_matrix`).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from ..errors import DropError, lookup
 from ..features_h5 import SplitFeatures
@@ -146,6 +148,22 @@ def _check_rerank_memory(num_query: int, num_gallery: int, rerank: Rerank) -> No
 # ----------------------------------------------------------------------------- one setting
 
 
+def _distance(a: SplitFeatures, b: SplitFeatures, combo: _Combination,
+              device: str | torch.device | None = None) -> np.ndarray:
+    """part_distance over the rows of ``combo``, weighted as it says."""
+    rows = _index(combo.rows)
+    return part_distance(a.embeddings[:, rows], _weights(a.visibility, combo.visibility)[:, rows],
+                         b.embeddings[:, rows], _weights(b.visibility, combo.visibility)[:, rows], device=device)
+
+
+def _re_ranked(distmat: np.ndarray, query: SplitFeatures, gallery: SplitFeatures, combo: _Combination,
+               rerank: Rerank, device: str | torch.device | None = None) -> np.ndarray:
+    """``distmat`` (query-gallery under ``combo``) re-ranked with the same distance's query-query and
+    gallery-gallery matrices."""
+    return re_rank(distmat, _distance(query, query, combo, device), _distance(gallery, gallery, combo, device),
+                   rerank.k1, rerank.k2, rerank.lambda_value, device=device)
+
+
 def setting_distances(query: SplitFeatures, gallery: SplitFeatures, names: Sequence[str], setting: Setting,
                       rerank: Rerank = Rerank()) -> np.ndarray:
     """The [Nq, Ng] distances of one setting: part_distance over the mode's rows (re-ranked when asked for).
@@ -157,17 +175,10 @@ def setting_distances(query: SplitFeatures, gallery: SplitFeatures, names: Seque
         rerank: the re-ranking parameters (used when ``setting.rerank``).
     """
     combo = _combination(setting, names)
-    rows = _index(combo.rows)
-
-    def distance(a: SplitFeatures, b: SplitFeatures) -> np.ndarray:
-        return part_distance(a.embeddings[:, rows], _weights(a.visibility, combo.visibility)[:, rows],
-                             b.embeddings[:, rows], _weights(b.visibility, combo.visibility)[:, rows])
-
-    distmat = distance(query, gallery)
+    distmat = _distance(query, gallery, combo)
     if setting.rerank:
         _check_rerank_memory(len(query.pids), len(gallery.pids), rerank)
-        distmat = re_rank(distmat, distance(query, query), distance(gallery, gallery),
-                          rerank.k1, rerank.k2, rerank.lambda_value)
+        distmat = _re_ranked(distmat, query, gallery, combo, rerank)
     return distmat
 
 
@@ -252,7 +263,8 @@ def _groups(combinations: list[_Combination], matrix_bytes: int) -> list[list[_C
 
 
 def evaluate_grid(query: SplitFeatures, gallery: SplitFeatures, names: Sequence[str], settings: Sequence[Setting],
-                  rerank: Rerank = Rerank(), advance: Callable[[int], None] = lambda n: None) -> list[dict]:
+                  rerank: Rerank = Rerank(), advance: Callable[[int], None] = lambda n: None,
+                  device: str | torch.device | None = None) -> list[dict]:
     """Metrics of many settings (e.g. :func:`ablation_grid`), each distance matrix computed once.
 
     Query-gallery matrices serve a setting with and without re-ranking; query-query and
@@ -265,15 +277,32 @@ def evaluate_grid(query: SplitFeatures, gallery: SplitFeatures, names: Sequence[
         settings: the settings to evaluate.
         rerank: the re-ranking parameters.
         advance: called with 1 after each setting, for a progress bar.
+        device: "cpu" (the combined sweep) or a CUDA device (every matrix by part_distance and
+            re_rank there); default CUDA when available.
 
     Returns:
         One result row per setting, in the order of ``settings`` (see :func:`evaluate_setting`).
     """
-    by_combination: dict[_Combination, list[Setting]] = {}
-    for setting in settings:
-        by_combination.setdefault(_combination(setting, names), []).append(setting)
+    by_combination = _by_combination(settings, names)
     if any(s.rerank for s in settings):
         _check_rerank_memory(len(query.pids), len(gallery.pids), rerank)
+    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    grid = _grid_sweep if device.type == "cpu" else _grid_per_matrix
+    results = grid(query, gallery, by_combination, rerank, advance, device)
+    return [_row(s, results[s]) for s in settings]
+
+
+def _by_combination(settings: Sequence[Setting], names: Sequence[str]) -> dict[_Combination, list[Setting]]:
+    """The settings grouped by the distance matrix they need (the same rows and weighting)."""
+    groups: dict[_Combination, list[Setting]] = {}
+    for setting in settings:
+        groups.setdefault(_combination(setting, names), []).append(setting)
+    return groups
+
+
+def _grid_sweep(query: SplitFeatures, gallery: SplitFeatures, by_combination: dict[_Combination, list[Setting]],
+                rerank: Rerank, advance: Callable[[int], None], device: torch.device) -> dict[Setting, dict]:
+    """The grid on the CPU: matrices filled several at a time by :func:`combined_distances`."""
     q = (query.embeddings, _weights(query.visibility, True))  # the weights serve only combinations using them
     g = (gallery.embeddings, _weights(gallery.visibility, True))
 
@@ -296,11 +325,25 @@ def evaluate_grid(query: SplitFeatures, gallery: SplitFeatures, names: Sequence[
             gallery_gallery = combined_distances(*g, *g, group, symmetric=True, out=buffers[:len(group)])
             for combo, matrix in zip(group, gallery_gallery):
                 distmat = re_rank(to_rerank.pop(combo), query_query.pop(combo), matrix,
-                                  rerank.k1, rerank.k2, rerank.lambda_value)
+                                  rerank.k1, rerank.k2, rerank.lambda_value, device=device)
                 metrics = _metrics(distmat, query, gallery)
                 for setting in by_combination[combo]:
                     if setting.rerank:
                         results[setting] = metrics
                         advance(1)
-    return [_row(s, results[s]) for s in settings]
+    return results
 
+def _grid_per_matrix(query: SplitFeatures, gallery: SplitFeatures, by_combination: dict[_Combination, list[Setting]],
+                     rerank: Rerank, advance: Callable[[int], None], device: torch.device) -> dict[Setting, dict]:
+    """The grid on ``device`` (meant for a GPU), one matrix at a time: each combination's query-gallery
+    matrix serves its settings with and without re-ranking."""
+    results: dict[Setting, dict] = {}
+    for combo, settings in by_combination.items():
+        distmat = _distance(query, gallery, combo, device)
+        re_ranked = None
+        for setting in settings:
+            if setting.rerank and re_ranked is None:
+                re_ranked = _re_ranked(distmat, query, gallery, combo, rerank, device)
+            results[setting] = _metrics(re_ranked if setting.rerank else distmat, query, gallery)
+            advance(1)
+    return results
