@@ -15,6 +15,10 @@ DROP's step time over the baseline's (target: <= 1.25).
                                                                                           # channels_last, GPU memory
     python -m benchmarks.bench_train_step --device cuda --batch 64 --steps 20 --warmup 5 --graphs
 
+``--ops`` adds the number of ATen operators one forward, loss and backward dispatch (the optimizer
+not included): on a GPU, where the step is bound by launching kernels, each is about one launch, so
+the count measures that cost on any machine.
+
 ``--graphs`` is an experiment for the launch-bound GPU step (``drop train`` does not do it): the
 backbone's forward and backward are captured once as CUDA graphs (``torch.cuda.make_graphed_callables``,
 autocast without its cast cache) and replayed every step, so its ~4,400 operators cost one launch each
@@ -77,12 +81,15 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None, cache_enabled=False):
             model.backbone = torch.cuda.make_graphed_callables(model.backbone, (images,))
 
-    def step() -> None:
+    def forward_backward() -> None:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None, cache_enabled=not args.graphs):
             out = model(images)
         loss = _loss(out, pids, part_maps)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+
+    def step() -> None:
+        forward_backward()
         scaler.step(optimizer)
         scaler.update()
         if cuda:
@@ -100,7 +107,25 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
               "step_peak_mb": _max_rss_mb() - held_mb, "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
     if args.profile:
         result["profile"] = _profile(step, 3, cuda)
+    if args.ops:
+        result["operators"] = _count_operators(forward_backward)
     return result
+
+
+def _count_operators(run) -> int:
+    """ATen operators dispatched while ``run()`` runs (views and in-place ops included)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        run()
+    return Count.calls
 
 
 def _profile(step, steps: int, cuda: bool) -> str:
@@ -139,6 +164,7 @@ def main() -> None:
                         help="cuda: bf16/fp16 autocast and channels_last as in training; peak = GPU memory")
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's top operators per configuration")
+    parser.add_argument("--ops", action="store_true", help="also count the ATen operators of a forward + backward")
     parser.add_argument("--graphs", action="store_true", help="CUDA only: replay the backbone as captured CUDA graphs")
     parser.add_argument("--child", choices=list(CONFIGS), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -174,7 +200,8 @@ def main() -> None:
     for r in results.values():
         print(f"{r['name']:<20} {r['params_m']:>7.1f}M {r['step_s']:>7.2f}s {r['cpu_s']:>8.2f}s "
               f"{r['images_per_s']:>9.2f} "
-              f"{r['peak_mb']:>8.0f}MB {r['step_peak_mb']:>8.0f}MB  " + " ".join(f"{t:.2f}" for t in r["steps_s"]))
+              f"{r['peak_mb']:>8.0f}MB {r['step_peak_mb']:>8.0f}MB  " + " ".join(f"{t:.2f}" for t in r["steps_s"])
+              + (f"  ({r['operators']:,} operators per forward + backward)" if "operators" in r else ""))
     for r in results.values():
         if "profile" in r:
             print(f"\n{r['name']}\n{r['profile']}")
