@@ -42,7 +42,6 @@ class LoopConfig:
     warmup_epochs: int
     milestones: list[int]
     gamma: float
-    seed: int
     eval_every: int
     amp: bool
     channels_last: bool

@@ -184,7 +184,7 @@ def run_training(recipe: Recipe, output: str | Path | None = None, resume: str |
             f"{recipe.model.backbone} on {dev}" + (f" x {world_size} processes" if world_size > 1 else "")
             + (f", resuming after epoch {state.epoch + 1}" if resume is not None else ""))
     config = LoopConfig(train_cfg.epochs, recipe.optim.lr, recipe.optim.weight_decay, recipe.optim.warmup_epochs,
-                        recipe.optim.milestones, recipe.optim.gamma, train_cfg.seed, train_cfg.eval_every,
+                        recipe.optim.milestones, recipe.optim.gamma, train_cfg.eval_every,
                         train_cfg.amp, train_cfg.channels_last, data.workers, recipe.eval.flip_tta,
                         recipe.eval.distance, recipe.eval.rerank)
     try:
