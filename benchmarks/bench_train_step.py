@@ -120,12 +120,12 @@ def _count_operators(run) -> int:
         calls = 0
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            Count.calls += 1
+            self.calls += 1
             return func(*args, **(kwargs or {}))
 
-    with Count():
+    with Count() as count:
         run()
-    return Count.calls
+    return count.calls
 
 
 def _profile(step, steps: int, cuda: bool) -> str:

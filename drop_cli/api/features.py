@@ -11,6 +11,7 @@ import numpy as np
 from .. import _ui
 from ..data import load_dataset
 from ..errors import DropError, lookup
+from ..model.output import row_names
 from ..parts import part_names
 
 
@@ -153,7 +154,7 @@ def extract_features(checkpoint: str | Path, dataset: str | None = None, root: s
     if empty:
         raise DropError(f"{dataset} has no {' or '.join(empty)} images.",
                         hint=f"Choose other --splits; it has: {', '.join(s for s, r in ds.splits.items() if r)}.")
-    names = ("global", "foreground", *part_names(recipe.data.preset))
+    names = row_names(part_names(recipe.data.preset))
     counts = {split: len(recs) for split, recs in records.items()}
     out = Path(out).expanduser() if out else checkpoint.parent / "features.h5"
     settings = {"checkpoint_sha256": _sha256_file(checkpoint), "dataset": dataset,

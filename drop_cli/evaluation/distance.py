@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import DropError
+from ._device import compute_device, to_tensor
 
 # The distance of a pair with no visible part in common: above 2, the largest euclidean distance
 # between unit vectors, so such a pair ranks after every pair that shares a part. A constant (not
@@ -62,7 +63,7 @@ def part_distance(
         DropError: inconsistent shapes or visibility outside [0, 1].
     """
     q_emb, q_vis, g_emb, g_vis = _checked_inputs(q_emb, q_vis, g_emb, g_vis)
-    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = compute_device(device)
     num_query, num_parts, _ = q_emb.shape
     if chunk_size is None:
         if device.type == "cpu":
@@ -117,12 +118,12 @@ def _part_distance_torch(
     """part_distance on a torch device (meant for CUDA); arguments as in :func:`_part_distance_numpy`."""
     num_query, num_gallery = len(q_emb), len(g_emb)
     out = np.empty((num_query, num_gallery), np.float32)
-    queries = _tensor(q_emb, device).transpose(0, 1).contiguous()  # [M, Nq, D]
-    query_vis = _tensor(q_vis, device)
+    queries = to_tensor(q_emb, device).transpose(0, 1).contiguous()  # [M, Nq, D]
+    query_vis = to_tensor(q_vis, device)
     for start in range(0, num_gallery, chunk_size):
         stop = min(start + chunk_size, num_gallery)
-        gallery = _tensor(g_emb[start:stop], device).permute(1, 2, 0)  # [M, D, chunk]
-        gallery_vis = _tensor(g_vis[start:stop], device)
+        gallery = to_tensor(g_emb[start:stop], device).permute(1, 2, 0)  # [M, D, chunk]
+        gallery_vis = to_tensor(g_vis[start:stop], device)
         dist = torch.bmm(queries, gallery).mul_(-2.0).add_(2.0)  # [M, Nq, chunk]: ||a - b||**2
         dist.clamp_(min=0.0).sqrt_()
         dist.mul_(query_vis.T[:, :, None]).mul_(gallery_vis.T[:, None, :])
@@ -153,11 +154,3 @@ def _checked_inputs(
         if vis.size and not (vis.min() >= 0 and vis.max() <= 1):
             raise DropError(f"{name} visibility must be in [0, 1], got values in [{vis.min()}, {vis.max()}].")
     return q_emb, q_vis, g_emb, g_vis
-
-
-def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    """``array`` as a float32 tensor on ``device``."""
-    array = np.asarray(array, dtype=np.float32)
-    if not array.flags.writeable:  # torch.from_numpy warns on read-only arrays; it never writes here
-        array = array.copy()
-    return torch.from_numpy(array).to(device)

@@ -34,6 +34,7 @@ import torch
 from ..errors import DropError, lookup
 from ..features_h5 import SplitFeatures
 from ..model.output import FIRST_PART, FOREGROUND, GLOBAL
+from ._device import compute_device
 from .distance import UNSHARED_DISTANCE, part_distance
 from .metrics import evaluate_rank
 from .rerank import check_re_rank_memory, re_rank
@@ -286,7 +287,7 @@ def evaluate_grid(query: SplitFeatures, gallery: SplitFeatures, names: Sequence[
     by_combination = _by_combination(settings, names)
     if any(s.rerank for s in settings):
         _check_rerank_memory(len(query.pids), len(gallery.pids), rerank)
-    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = compute_device(device)
     grid = _grid_sweep if device.type == "cpu" else _grid_per_matrix
     results = grid(query, gallery, by_combination, rerank, advance, device)
     return [_row(s, results[s]) for s in settings]

@@ -38,7 +38,7 @@ import scipy.sparse as sp
 import torch
 
 from ..errors import DropError
-from .distance import _tensor
+from ._device import compute_device, to_tensor
 
 # Rows of A per block of the neighbour search: 2**22 float32 values (16 MB) per block.
 _BLOCK_VALUES = 2**22
@@ -161,7 +161,7 @@ def re_rank(
     q_g, q_q, g_g = (np.asarray(d) for d in (q_g_dist, q_q_dist, g_g_dist))
     _check_inputs(q_g, q_q, g_g, k1, k2, lambda_value)
     num_query, num_gallery = q_g.shape
-    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = compute_device(device)
     check_re_rank_memory(num_query, num_gallery, k1, k2, include_inputs=False)
     if device.type == "cpu":
         blocks = _ConcatenatedDistances(q_g, q_q, g_g)
@@ -177,7 +177,7 @@ def _re_rank_torch(
 ) -> np.ndarray:
     """re_rank's GPU path (it runs on any torch device): the dense stages on ``device``, the sparse on the CPU."""
     blocks = _ConcatenatedDistances(q_g, q_q, g_g)
-    on_device = _ConcatenatedDistances(*(_tensor(d, device) for d in (q_g, q_q, g_g)))
+    on_device = _ConcatenatedDistances(*(to_tensor(d, device) for d in (q_g, q_q, g_g)))
     neighbours, column_max = _nearest_neighbours_torch(on_device, min(max(k1 + 1, k2), blocks.size))
     weights = _expanded_weights(blocks, neighbours, column_max, k1, k2)
     return _final_distance_torch(weights, on_device.q_g, column_max[: len(q_g)], lambda_value)
@@ -380,13 +380,13 @@ def _final_distance_torch(
     gallery = weights[num_query:].tocoo()
     gallery_point = torch.from_numpy(gallery.row.astype(np.int64)).to(device)
     gallery_column = torch.from_numpy(gallery.col.astype(np.int64)).to(device)
-    gallery_value = _tensor(gallery.data, device)
-    maxima = _tensor(column_max, device)
+    gallery_value = to_tensor(gallery.data, device)
+    maxima = to_tensor(column_max, device)
     out = torch.empty((num_query, num_gallery), dtype=torch.float32, device=device)
     block = max(1, _GPU_BLOCK_VALUES // max(gallery.nnz, weights.shape[1]))
     for start in range(0, num_query, block):
         stop = min(start + block, num_query)
-        query_rows = _tensor(weights[start:stop].toarray(), device)  # [B, N]
+        query_rows = to_tensor(weights[start:stop].toarray(), device)  # [B, N]
         pair_min = torch.minimum(query_rows[:, gallery_column], gallery_value)  # [B, nnz]
         min_sum = torch.zeros((stop - start, num_gallery), dtype=torch.float32, device=device)
         min_sum.index_add_(1, gallery_point, pair_min)

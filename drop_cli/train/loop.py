@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from .. import _ui
 from ..errors import DropError
+from ..model.output import FIRST_PART, row_names
 from .checkpoint import save_checkpoint
 from .features import extract_features
 from .objective import Objective
@@ -72,7 +73,7 @@ def evaluate(model, query_loader, gallery_loader, device, config: LoopConfig) ->
     dtype = amp_dtype(device, config.amp)
     q = extract_features(model, query_loader, device, config.flip_tta, dtype)
     g = extract_features(model, gallery_loader, device, config.flip_tta, dtype)
-    names = ("global", "foreground", *(f"part {k + 1}" for k in range(q.embeddings.shape[1] - 2)))
+    names = row_names([f"part {k + 1}" for k in range(q.embeddings.shape[1] - FIRST_PART)])
     row = evaluate_setting(q, g, names, make_setting(config.eval_distance, True, config.eval_rerank))
     return {k: row[k] for k in ("rank1", "rank5", "rank10", "mAP", "mINP")}
 
