@@ -1,9 +1,10 @@
-"""Time a DropNet training step: full DROP against the BPBreID-equivalent switches, same run.
+"""Time a training step: DROP against the BPBreID-equivalent, both from the shipped recipes, same run.
 
-One training step = forward, the identity and parsing losses (``drop_cli.losses``: label-smoothed
-cross-entropy on the three classifiers, smoothed parsing cross-entropy x 0.35), backward and an
-Adam step, on random images, identities and
-part maps, with random (not pretrained) weights. Each configuration runs in its own subprocess so
+One training step is ``drop_cli.train.step.train_step``, what ``drop train`` runs: forward, the
+recipe's whole objective (GiLt; for DROP also PCT with a filled parts memory bank, in the memory
+regime, and the smoothed parsing loss), backward, an Adam step and the memory bank's update, on
+random images, identities and part maps, with random (not pretrained) weights. The configurations
+are the ``occluded_duke`` recipe and it stacked with ``ablations/bpbreid``. Each configuration runs in its own subprocess so
 that its peak memory (``ru_maxrss``) is its own; configurations alternate over ``--rounds``. The
 table gives the median wall-clock and CPU time of the timed steps (CPU time is the steadier figure
 on a shared machine), images/s, the peak resident memory of the process and its growth during the
@@ -32,32 +33,33 @@ oversubscribed OpenMP threads.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
-from drop_cli.losses import identity_loss, parsing_loss
 from drop_cli.model import build_model
+from drop_cli.recipe import load_recipe
 from drop_cli.train.loop import amp_dtype
+from drop_cli.train.objective import Objective
+from drop_cli.train.step import StepContext, forward_backward, train_step
 
-# Name -> model switches. The baseline is BPBreID's head: the parsing head reads F, average pooling.
+# Name -> the recipe files stacked (drop train --recipe ... --recipe ...).
 CONFIGS = {
-    "BPBreID-equivalent": {"decouple": False, "dpu": False, "ppe": False, "pooling": "avg"},
-    "DROP": {"decouple": True, "dpu": True, "ppe": True, "pooling": "avg+max"},
+    "BPBreID-equivalent": ["occluded_duke", "ablations/bpbreid"],
+    "DROP": ["occluded_duke"],
 }
+TARGET_RATIO = 1.25  # DROP's step over the BPBreID-equivalent's
 
 
 def _max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def _loss(out, pids: torch.Tensor, part_maps: torch.Tensor) -> torch.Tensor:
-    return sum(identity_loss(out.id_logits, pids).values()) + 0.35 * parsing_loss(out.parsing_logits, part_maps)
 
 
 def run_one(name: str, args: argparse.Namespace) -> dict:
@@ -66,32 +68,39 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
-    dtype = amp_dtype(device, enabled=True)  # bf16 (or fp16) on CUDA, full precision on CPU
-    model = build_model(args.classes, args.parts, backbone=args.backbone, **CONFIGS[name]).train().to(device)
-    images = torch.randn(args.batch, 3, args.height, args.width, device=device)
+    recipe = load_recipe(CONFIGS[name], ["model.pretrained=false", f"model.backbone={args.backbone}",
+                                         f"data.height={args.height}", f"data.width={args.width}"])
+    dtype = amp_dtype(device, recipe.train.amp)  # bf16 (or fp16) on CUDA, full precision on CPU
+    model = build_model(args.classes, args.parts, ppe_height=args.height // 4,
+                        **dataclasses.asdict(recipe.model)).train().to(device)
     if cuda:
         torch.backends.cudnn.benchmark = True
-        model, images = model.to(memory_format=torch.channels_last), images.contiguous(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3.5e-4, fused=cuda)  # as drop train
-    scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
-    pids = (torch.arange(args.batch) // 4 % args.classes).to(device)
-    part_maps = torch.randint(0, args.parts + 1, (args.batch, args.height // 4, args.width // 4), device=device)
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.optim.lr, fused=cuda)  # as drop train
+    objective = Objective(recipe.loss)
+    num_images = args.batch * 8
+    bank = objective.memory_bank(num_images, args.parts, recipe.model.embed_dim)
+    if bank is not None:  # filled: the memory regime, as after warm-up
+        bank.to(device).update(torch.arange(num_images, device=device),
+                               torch.randn(num_images, args.parts, recipe.model.embed_dim, device=device),
+                               torch.ones(num_images, args.parts, dtype=torch.bool, device=device),
+                               torch.arange(num_images, device=device) // 4 % args.classes)
+    context = StepContext(objective=objective, device=device, autocast_dtype=dtype,
+                          channels_last=recipe.train.channels_last, bank=bank, use_memory=bank is not None,
+                          scaler=torch.amp.GradScaler() if dtype == torch.float16 else None)
+    batch = {"image": torch.randn(args.batch, 3, args.height, args.width, device=device),
+             "labels": torch.randint(0, args.parts + 1, (args.batch, args.height, args.width), dtype=torch.uint8,
+                                     device=device),
+             "pid": (torch.arange(args.batch) // 4 % args.classes).to(device),
+             "index": torch.arange(args.batch, device=device)}
     held_mb = _max_rss_mb()
     if args.graphs:
+        images = batch["image"].contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None, cache_enabled=False):
             model.backbone = torch.cuda.make_graphed_callables(model.backbone, (images,))
 
-    def forward_backward() -> None:
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None, cache_enabled=not args.graphs):
-            out = model(images)
-        loss = _loss(out, pids, part_maps)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-
     def step() -> None:
-        forward_backward()
-        scaler.step(optimizer)
-        scaler.update()
+        train_step(model, batch, context, optimizer)
         if cuda:
             torch.cuda.synchronize()
 
@@ -102,13 +111,14 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
         if index >= args.warmup:
             wall.append(time.perf_counter() - start)
             cpu.append(time.process_time() - start_cpu)
-    result = {"name": name, "steps_s": wall, "cpu_steps_s": cpu,
+    result = {"name": name, "recipe": CONFIGS[name], "steps_s": wall, "cpu_steps_s": cpu,
               "peak_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else _max_rss_mb(),
               "step_peak_mb": _max_rss_mb() - held_mb, "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
     if args.profile:
         result["profile"] = _profile(step, 3, cuda)
     if args.ops:
-        result["operators"] = _count_operators(forward_backward)
+        optimizer.zero_grad(set_to_none=True)
+        result["operators"] = _count_operators(lambda: forward_backward(model, batch, context))
     return result
 
 
@@ -166,6 +176,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's top operators per configuration")
     parser.add_argument("--ops", action="store_true", help="also count the ATen operators of a forward + backward")
     parser.add_argument("--graphs", action="store_true", help="CUDA only: replay the backbone as captured CUDA graphs")
+    parser.add_argument("--out", type=Path, help="also write the results as JSON to this file")
     parser.add_argument("--child", choices=list(CONFIGS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.graphs and args.device != "cuda":
@@ -205,11 +216,17 @@ def main() -> None:
     for r in results.values():
         if "profile" in r:
             print(f"\n{r['name']}\n{r['profile']}")
-    if len(results) < len(CONFIGS):
-        return
-    base, drop = results["BPBreID-equivalent"], results["DROP"]
-    print(f"DROP step / BPBreID-equivalent step: {drop['step_s'] / base['step_s']:.2f}x wall, "
-          f"{drop['cpu_s'] / base['cpu_s']:.2f}x CPU time (target <= 1.25)")
+    summary = {"settings": {k: v for k, v in vars(args).items() if k not in ("child", "out")},
+               "results": {name: {k: v for k, v in r.items() if k != "profile"} for name, r in results.items()}}
+    if len(results) == len(CONFIGS):
+        base, drop = results["BPBreID-equivalent"], results["DROP"]
+        ratio = drop["step_s"] / base["step_s"]
+        summary.update({"ratio": ratio, "cpu_ratio": drop["cpu_s"] / base["cpu_s"], "target_ratio": TARGET_RATIO,
+                        "meets_target": ratio <= TARGET_RATIO})
+        print(f"DROP step / BPBreID-equivalent step: {ratio:.2f}x wall, {summary['cpu_ratio']:.2f}x CPU time "
+              f"(target <= {TARGET_RATIO}: {'met' if ratio <= TARGET_RATIO else 'NOT met'})")
+    if args.out:
+        args.out.write_text(json.dumps(summary, indent=1) + "\n")
 
 
 if __name__ == "__main__":

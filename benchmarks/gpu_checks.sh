@@ -47,7 +47,7 @@ time torchrun --standalone --nproc_per_node 1 -m drop_cli train --recipe synthet
     --output "$work/ddp" "${common[@]}"
 
 step "drop extract-features on CUDA (hrnet_w32 checkpoint, query + gallery, flip TTA)"
-time drop extract-features --checkpoint "$work/hrnet/best.pt" --root "$work/data" --device cuda --flip-tta \
+time drop extract-features --checkpoint "$work/hrnet/last.pt" --root "$work/data" --device cuda --flip-tta \
     --out "$work/hrnet/features.h5" --json | tail -c 600; echo
 
 step "drop evaluate with re-ranking and the ablation grid (GPU re-ranking and distances)"

@@ -2,7 +2,7 @@
 
 The command line (`drop ...`) is a thin layer over the functions re-exported here.
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .api import (
     dataset_info,

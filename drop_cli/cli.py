@@ -127,11 +127,12 @@ def prepare_data(
     dataset: Annotated[str, typer.Argument(help=f"One of: {', '.join(DATASET_NAMES)}.")],
     root: RootOpt = Path("."),
     labeler: Annotated[str, typer.Option(help="pose | bpbreid | stripes | synthetic.")] = "pose",
-    preset: Annotated[str, typer.Option(help="eight | five body parts.")] = "eight",
+    preset: Annotated[str, typer.Option(help="eight | five | five_v body parts (five_v: bpbreid only).")] = "eight",
     out: Annotated[Path | None, typer.Option(help="Labels file (default: inside the dataset folder).")] = None,
     workers: WorkersOpt = None,
-    height: Annotated[int, typer.Option(help="Label map height.")] = 128,
-    width: Annotated[int, typer.Option(help="Label map width.")] = 64,
+    height: Annotated[int | None, typer.Option(help="Label map height (default 256 for bpbreid, the input "
+                                                    "height; else 128).")] = None,
+    width: Annotated[int | None, typer.Option(help="Label map width (default 128 for bpbreid; else 64).")] = None,
     pose_model: Annotated[Path | None, typer.Option(help="BlazePose pose_landmark_full.tflite, for offline use.")] = None,
     bpbreid_masks: Annotated[Path | None, typer.Option(help="Folder of BPBreID's masks for this dataset.")] = None,
     pattern: PatternOpt = None,
@@ -168,7 +169,9 @@ def prepare_data(
 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key: --set optim.lr=1e-4 "
                                                                 "(repeatable).")]
-RecipeOpt = Annotated[Path | None, typer.Option(help="YAML recipe (see recipes/).")]
+RecipeOpt = Annotated[list[str] | None, typer.Option(
+    help="YAML recipe or a shipped recipe's name (see recipes/); repeat to stack base-free files: "
+         "--recipe occluded_duke --recipe ablations/no_dpu.")]
 
 
 @app.command("train")
@@ -181,11 +184,11 @@ def train(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
     json_out: JsonOpt = False,
 ) -> None:
-    """Train DROP from a recipe, evaluating and checkpointing into a run folder.
+    """Train DROP from a recipe, evaluating and checkpointing into a run folder; the final epoch is the result.
 
-    Example: drop train --recipe recipes/synthetic.yaml --set train.epochs=5
+    Example: drop train --recipe synthetic --set train.epochs=5
     """
-    if recipe is None and resume is None:
+    if not recipe and resume is None:
         raise DropError("no recipe given.", hint="Pass --recipe FILE (see recipes/), or --resume RUN_DIR.")
     result = api.train(recipe, set_ or [], output=output, resume=resume, device=device, progress=not json_out)
     if result.rank != 0:
@@ -193,9 +196,9 @@ def train(
     table = Table(title=f"{result.run_dir}")
     for col in ("", "epoch", "rank-1", "mAP", "mINP"):
         table.add_column(col, justify="right")
-    for name, row in (("best", result.best), ("final", result.final)):
-        if row:
-            table.add_row(name, str(row["epoch"]), *(f"{100 * row[k]:.1f}" for k in ("rank1", "mAP", "mINP")))
+    if result.final:
+        row = result.final
+        table.add_row("final", str(row["epoch"]), *(f"{100 * row[k]:.1f}" for k in ("rank1", "mAP", "mINP")))
     _emit(result.to_json(), [table], json_out)
 
 
@@ -208,7 +211,7 @@ app.add_typer(recipe_app, name="recipe")
 def recipe_show(recipe: RecipeOpt = None, set_: SetOpt = None, json_out: JsonOpt = False) -> None:
     """Print the resolved recipe (defaults < base < file < --set) as YAML.
 
-    Example: drop recipe show --recipe recipes/occluded_duke.yaml --set model.dpu=false
+    Example: drop recipe show --recipe occluded_duke --recipe ablations/no_dpu
     """
     resolved = api.resolve_recipe(recipe, set_ or [])
     if json_out:
@@ -220,7 +223,7 @@ def recipe_show(recipe: RecipeOpt = None, set_: SetOpt = None, json_out: JsonOpt
 @app.command("extract-features")
 @_command
 def extract_features(
-    checkpoint: Annotated[Path, typer.Option(help="A best.pt or last.pt of a run folder.")],
+    checkpoint: Annotated[Path, typer.Option(help="A run folder's last.pt.")],
     dataset: Annotated[str | None, typer.Option(help="Dataset key (default: the recipe's test dataset).")] = None,
     root: Annotated[Path | None, typer.Option(help="Folder that contains the dataset folder (default: "
                                                    "the recipe's).")] = None,
@@ -241,7 +244,7 @@ def extract_features(
 ) -> None:
     """Embed a dataset's query and gallery with a trained model into one HDF5 features file.
 
-    Interrupted runs resume where they stopped. Example: drop extract-features --checkpoint runs/synthetic-drop/best.pt
+    Interrupted runs resume where they stopped. Example: drop extract-features --checkpoint runs/synthetic-drop/last.pt
     """
     result = api.extract_features(checkpoint, dataset=dataset, root=root, splits=splits, out=out, flip_tta=flip_tta,
                                   batch_size=batch_size, device=device, parsing=parsing, half=half,
@@ -447,31 +450,45 @@ def quickstart(
 @app.command("ablation-study")
 @_command
 def ablation_study(
-    out: Annotated[Path, typer.Option(help="Folder for the data, the runs and study.json / study.csv.")] = Path("study"),
+    out: Annotated[Path, typer.Option(help="Folder for the runs and study.json / study.csv.")] = Path("study"),
+    recipe: Annotated[str | None, typer.Option(help="A DROP recipe to study on its own dataset (e.g. occluded_duke "
+                                                     "with --set data.root=~/data); default: the synthetic set.")] = None,
     seeds: Annotated[str, typer.Option(help="Training seeds, comma-separated.")] = "0,1,2",
     ids: Annotated[int, typer.Option(help="Identities of the synthetic set.")] = 100,
+    labeler: Annotated[str, typer.Option(help="Labels of the synthetic set: pose, or synthetic (the ground "
+                                              "truth).")] = "pose",
     configs: Annotated[str | None, typer.Option(help="A subset of the configurations, comma-separated "
                                                     "(default: all).")] = None,
     set_: SetOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Train the global baseline, the BPBreID-equivalent, DROP and DROP without each component on the
-    synthetic set, for every seed; a table of mean and std of mAP, rank-1 and parsing mIoU.
+    """Train the global baseline, the BPBreID-equivalent, DROP and DROP without each component, for every
+    seed; a table of mean and std of the final epochs' mAP and rank-1 (and, on the synthetic set, the
+    parsing mIoU), with the paper's numbers where it reports them.
 
-    Example: drop ablation-study --out study --seeds 0,1,2
+    Example: drop ablation-study --recipe occluded_duke --set data.root=~/data --seeds 0,1,2
     """
     from .study import METRICS
 
     chosen = tuple(c.strip() for c in configs.split(",")) if configs else None
-    result = api.ablation_study(out, tuple(_ints(seeds) or ()), ids, chosen, set_ or [], progress=not json_out)
-    table = Table(title=f"synthetic occlusion, occluded queries (mean ± std over seeds): {result.json_path}")
+    result = api.ablation_study(out, recipe=recipe, seeds=tuple(_ints(seeds) or ()), ids=ids, labeler=labeler,
+                                configs=chosen, overrides=set_ or [], progress=not json_out)
+    synthetic = recipe is None
+    table = Table(title=f"{result.title}{', occluded queries' if synthetic else ''} (final epoch, mean ± std over "
+                        f"seeds): {result.json_path}")
     table.add_column("configuration", no_wrap=True)  # the names are what the table is read by
     headers = {"runs": "runs", "mAP": "mAP", "rank1": "rank-1", "parts_miou": "mIoU l/r", "eight_miou": "mIoU 8"}
-    for metric in ("runs", *METRICS):  # mIoU l/r: left and right merged (five parts); mIoU 8: the eight parts
+    metrics = METRICS if synthetic else METRICS[:2]  # mIoU l/r: left and right merged; mIoU 8: the eight parts
+    paper = any(row["paper_mAP"] is not None for row in result.summary)
+    for metric in ("runs", *metrics):
         table.add_column(headers[metric], justify="right")
+    if paper:
+        table.add_column("paper R-1 / mAP", justify="right")
     for row in result.summary:
         cells = [f"{100 * row[f'{m}_mean']:.1f}±{100 * row[f'{m}_std']:.1f}"
-                 if row[f"{m}_mean"] is not None else "-" for m in METRICS]
+                 if row[f"{m}_mean"] is not None else "-" for m in metrics]
+        if paper:
+            cells.append(f"{row['paper_rank1']:.1f} / {row['paper_mAP']:.1f}" if row["paper_mAP"] is not None else "")
         table.add_row(row["config"], str(row["runs"]), *cells)
     _emit(result.to_json(), [table], json_out)
 

@@ -28,6 +28,10 @@ class LabelsError(DropError):
     """A labels file is missing, unfinished or does not match the request."""
 
 
+class RecipeError(DropError):
+    """A recipe file or override is missing, malformed, or has a wrong key or value."""
+
+
 class ModelFileError(DropError):
     """A model file (the pose labeler's network) cannot be obtained or is corrupt."""
 

@@ -31,6 +31,21 @@ FORMAT_VERSION = 1
 CHUNK_IMAGES = 16
 
 
+def default_label_size(labeler: str) -> tuple[int, int]:
+    """The label map size `prepare-data` uses unless told: 256x128 for BPBreID's masks (the input size,
+    so that the training targets are exactly BPBreID's), 128x64 for the other labelers."""
+    return (256, 128) if labeler == "bpbreid" else (128, 64)
+
+
+def default_labels_path(folder: Path, labeler: str, preset: str, height: int | None = None,
+                        width: int | None = None) -> Path:
+    """Where `prepare-data` puts a dataset's labels unless told otherwise: ``labels-<labeler>-<preset>.h5``,
+    with ``-<height>x<width>`` when the size is not the labeler's default."""
+    size = (height, width) if height and width else default_label_size(labeler)
+    suffix = "" if size == default_label_size(labeler) else f"-{size[0]}x{size[1]}"
+    return folder / f"labels-{labeler}-{preset}{suffix}.h5"
+
+
 def created_timestamp() -> str:
     """Now in ISO 8601 UTC, or ``$SOURCE_DATE_EPOCH`` when set (reproducible files)."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH")

@@ -1,10 +1,16 @@
 """Recipes: typed, validated training configuration in plain YAML.
 
-Precedence, lowest first: the dataclass defaults below < the recipe's ``base:`` file (one level, for
-ablations) < the recipe file < ``--set key=value`` overrides. Values are parsed with
-``yaml.safe_load`` and checked against the field types; an unknown key is an error that names the
-closest valid key. The resolved recipe is frozen, written into the run folder, and components receive
-plain values from it, never the recipe itself.
+Precedence, lowest first: the dataclass defaults below < each recipe file in order (a file may
+name ``base:`` files, one level, merged first) < ``--set key=value`` overrides. Base-free files
+(``ablations/*.yaml``) stack on any recipe: ``drop train --recipe occluded_duke --recipe ablations/no_dpu``.
+Values are parsed with ``yaml.safe_load`` and checked against the field types; an unknown key is an
+error that names the closest valid key. The resolved recipe is frozen, written into the run folder,
+and components receive plain values from it, never the recipe itself.
+
+The defaults are BPBreID's (VlSomers/bpbreid, ``configs/bpbreid/bpbreid_occ_duke_train.yaml`` and
+``default_config.py``) [base] with DROP's components switched on [paper]; every other choice is
+labelled [ours]. ``version`` is the schema: a recipe stored by an older drop (in a checkpoint) gets
+the values of the keys added since that reproduce what that drop did (``_MIGRATIONS``).
 """
 from __future__ import annotations
 
@@ -13,19 +19,17 @@ import difflib
 import re
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
 
-from .errors import DropError
+from .errors import RecipeError
 
 _YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
-class RecipeError(DropError):
-    """A recipe file or override is missing, malformed, or has a wrong key or value."""
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -33,68 +37,97 @@ class DataConfig:
     dataset: str = "synthetic"  # dataset key to train on (see `drop dataset-info --help`)
     root: str = "data"  # folder that contains the dataset folder
     labels: str | None = None  # labels file; default: <dataset folder>/labels-<labeler>-<preset>.h5
-    labeler: str = "pose"  # which prepare-data labeler made the labels (for the default path)
-    preset: Literal["eight", "five"] = "eight"  # body parts: K = 8 or 5
+    labeler: str = "bpbreid"  # which prepare-data labeler made the labels [base: BPBreID's published masks]
+    preset: Literal["eight", "five", "five_v"] = "eight"  # body parts [base: eight on occluded sets, five_v
+    #                                                       on Market-1501/DukeMTMC]
     test_dataset: str | None = None  # evaluate on another dataset (e.g. occluded_reid); default: dataset
     test_root: str | None = None  # its root; default: root
     height: int = 256  # input height in pixels
     width: int = 128  # input width in pixels
-    pad: int = 10  # padding before the random crop
-    flip: bool = True  # random horizontal flip (the paper turns it off on Occluded-Duke)
-    random_erasing: float = 0.5  # probability; erased label pixels become background
-    color_jitter: float = 0.0  # brightness/contrast/saturation jitter strength (0 = off)
-    num_instances: int = 4  # images per identity in a PK batch
+    antialias: bool = False  # antialiased resizing; [base] false (OpenCV's bilinear, as albumentations)
+    pad: int = 10  # [base] zero padding before the random crop back to height x width
+    flip: bool = False  # random horizontal flip [base: only the Occluded-REID recipe flips]
+    flip_swap_sides: bool = False  # a flip swaps left/right labels [ours]; [base] false: the masks are
+    #                                mirrored with their channels unchanged
+    random_erasing: float = 0.5  # [base] probability of erasing a box; erased label pixels become background
+    erasing: Literal["box", "zhong"] = "box"  # [base] box: one box of 15-65% of the height and of the width,
+    #                                           filled with 0.485/0.456/0.406 in the normalised image;
+    #                                           zhong [ours]: 2-40% of the area, aspect 0.3-3.3, filled with 0
+    color_jitter: float = 0.0  # probability of colour jitter [base: 0.5 on Occluded-REID, else off]
+    jitter_brightness: float = 0.2  # [base] brightness factor range 1 +- this
+    jitter_contrast: float = 0.15  # [base]
+    jitter_saturation: float = 0.0  # [base]
+    num_instances: int = 4  # images per identity in a PK batch [base]
     workers: int = 4  # DataLoader worker processes
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    backbone: str = "hrnet_w32"  # timm model name (features_only); resnet50 uses last stride 1
+    backbone: str = "hrnet_w32"  # timm model name (features_only) [base]; resnet50 uses last stride 1
     pretrained: bool = True  # ImageNet weights through timm (needs the network)
     weights: str | None = None  # local timm/torchvision state dict for the backbone
-    embed_dim: int = 512  # D, the size of every embedding
-    decouple: bool = True  # [DROP] parsing head reads its own features, not the ReID map F
-    dpu: bool = True  # [DROP] detail-preserving upsampling for the parsing features
-    ppe: bool = True  # [DROP] pedestrian position encoder on the parsing branch
-    pooling: Literal["avg", "max", "avg+max"] = "avg+max"  # [DROP] parsing-guided part pooling
-    dpu_channels: int = 64  # width of each DPU scale before fusion
-    parsing_channels: int = 128  # width of the parsing features X_p
+    embed_dim: int = 512  # D, the size of every embedding [base]
+    decouple: bool = True  # [paper] parsing head reads its own features, not the ReID map F
+    dpu: bool = True  # [paper] detail-preserving upsampling for the parsing features (layers [ours])
+    ppe: bool = True  # [paper] pedestrian position encoder on the parsing branch (form [ours])
+    pooling: Literal["avg", "max", "avg+max"] = "avg+max"  # [paper] weighted average and max (their sum [ours]);
+    #                                                        avg is BPBreID's
+    foreground_pooling: Literal["mean", "weighted"] = "mean"  # [base] spatial mean of mask x F; weighted [ours]
+    reduction: Literal["separate", "shared"] = "separate"  # [base] after-pooling reductions per embedding
+    #                                                        type; shared: one for all [ours]
+    parsing_init: Literal["normal", "kaiming"] = "normal"  # parsing head conv: [base] N(0, 0.001); kaiming [ours]
+    align_corners: bool = True  # [base] of the ReID stream's bilinear upsampling
+    dpu_channels: int = 64  # [ours] width of each DPU scale before fusion
+    parsing_channels: int = 128  # [ours] width of the parsing features X_p
 
 
 @dataclass(frozen=True)
 class LossConfig:
     parts: bool = True  # False: the global-feature baseline (identity + batch-hard triplet on the global
     #                     embedding only; evaluate it with eval.distance: global)
-    id_weight: float = 1.0  # identity cross-entropy on global, foreground and concatenated parts
-    label_smoothing: float = 0.1  # of the identity cross-entropy
-    triplet_weight: float = 1.0  # part triplet (PCT when pct, else BPBreID's part-averaged triplet)
-    triplet_margin: float = 0.3
-    pct: bool = True  # [DROP] part-aware compactness triplet instead of the part-averaged triplet
-    compact_weight: float = 0.5  # weight of PCT's compactness term
-    memory: bool = True  # [DROP] parts embedding memory bank adds positives/negatives to PCT
-    memory_momentum: float = 0.5
-    memory_start_epoch: int = 10  # memory regime starts after warm-up, once the bank is filled
-    parsing_weight: float = 0.35  # spatially smoothed parsing loss
-    parsing_smoothing: int = 3  # [DROP] averaging window over the one-hot target; 1 = plain CE
-    parsing_label_smoothing: float = 0.1
+    id_weight: float = 1.0  # [base] identity cross-entropy on global, foreground and concatenated parts
+    label_smoothing: float = 0.1  # [base] of the identity cross-entropy
+    triplet_weight: float = 1.0  # [base] BPBreID's part-averaged batch-hard triplet on the part embeddings
+    triplet_margin: float = 0.3  # [base]
+    triplet_visibility: bool = False  # [base] false: all parts averaged (mask_filtering_training: False);
+    #                                   true: only the parts visible in both images [ours]
+    foreground_triplet_weight: float = 0.0  # [base] batch-hard triplet on the foreground embedding (1 on
+    #                                         Market-1501 and DukeMTMC)
+    pct: bool = True  # [paper] part-aware compactness triplet, added to the terms above (form [ours])
+    pct_weight: float = 1.0  # [ours] weight of PCT's triplet term (its compactness term: compact_weight)
+    pct_margin: float = 0.3  # [ours] PCT's triplet margin
+    pct_normalize: bool = True  # [ours] PCT compares L2-normalised part embeddings
+    compact_weight: float = 0.5  # [ours] weight of PCT's compactness term
+    memory: bool = True  # [paper] parts embedding memory bank: adds negatives to PCT
+    memory_positives: bool = False  # [ours] the memory also gives hard positives and identity centres
+    memory_momentum: float = 0.5  # [ours]
+    memory_start_epoch: int = 10  # [paper: memory-based regime] after warm-up, once the bank is filled
+    parsing_weight: float = 0.35  # [base] pixel-wise part classification (0.7 on Occluded-REID)
+    parsing_smoothing: int = 3  # [paper: spatially smoothed parsing loss] 3x3 average of the one-hot target
+    #                             [ours]; 1 = BPBreID's plain cross-entropy
+    parsing_label_smoothing: float = 0.1  # [base]
+    parsing_target_resize: Literal["nearest", "nearest-exact"] = "nearest"  # labels -> parsing map size:
+    #                              [base] nearest (each cell's top-left pixel); nearest-exact: its centre [ours]
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    lr: float = 3.5e-4  # Adam learning rate
-    weight_decay: float = 5e-4
-    warmup_epochs: int = 10  # linear warm-up from lr / 100
-    milestones: list[int] = field(default_factory=lambda: [40, 70])  # epochs where lr is multiplied by gamma
-    gamma: float = 0.1
+    lr: float = 3.5e-4  # [base] Adam learning rate
+    weight_decay: float = 5e-4  # [base]
+    warmup_epochs: int = 10  # [base] linear warm-up from lr / 100
+    milestones: list[int] = field(default_factory=lambda: [40, 70])  # [base] epochs where lr is multiplied by gamma
+    gamma: float = 0.1  # [base]
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 120
-    batch_size: int = 64  # P x K images (K = data.num_instances)
+    epochs: int = 120  # [base]; the final epoch is the reported result
+    batch_size: int = 64  # [base] the global batch, P x K images (K = data.num_instances), split over the GPUs
     seed: int = 0
-    amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16)
-    channels_last: bool = True  # on CUDA
+    amp: bool = True  # [ours] mixed precision on CUDA (bf16 where supported, else fp16)
+    channels_last: bool = True  # [ours] on CUDA
+    sync_bn: bool = False  # under torchrun on CUDA: batch-norm statistics over the global batch; false:
+    #                        per GPU, as BPBreID's DataParallel (the authors' 2-GPU training)
     eval_every: int = 10  # evaluate on query/gallery every N epochs (and at the end)
     name: str | None = None  # run folder name; default <dataset>-<backbone>
     output: str = "runs"  # folder that holds run folders
@@ -103,13 +136,16 @@ class TrainConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     batch_size: int = 128
-    flip_tta: bool = False  # average embeddings of the image and its mirror
-    distance: Literal["global", "foreground", "parts", "parts+foreground"] = "parts+foreground"
+    flip_tta: bool = False  # average embeddings of the image and its mirror [ours]
+    distance: Literal["global", "foreground", "parts", "parts+foreground"] = "parts+foreground"  # [base]
+    part_embeddings: Literal["pre_bnneck", "bnneck"] = "pre_bnneck"  # [base] test features: BNNeck'd
+    #                              foreground and pre-BNNeck parts (test_embeddings: [bn_foreg, parts])
     rerank: bool = False
 
 
 @dataclass(frozen=True)
 class Recipe:
+    version: int = SCHEMA_VERSION  # the recipe schema
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -122,6 +158,48 @@ class Recipe:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _v1_loss(loss: dict) -> dict:
+    """drop 0.1's objective: PCT replaced the part triplet, mined memory positives, masked triplets."""
+    pct = loss.get("pct", True)
+    return {**loss, "triplet_visibility": True, "foreground_triplet_weight": 0.0, "memory_positives": True,
+            "pct_normalize": True, "pct_margin": loss.get("triplet_margin", 0.3),
+            "pct_weight": loss.get("triplet_weight", 1.0) if pct else 1.0,
+            "triplet_weight": 0.0 if pct else loss.get("triplet_weight", 1.0),
+            "parsing_target_resize": "nearest-exact"}
+
+
+def _v1_data(data: dict) -> dict:
+    """drop 0.1's augmentation: swapped sides on flips, Zhong's erasing, antialiasing, and a colour jitter
+    of one strength, always applied (``color_jitter`` was that strength; now it is a probability)."""
+    strength = data.get("color_jitter", 0.0)
+    return {**data, "flip_swap_sides": True, "erasing": "zhong", "antialias": True,
+            "color_jitter": 1.0 if strength else 0.0, "jitter_brightness": strength, "jitter_contrast": strength,
+            "jitter_saturation": strength}
+
+
+# Stored schema version -> section -> a function from that version's section to the next version's:
+# the keys added since get the values that reproduce what the older drop did.
+_MIGRATIONS: dict[int, dict[str, Any]] = {
+    1: {"data": _v1_data,
+        "model": lambda model: {**model, "foreground_pooling": "weighted", "reduction": "shared",
+                                "parsing_init": "kaiming", "align_corners": False},
+        "loss": _v1_loss,
+        "train": lambda train: {**train, "sync_bn": False},
+        "eval": lambda eval_: {**eval_, "part_embeddings": "bnneck"}},
+}
+
+
+def _migrate(data: dict, version: int) -> dict:
+    """``data``, a stored recipe of schema ``version``, in the current schema with that version's behaviour."""
+    data = dict(data)
+    for old in range(version, SCHEMA_VERSION):
+        for section, upgrade in _MIGRATIONS[old].items():
+            if isinstance(data.get(section, {}), dict):
+                data[section] = upgrade(data.get(section, {}))
+    data["version"] = SCHEMA_VERSION
+    return data
 
 
 # ----------------------------------------------------------------------------- validation
@@ -191,7 +269,7 @@ def _suggest(key: str, prefix: str, names: list[str]) -> str:
     if close:
         return f"Did you mean {prefix}{close[0]}?"
     elsewhere = [f"{section}.{key}" for section, tp in typing.get_type_hints(Recipe).items()
-                 if key in {f.name for f in dataclasses.fields(tp)}]
+                 if dataclasses.is_dataclass(tp) and key in {f.name for f in dataclasses.fields(tp)}]
     return f"Did you mean {elsewhere[0]}?" if elsewhere else f"Valid keys here: {', '.join(names)}."
 
 
@@ -202,11 +280,14 @@ def _merge(base: dict, update: dict) -> dict:
     return out
 
 
+def _shipped() -> list[str]:
+    return sorted(str(p.relative_to(RECIPES_DIR).with_suffix("")) for p in RECIPES_DIR.rglob("*.yaml"))
+
+
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
-        shipped = sorted(str(p.relative_to(RECIPES_DIR).with_suffix("")) for p in RECIPES_DIR.rglob("*.yaml"))
         raise RecipeError(f"recipe {path} not found.", hint="Pass a YAML file or a shipped recipe: "
-                                                            + ", ".join(shipped) + ".")
+                                                            + ", ".join(_shipped()) + ".")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
@@ -216,6 +297,24 @@ def _read_yaml(path: Path) -> dict:
     if not isinstance(data, dict):
         raise RecipeError(f"recipe {path} must be a mapping of sections (data, model, ...).")
     return data
+
+
+def _read_with_bases(path: Path) -> dict:
+    """A recipe file merged over its ``base:`` files (a name or a list, relative to the file, base-free)."""
+    data = _read_yaml(path)
+    bases = data.pop("base", None)
+    if bases is None:
+        return data
+    merged: dict = {}
+    for base in [bases] if isinstance(bases, str) else bases:
+        if not isinstance(base, str):
+            raise RecipeError(f"recipe {path}: base must be a file name or a list of them, got {base!r}.")
+        base_data = _read_yaml((path.parent / base).resolve())
+        if "base" in base_data:
+            raise RecipeError(f"recipe {base} has a base of its own; only one level of base: is allowed.",
+                              hint="Stack the files instead: base: [first.yaml, second.yaml].")
+        merged = _merge(merged, base_data)
+    return _merge(merged, data)
 
 
 def parse_override(text: str) -> dict:
@@ -249,29 +348,39 @@ def find_recipe(name: str | Path) -> Path:
     return RECIPES_DIR / f"{name}.yaml"
 
 
-def load_recipe(path: str | Path | None = None, overrides: list[str] = ()) -> Recipe:
-    """Resolve a recipe: defaults < ``base:`` < file < ``overrides`` (``key=value`` strings).
+def load_recipe(paths: str | Path | Sequence[str | Path] | None = None, overrides: Sequence[str] = ()) -> Recipe:
+    """Resolve a recipe: defaults < each file of ``paths`` in order (with its bases) < ``overrides``.
 
-    ``path`` is a YAML file or the name of a shipped recipe (see :func:`find_recipe`).
+    Each path is a YAML file or the name of a shipped recipe (see :func:`find_recipe`). A file after
+    the first that sets no ``train.name`` appends its name to the run name (``occluded_duke-drop-no_dpu``).
     """
+    if paths is None:
+        paths = []
+    elif isinstance(paths, (str, Path)):
+        paths = [paths]
     data: dict = {}
-    if path is not None:
-        path = find_recipe(path)
-        data = _read_yaml(path)
-        base = data.pop("base", None)
-        if base is not None:
-            base_data = _read_yaml((path.parent / base).resolve())
-            if "base" in base_data:
-                raise RecipeError(f"recipe {base} has a base of its own; only one level of base: is allowed.")
-            data = _merge(base_data, data)
+    for i, name in enumerate(paths):
+        path = find_recipe(name)
+        layer = _read_with_bases(path)
+        run_name = data.get("train", {}).get("name") if isinstance(data.get("train"), dict) else None
+        if i > 0 and run_name and not (isinstance(layer.get("train"), dict) and "name" in layer["train"]):
+            layer = _merge(layer, {"train": {"name": f"{run_name}-{path.stem}"}})
+        data = _merge(data, layer)
     for text in overrides:
         data = _merge(data, parse_override(text))
     return _build(Recipe, data, "")
 
 
 def recipe_from_dict(data: dict) -> Recipe:
-    """A Recipe from its ``to_dict()`` form (e.g. stored in a checkpoint), validated like a file."""
-    return _build(Recipe, data, "")
+    """A Recipe from its ``to_dict()`` form (e.g. stored in a checkpoint), validated like a file; a recipe
+    of an older schema (drop 0.1's has no ``version``) first gets the behaviour of its version."""
+    if not isinstance(data, dict):
+        raise RecipeError(f"a stored recipe must be a mapping, got {type(data).__name__}.")
+    version = data.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= SCHEMA_VERSION:
+        raise RecipeError(f"recipe schema version {version!r} is not one this drop reads (1 to {SCHEMA_VERSION}).",
+                          hint="Upgrade drop to read recipes made by a newer version.")
+    return _build(Recipe, _migrate(data, version) if version < SCHEMA_VERSION else data, "")
 
 
 def recipe_differences(a: dict, b: dict, prefix: str = "") -> list[str]:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+DATA = Path(__file__).parent / "data"
 OCCLUDED_DUKE_LISTS = SHARED / "datasets" / "occluded_duke"
 
 
@@ -45,13 +46,10 @@ def synthetic_labels(synthetic_root) -> Path:
     return prepare_data("synthetic", synthetic_root, labeler="synthetic", workers=0, progress=False).labels.path
 
 
+# The recipe of a seconds-long CPU training run on the small synthetic set (with tiny_recipe's overrides).
+TINY = DATA / "tiny.yaml"
+
+
 def tiny_recipe(root: Path, **overrides) -> list[str]:
-    """--set overrides for a seconds-long CPU training run on the small synthetic set."""
-    values = {
-        "data.dataset": "synthetic", "data.root": str(root), "data.labeler": "synthetic", "data.height": 64,
-        "data.width": 32, "data.pad": 2, "data.workers": 0, "model.backbone": "test_resnet",
-        "model.pretrained": False, "model.embed_dim": 32, "train.epochs": 2, "train.batch_size": 8,
-        "train.eval_every": 1, "optim.warmup_epochs": 1, "optim.milestones": [3], "loss.memory_start_epoch": 1,
-        "eval.batch_size": 32, **overrides,
-    }
-    return [f"{k}={v}" for k, v in values.items()]
+    """--set overrides of the TINY recipe: the dataset root, and ``overrides`` (``{"train.epochs": 3}``)."""
+    return [f"{k}={v}" for k, v in {"data.root": str(root), **overrides}.items()]

@@ -21,7 +21,7 @@ from drop_cli.errors import DropError
 from drop_cli.evaluation import evaluate_rank, part_distance, re_rank, report
 from drop_cli.features_h5 import FeatureFile, FeatureWriter, read_features
 
-from .conftest import tiny_recipe
+from .conftest import TINY, tiny_recipe
 
 runner = CliRunner()
 NAMES = ("global", "foreground", "head", "left_arm", "right_arm", "torso", "left_leg", "right_leg", "left_foot",
@@ -31,9 +31,9 @@ ROWS = {"global": [0], "foreground": [1], "parts": list(range(2, 10)), "parts+fo
 
 @pytest.fixture(scope="module")
 def checkpoint(synthetic_labels, synthetic_root, tmp_path_factory) -> Path:
-    """best.pt of a tiny model trained once for this module."""
+    """last.pt of a tiny model trained once for this module."""
     run = tmp_path_factory.mktemp("features-run") / "run"
-    return api.train(None, tiny_recipe(synthetic_root), output=run, progress=False).run_dir / "best.pt"
+    return api.train(TINY, tiny_recipe(synthetic_root), output=run, progress=False).run_dir / "last.pt"
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from drop_cli.data.images import ReidImages
 from drop_cli.data.transforms import EvalTransform
 from drop_cli.evaluation import evaluate_rank, parsing_iou, parsing_miou
 from drop_cli.labels import LabelFile
-from drop_cli.parts import EIGHT_TO_FIVE
+from drop_cli.parts import EIGHT_TO_FIVE, PRESETS
 from drop_cli.train.checkpoint import load_checkpoint, model_from_checkpoint
 from drop_cli.train.features import extract_features
 
@@ -47,7 +47,7 @@ def test_drop_learns_on_synthetic_occlusion(tmp_path):
     model = model_from_checkpoint(load_checkpoint(result.run_dir / "last.pt"))
     truth = LabelFile(tmp_path / "synthetic" / "ground_truth.h5")
     loader = DataLoader(ReidImages(ds.query, ds.folder, EvalTransform(128, 64)), batch_size=64)
-    features = extract_features(model, loader, torch.device("cpu"), keep_parsing=True)
+    features = extract_features(model, loader, torch.device("cpu"), keep_parsing=True, parts=PRESETS["eight"])
     target = np.stack([truth[r.path] for r in ds.query])
     person_iou = parsing_iou(features.parsing > 0, target > 0, num_classes=2)[1]
     parts_miou = parsing_miou(EIGHT_TO_FIVE[features.parsing], EIGHT_TO_FIVE[target], num_classes=6)

@@ -42,10 +42,12 @@ def oracle_part_averaged(parts: torch.Tensor, vis: torch.Tensor, pids: torch.Ten
 
 def oracle_pct(
     parts: torch.Tensor, vis: torch.Tensor, pids: torch.Tensor, indices: torch.Tensor,
-    bank: PartsMemoryBank | None, margin: float, compact_weight: float,
+    bank: PartsMemoryBank | None, margin: float, compact_weight: float, memory_positives: bool = False,
+    normalize: bool = True,
 ) -> tuple[float, float]:
-    """Loop version of pct_loss: per part, candidates are the other batch images and the memory."""
-    z = F.normalize(parts, dim=-1)
+    """Loop version of pct_loss: per part, candidates are the other batch images and the memory (as
+    negatives only, unless ``memory_positives``)."""
+    z = F.normalize(parts, dim=-1) if normalize else parts
     hinges, spreads = [], []
     for p in range(parts.shape[1]):
         for a in range(len(pids)):
@@ -57,6 +59,7 @@ def oracle_pct(
                     (bank.memory[m, p], bank.pids[m].item())
                     for m in range(len(bank.pids))
                     if bank.filled[m, p] and m != indices[a]
+                    and (memory_positives or bank.pids[m].item() != pids[a].item())
                 ]
             pos = [(e - z[a, p]).norm().item() for e, q in cands if q == pids[a]]
             neg = [(e - z[a, p]).norm().item() for e, q in cands if q != pids[a]]
@@ -127,6 +130,16 @@ def test_part_averaged_triplet_matches_loop_oracle(seed):
     assert got.item() == pytest.approx(expected, abs=1e-5)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_part_averaged_triplet_without_visibility_averages_every_part(seed):
+    """BPBreID trains it this way (mask_filtering_training: False): the mean over all K parts."""
+    parts, vis = random_batch(seed)
+    got = part_averaged_triplet_loss(parts, None, PIDS, margin=0.3)
+    everything = torch.ones_like(vis)
+    assert got.item() == pytest.approx(oracle_part_averaged(parts, everything, PIDS, 0.3), abs=1e-5)
+    assert got.item() != pytest.approx(part_averaged_triplet_loss(parts, vis, PIDS).item(), abs=1e-4)
+
+
 def test_part_averaged_triplet_ignores_invisible_parts():
     parts, vis = random_batch(3)
     before = part_averaged_triplet_loss(parts, vis, PIDS)
@@ -186,10 +199,10 @@ def test_memory_bank_state_dict_round_trip_and_no_grad():
 # --- PCT --------------------------------------------------------------------------------------
 
 
-def filled_bank(seed: int, num_images: int = 9) -> PartsMemoryBank:
+def filled_bank(seed: int, num_images: int = 9, normalize: bool = True) -> PartsMemoryBank:
     """A bank whose slots 0..6 hold other views of the batch images and 7..8 two extra identities."""
     gen = torch.Generator().manual_seed(seed)
-    bank = PartsMemoryBank(num_images, 3, 4)
+    bank = PartsMemoryBank(num_images, 3, 4, normalize=normalize)
     vis = torch.rand(num_images, 3, generator=gen) > 0.3
     pids = torch.cat([PIDS, torch.tensor([1, 9])])
     bank.update(torch.arange(num_images), torch.randn(num_images, 3, 4, generator=gen), vis, pids)
@@ -198,14 +211,25 @@ def filled_bank(seed: int, num_images: int = 9) -> PartsMemoryBank:
 
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("with_bank", [False, True])
-def test_pct_matches_loop_oracle(seed, with_bank):
+@pytest.mark.parametrize("memory_positives", [False, True])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_pct_matches_loop_oracle(seed, with_bank, memory_positives, normalize):
     parts, vis = random_batch(seed)
     indices = torch.arange(7)
-    bank = filled_bank(seed + 10) if with_bank else None
-    got = pct_loss(parts, vis, PIDS, indices, bank, margin=0.3, compact_weight=0.5)
-    triplet, compact = oracle_pct(parts, vis, PIDS, indices, bank, 0.3, 0.5)
+    bank = filled_bank(seed + 10, normalize=normalize) if with_bank else None
+    got = pct_loss(parts, vis, PIDS, indices, bank, margin=0.3, compact_weight=0.5, normalize=normalize,
+                   memory_positives=memory_positives)
+    triplet, compact = oracle_pct(parts, vis, PIDS, indices, bank, 0.3, 0.5, memory_positives, normalize)
     assert got["pct_triplet"].item() == pytest.approx(triplet, abs=1e-5)
     assert got["pct_compact"].item() == pytest.approx(compact, abs=1e-5)
+
+
+def test_memory_bank_without_normalisation_blends_raw_embeddings():
+    bank = PartsMemoryBank(num_images=2, num_parts=1, dim=2, momentum=0.5, normalize=False)
+    visible = torch.ones(1, 1, dtype=torch.bool)
+    bank.update(torch.tensor([0]), torch.tensor([[[3.0, 4.0]]]), visible, torch.tensor([7]))
+    bank.update(torch.tensor([0]), torch.tensor([[[1.0, 0.0]]]), visible, torch.tensor([7]))
+    assert bank.memory[0, 0].tolist() == [2.0, 2.0]  # 0.5 * (3, 4) + 0.5 * (1, 0), no normalisation
 
 
 def test_pct_without_memory_ignores_the_bank():
@@ -229,19 +253,21 @@ def test_pct_memory_hard_negative_raises_loss():
 
 
 def test_pct_excludes_the_anchors_own_memory_slot():
-    # One image per identity: the only same-identity memory slot of each anchor is its own.
+    """With memory positives: one image per identity, so each anchor's only same-identity slot is its own."""
     parts = torch.randn(3, 2, 4, generator=torch.Generator().manual_seed(6))
     vis = torch.ones(3, 2, dtype=torch.bool)
     pids, indices = torch.tensor([0, 1, 2]), torch.tensor([5, 0, 3])
     bank = PartsMemoryBank(6, 2, 4)
     bank.update(indices, -parts, vis, pids)  # the opposite point: the hardest possible positive
-    losses = pct_loss(parts, vis, pids, indices, bank)
+    losses = pct_loss(parts, vis, pids, indices, bank, memory_positives=True)
     assert losses["pct_triplet"].item() == 0.0
     assert losses["pct_compact"].item() == 0.0
     # Claiming other indices, each anchor now sees its opposite point as an ordinary positive.
-    shifted = pct_loss(parts, vis, pids, torch.tensor([0, 3, 5]), bank)
+    shifted = pct_loss(parts, vis, pids, torch.tensor([0, 3, 5]), bank, memory_positives=True)
     assert shifted["pct_triplet"].item() > 0.5
     assert shifted["pct_compact"].item() == pytest.approx(0.5)  # centre 0: weight 0.5 x |z|^2
+    negatives_only = pct_loss(parts, vis, pids, torch.tensor([0, 3, 5]), bank)  # the default [paper]
+    assert negatives_only["pct_triplet"].item() == 0.0 and negatives_only["pct_compact"].item() == 0.0
 
 
 def test_pct_compactness_is_zero_when_an_identity_coincides():
@@ -253,10 +279,10 @@ def test_pct_compactness_is_zero_when_an_identity_coincides():
     bank = PartsMemoryBank(6, 2, 3)
     all_visible = torch.ones(2, 2, dtype=torch.bool)
     bank.update(torch.tensor([4, 5]), parts[[0, 2]] * 5, all_visible, torch.tensor([0, 1]))
-    assert pct_loss(parts, vis, pids, indices, bank)["pct_compact"].item() == pytest.approx(0.0, abs=1e-6)
+    assert pct_loss(parts, vis, pids, indices, bank, memory_positives=True)["pct_compact"].item() == pytest.approx(0.0, abs=1e-6)
     stray = torch.tensor([[[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]])  # identity 1 seen elsewhere in memory
     bank.update(torch.tensor([5]), stray, all_visible[:1], torch.tensor([1]))
-    assert pct_loss(parts, vis, pids, indices, bank)["pct_compact"].item() > 1e-3
+    assert pct_loss(parts, vis, pids, indices, bank, memory_positives=True)["pct_compact"].item() > 1e-3
 
 
 def test_pct_gradients_skip_invisible_parts_and_survive_a_bank_update():
@@ -336,6 +362,20 @@ def test_spatial_smoothing_changes_only_pixels_near_boundaries():
     logits = torch.randn(2, 5, 8, 6)
     torch.testing.assert_close(parsing_loss(logits, uniform, smoothing=3), parsing_loss(logits, uniform, smoothing=1))
     assert parsing_loss(logits, label_map(), smoothing=3) != parsing_loss(logits, label_map(), smoothing=1)
+
+
+def test_parsing_target_resize_modes_on_a_hand_made_map():
+    """nearest [base] takes each cell's top-left pixel, nearest-exact [ours] the pixel nearest its centre."""
+    target = torch.tensor([[[1, 2, 3, 4], [5, 6, 7, 8], [0, 0, 0, 0], [1, 1, 1, 1]]])  # [1, 4, 4] -> 2x2
+    logits = torch.zeros(1, 9, 2, 2)
+    logits[0, [1, 3, 0, 0], [0, 0, 1, 1], [0, 1, 0, 1]] = 5.0  # confident on the top-left labels 1, 3 / 0, 0
+    top_left = parsing_loss(logits, target, smoothing=1, label_smoothing=0.0, resize="nearest")
+    expected = F.cross_entropy(logits, torch.tensor([[[1, 3], [0, 0]]]))
+    torch.testing.assert_close(top_left, expected)
+    centre = parsing_loss(logits, target, smoothing=1, label_smoothing=0.0, resize="nearest-exact")
+    torch.testing.assert_close(centre, F.cross_entropy(logits, torch.tensor([[[6, 8], [1, 1]]])))
+    with pytest.raises(ValueError, match="nearest"):
+        parsing_loss(logits, target, resize="bilinear")
 
 
 def test_parsing_loss_resizes_the_target_and_has_gradients():

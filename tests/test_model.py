@@ -6,12 +6,14 @@ import itertools
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 
 from drop_cli.errors import DropError
 from drop_cli.model import POOLING, DropNet, DropOutput, build_model
 from drop_cli.model.backbone import Backbone
-from drop_cli.model.parsing_head import part_visibility
-from drop_cli.model.pooling import MaskedMax, avg_pool, max_pool
+from drop_cli.model.drop_net import EmbeddingHead, ReidStream
+from drop_cli.model.parsing_head import ParsingHead, part_visibility
+from drop_cli.model.pooling import MaskedMax, avg_pool, max_pool, mean_pool, pooling_function
 from drop_cli.model.ppe import PedestrianPositionEncoder
 
 K, CLASSES, DIM = 4, 5, 16
@@ -40,6 +42,11 @@ def images(n: int = 2) -> torch.Tensor:
     return torch.randn(n, 3, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(1))
 
 
+def reduction_weights(net: DropNet) -> list[torch.Tensor]:
+    """The weights of the embedding head's reduction layer(s)."""
+    return [m.weight for m in net.embedding_head.reduction.modules() if isinstance(m, torch.nn.Linear)]
+
+
 def total(out: DropOutput) -> torch.Tensor:
     """A loss that touches every output."""
     return sum(v.sum() for v in out.id_logits.values()) + out.parsing_logits.sum() + out.bn_embeddings.sum()
@@ -66,7 +73,7 @@ def test_switches_forward_backward(decouple, dpu, ppe, pooling):
     assert torch.equal(x, x_before)
     backbone_first = next(net.backbone.parameters())
     for name, param in [("backbone", backbone_first), ("parsing head", net.parsing_head[1].weight),
-                        ("reduction", net.embedding_head.reduction[0].weight)]:
+                        *(("reduction", weight) for weight in reduction_weights(net))]:
         assert param.grad is not None and param.grad.abs().sum() > 0, name
     if decouple:
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parsing_stream.parameters())
@@ -131,7 +138,7 @@ def test_decoupled_parsing_head_does_not_read_f():
     parsing_only = out.parsing_logits.square().mean()
     assert torch.autograd.grad(parsing_only, reid_map, retain_graph=True, allow_unused=True)[0] is None
     parsing_only.backward()
-    assert net.embedding_head.reduction[0].weight.grad is None  # the parsing loss leaves the ReID head alone
+    assert all(w.grad is None for w in reduction_weights(net))  # the parsing loss leaves the ReID head alone
     assert next(net.backbone.parameters()).grad is not None  # but trains the shared backbone
 
 
@@ -238,8 +245,9 @@ def naive_max(weights: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
 
 
 def naive_avg(weights: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """BPBreID's GlobalWeightedAveragePoolingHead: sum(A F) / clamp(sum(A), 1e-6)."""
     product = weights[:, :, None] * features[:, None]
-    return product.sum(dim=3) / (weights.sum(dim=2)[:, :, None] + 1e-6)
+    return product.sum(dim=3) / weights.sum(dim=2)[:, :, None].clamp(min=1e-6)
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 20, 130, None])
@@ -305,10 +313,95 @@ def test_avg_pool_matches_naive_and_gradcheck():
 def test_pooling_table():
     assert set(POOLING) == {"avg", "max", "avg+max"}
     weights, features = torch.rand(2, 3, 10), torch.randn(2, 5, 10)
-    torch.testing.assert_close(POOLING["avg+max"](weights, features),
+    torch.testing.assert_close(pooling_function("avg+max")(weights, features),
                                naive_avg(weights, features) + naive_max(weights, features))
-    with pytest.raises(DropError, match="avg\\+max"):
+    torch.testing.assert_close(pooling_function("avg", "mean")(weights, features),
+                               (weights[:, :, None] * features[:, None]).mean(dim=3))
+    torch.testing.assert_close(pooling_function("max", "mean")(weights, features), naive_max(weights, features))
+    with pytest.raises(ValueError, match="avg\\+max"):
         tiny_net(pooling="avgmax")
+
+
+def test_mean_pool_is_bpbreids_foreground_pooling_on_a_hand_made_case():
+    """GlobalAveragePoolingHead: the spatial mean of mask x F, not divided by the mask's mass."""
+    weights = torch.tensor([[[1.0, 0.0, 0.5, 0.5]]])  # one map over 4 pixels
+    features = torch.tensor([[[2.0, 8.0, 4.0, 0.0], [1.0, 1.0, 1.0, 1.0]]])  # 2 channels
+    assert mean_pool(weights, features).tolist() == [[[(2 + 2) / 4, (1 + 0.5 + 0.5) / 4]]]
+    assert avg_pool(weights, features).tolist() == [[[(2 + 2) / 2, (1 + 0.5 + 0.5) / 2]]]
+    assert torch.equal(avg_pool(torch.zeros(1, 1, 4), features), torch.zeros(1, 1, 2))  # no mass: zeros, no NaN
+
+
+@pytest.mark.parametrize("foreground_pooling", ["mean", "weighted"])
+@pytest.mark.parametrize("pooling", ["avg", "avg+max"])
+def test_pooled_vectors_follow_the_switches(foreground_pooling, pooling):
+    """What the embedding head receives: GAP(F), the foreground and the K parts pooled as the switches say."""
+    net = tiny_net(decouple=False, dpu=False, ppe=False, pooling=pooling, foreground_pooling=foreground_pooling).eval()
+    seen = {}
+    net.embedding_head.register_forward_pre_hook(lambda m, args: seen.__setitem__("pooled", args[0]))
+    with torch.no_grad():
+        out, reid_map, _ = _maps(net, images())
+    flat = reid_map.flatten(2)
+    attention = out.parsing_logits.softmax(1)[:, 1:].flatten(2)
+    foreground = attention.amax(1, keepdim=True)
+    fg_avg = (foreground[:, :, None] * flat[:, None]).mean(3) if foreground_pooling == "mean" else \
+        naive_avg(foreground, flat)
+    expected_fg, expected_parts = fg_avg, naive_avg(attention, flat)
+    if pooling == "avg+max":
+        expected_fg, expected_parts = expected_fg + naive_max(foreground, flat), expected_parts + naive_max(attention, flat)
+    pooled = seen["pooled"]
+    torch.testing.assert_close(pooled[:, 0], reid_map.mean(dim=(2, 3)))
+    torch.testing.assert_close(pooled[:, 1:2], expected_fg)
+    torch.testing.assert_close(pooled[:, 2:], expected_parts)
+
+
+def test_separate_reductions_are_bpbreids_after_pooling_layers():
+    """Global, foreground and parts each go through their own Linear(bias) + BN + ReLU; the K parts share one."""
+    torch.manual_seed(0)
+    head = EmbeddingHead(12, num_parts=3, embed_dim=6, num_classes=4, reduction="separate").train()
+    assert set(head.reduction) == {"global", "foreground", "parts"}
+    for layer in head.reduction.values():
+        linear, bn = layer[0], layer[1]
+        assert linear.bias is not None and not linear.bias.any()
+        assert 0.005 < linear.weight.std().item() < 0.015  # N(0, 0.01) [base]
+        assert torch.equal(bn.weight, torch.ones(6)) and not bn.bias.any()
+    pooled = torch.randn(5, 2 + 3, 12)
+    embeddings, _, _ = head(pooled)
+    torch.testing.assert_close(embeddings[:, 0], head.reduction["global"](pooled[:, 0]))
+    torch.testing.assert_close(embeddings[:, 1], head.reduction["foreground"](pooled[:, 1]))
+    torch.testing.assert_close(embeddings[:, 2:], head.reduction["parts"](pooled[:, 2:].reshape(15, 12)).view(5, 3, 6))
+
+
+def test_shared_reduction_is_one_layer_for_every_vector():
+    torch.manual_seed(0)
+    head = EmbeddingHead(12, num_parts=3, embed_dim=6, reduction="shared").train()
+    assert head.reduction[0].bias is None
+    pooled = torch.randn(5, 2 + 3, 12)
+    embeddings, _, _ = head(pooled)
+    torch.testing.assert_close(embeddings, head.reduction(pooled.reshape(25, 12)).view(5, 5, 6))
+    with pytest.raises(ValueError, match="separate"):
+        EmbeddingHead(12, num_parts=3, reduction="per_part")
+
+
+def test_parsing_head_initialisations():
+    torch.manual_seed(0)
+    normal = ParsingHead(256, num_parts=8, init="normal")[1]
+    assert 0.0008 < normal.weight.std().item() < 0.0012 and not normal.bias.any()  # N(0, 0.001) [base]
+    kaiming = ParsingHead(256, num_parts=8, init="kaiming")[1]
+    expected = (2 / 9) ** 0.5  # He normal, fan_out = 9 output channels x 1 x 1
+    assert 0.8 * expected < kaiming.weight.std().item() < 1.2 * expected and not kaiming.bias.any()
+    with pytest.raises(ValueError, match="kaiming"):
+        ParsingHead(4, num_parts=2, init="xavier")
+
+
+@pytest.mark.parametrize("align_corners", [True, False])
+def test_reid_stream_upsamples_with_the_chosen_alignment(align_corners):
+    maps = [torch.randn(1, 2, 8, 4), torch.randn(1, 3, 4, 2)]
+    out = ReidStream([2, 3], align_corners=align_corners)(maps)
+    assert out.shape == (1, 5, 8, 4)
+    torch.testing.assert_close(out[:, 2:], F.interpolate(maps[1], size=(8, 4), mode="bilinear",
+                                                         align_corners=align_corners))
+    other = F.interpolate(maps[1], size=(8, 4), mode="bilinear", align_corners=not align_corners)
+    assert not torch.allclose(out[:, 2:], other)
 
 
 def test_part_visibility_on_a_hand_set_map():
@@ -339,8 +432,10 @@ def test_ppe_adds_a_row_embedding_and_interpolates():
 
 def test_build_model_maps_the_recipe_section():
     net = build_model(CLASSES, K, backbone="test_resnet", embed_dim=DIM, decouple=False, dpu=False,
-                      ppe=False, pooling="avg", weights=None, ppe_height=None)
+                      ppe=False, pooling="avg", weights=None, ppe_height=None, reduction="shared",
+                      parsing_init="kaiming", align_corners=False, foreground_pooling="weighted")
     assert (net.decouple, net.dpu, net.ppe, net.pooling) == (False, False, False, "avg")
+    assert not isinstance(net.embedding_head.reduction, torch.nn.ModuleDict) and not net.reid_stream.align_corners
     assert net.num_parts == K and net.num_classes == CLASSES and net.embed_dim == DIM
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -169,6 +170,74 @@ def test_unwritable_output_and_full_disk(tmp_path, monkeypatch):
     assert not (tmp_path / "l.h5").exists()
 
 
+# BPBreID's CombinePifPafInto* groupings (torchreid/data/masks_transforms/pifpaf_mask_transform.py), by name.
+PIFPAF = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
+          "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee",
+          "left_ankle", "right_ankle", "left_ankle_to_left_knee", "left_knee_to_left_hip", "right_ankle_to_right_knee",
+          "right_knee_to_right_hip", "left_hip_to_right_hip", "left_shoulder_to_left_hip",
+          "right_shoulder_to_right_hip", "left_shoulder_to_right_shoulder", "left_shoulder_to_left_elbow",
+          "right_shoulder_to_right_elbow", "left_elbow_to_left_wrist", "right_elbow_to_right_wrist",
+          "left_eye_to_right_eye", "nose_to_left_eye", "nose_to_right_eye", "left_eye_to_left_ear",
+          "right_eye_to_right_ear", "left_ear_to_left_shoulder", "right_ear_to_right_shoulder"]
+HEAD = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_eye_to_right_eye", "nose_to_left_eye",
+        "nose_to_right_eye", "left_eye_to_left_ear", "right_eye_to_right_ear", "left_ear_to_left_shoulder",
+        "right_ear_to_right_shoulder"]
+BPBREID_GROUPS = {
+    "five_v": [HEAD,
+               ["left_elbow", "right_elbow", "left_shoulder_to_left_elbow", "right_shoulder_to_right_elbow",
+                "left_shoulder", "right_shoulder", "left_shoulder_to_right_shoulder"],
+               ["left_wrist", "right_wrist", "left_elbow_to_left_wrist", "right_elbow_to_right_wrist", "left_hip",
+                "right_hip", "right_shoulder_to_right_hip"],
+               ["left_hip", "right_hip", "left_knee", "right_knee", "left_ankle_to_left_knee", "left_knee_to_left_hip",
+                "right_ankle_to_right_knee", "right_knee_to_right_hip"],
+               ["left_ankle", "right_ankle"]],
+    "eight": [HEAD,
+              ["left_shoulder", "left_elbow", "left_wrist", "left_shoulder_to_left_elbow", "left_elbow_to_left_wrist"],
+              ["right_shoulder", "right_elbow", "right_wrist", "right_shoulder_to_right_elbow",
+               "right_elbow_to_right_wrist"],
+              ["left_hip", "right_hip", "left_hip_to_right_hip", "left_shoulder_to_left_hip",
+               "right_shoulder_to_right_hip", "left_shoulder_to_right_shoulder"],
+              ["left_knee", "left_ankle_to_left_knee", "left_knee_to_left_hip", "left_hip_to_right_hip"],
+              ["right_knee", "right_ankle_to_right_knee", "right_knee_to_right_hip"],
+              ["left_ankle"], ["right_ankle"]],
+}
+
+
+def bpbreid_indices(preset: str) -> list[list[int]]:
+    """BPBreID's grouping of ``preset`` as PifPaf field indices."""
+    return [sorted(PIFPAF.index(name) for name in names) for names in BPBREID_GROUPS[preset]]
+
+
+@pytest.mark.parametrize("preset", sorted(BPBREID_GROUPS))
+def test_bpbreid_groupings_are_bpbreids_channel_lists(preset):
+    from drop_cli.labelers.bpbreid import GROUPS
+
+    assert [sorted(group) for group in GROUPS[preset]] == bpbreid_indices(preset)
+
+
+def test_bpbreid_labels_are_resized_with_opencv_nearest_after_the_argmax():
+    """BPBreID's pipeline: albumentations resizes the fields with INTER_NEAREST, then the per-pixel
+    grouping, threshold and argmax. The same map, computed in the other (cheaper) order."""
+    fields = np.random.default_rng(0).random((36, 17, 9)).astype(np.float32)
+    ours = fields_to_labels(fields, "eight", 256, 128)
+    resized = np.stack([cv2.resize(f, (128, 256), interpolation=cv2.INTER_NEAREST) for f in fields])
+    parts = np.stack([resized[list(g)].max(0) for g in bpbreid_indices("eight")])
+    background = parts.max(0) < 0.5
+    reference = np.where(background, 0, parts.argmax(0) + 1)
+    assert ours.shape == (256, 128) and np.array_equal(ours, reference)
+
+
+def test_bpbreid_mask_paths_follow_bpbreids_infer_masks_path():
+    masks = Path("M")
+    assert mask_file(masks, "bounding_box_train/0001_c2_f0046182.jpg", "occluded_duke") == \
+        masks / "bounding_box_train" / "0001_c2_f0046182.jpg.confidence_fields.npy"
+    assert mask_file(masks, "query/0002_c1s1_000451_03.jpg", "market1501") == masks / "query" / "0002_c1s1_000451_03.npy"
+    assert mask_file(masks, "occluded_body_images/001/001_01.tif", "occluded_reid") == \
+        masks / "occluded_body_images" / "001_01.npy"
+    assert mask_file(masks, "test/whole_body_images/0005/0005_c2_f0051473.jpg", "p_dukemtmc_reid") == \
+        masks / "test" / "whole_body_images" / "0005_c2_f0051473.npy"
+
+
 def test_bpbreid_groupings():
     fields = np.zeros((36, 4, 2), np.float32)
     fields[0, 0, :] = 0.9  # nose -> head, top row
@@ -200,7 +269,17 @@ def test_bpbreid_import_reports_missing_masks(tmp_path):
     with LabelFile(result.labels.path) as labels:
         assert not labels[paths[0]].any()
         mask = labels[paths[1]]
-        assert set(np.unique(mask)) == {0, 4} and mask[64, 32] == 4 and mask[0, 0] == 0
+        assert mask.shape == (256, 128), "BPBreID's masks are prepared at the input size by default"
+        assert set(np.unique(mask)) == {0, 4} and mask[128, 64] == 4 and mask[0, 0] == 0
+
+
+def test_missing_bpbreid_masks_say_where_to_get_them(tmp_path):
+    _tree(tmp_path, train=3, query=1, gallery=1)
+    with pytest.raises(LabelsError) as error:
+        api.prepare_data("occluded_duke", tmp_path, labeler="bpbreid", workers=0, progress=False)
+    message = str(error.value)
+    assert "masks/pifpaf_maskrcnn_filtering" in message and "drive.google.com" in message
+    assert "--set data.labeler=pose" in message
 
 
 def test_bpbreid_without_any_mask_is_an_error(tmp_path):

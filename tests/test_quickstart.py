@@ -28,7 +28,7 @@ def test_quickstart_makes_every_stage(tiny_quickstart):
     assert result.labeler == "pose" and (data / "labels-pose-eight.h5").is_file()
     run = result.run_dir
     assert run == out / "runs" / "synthetic-drop"
-    for name in ("recipe.yaml", "env.json", "log.txt", "metrics.csv", "curves.png", "last.pt", "best.pt",
+    for name in ("recipe.yaml", "env.json", "log.txt", "metrics.csv", "curves.png", "last.pt",
                  "features.h5", "eval/eval.json", "eval/eval.csv", "eval-rerank/eval.json", "eval-rerank/eval.csv"):
         assert (run / name).is_file(), name
     assert [r["rerank"] for r in result.evaluate] == [False, True]
@@ -47,7 +47,7 @@ def test_visualize_commands_on_quickstart_outputs(tiny_quickstart, tmp_path):
     commands = {
         "labels": ["visualize", "labels", "--labels", labels, "--count", "4"],
         "parsing": ["visualize", "parsing", "--features", features, "--labels", labels, "--count", "2"],
-        "parsing-checkpoint": ["visualize", "parsing", "--checkpoint", str(result.run_dir / "best.pt"), "--count", "2"],
+        "parsing-checkpoint": ["visualize", "parsing", "--checkpoint", str(result.run_dir / "last.pt"), "--count", "2"],
         "ranking": ["visualize", "ranking", "--features", features, "--worst", "3", "--rerank"],
         "training": ["visualize", "training", str(result.run_dir)],
         "embeddings": ["visualize", "embeddings", "--features", features, "--method", "pca", "--num-ids", "3"],
@@ -87,6 +87,6 @@ def test_full_quickstart_within_ten_minutes(tmp_path):
 
 def test_visualize_parsing_needs_parsing_maps(tiny_quickstart, tmp_path):
     run_dir = tiny_quickstart[1].run_dir
-    bare = api.extract_features(run_dir / "best.pt", parsing=False, out=tmp_path / "bare.h5", progress=False).features
+    bare = api.extract_features(run_dir / "last.pt", parsing=False, out=tmp_path / "bare.h5", progress=False).features
     outcome = runner.invoke(app, ["visualize", "parsing", "--features", str(bare)])
     assert outcome.exit_code == 1 and outcome.stderr.startswith(f"error: {bare} holds no parsing maps.")

@@ -17,24 +17,27 @@ from drop_cli.recipe import load_recipe
 from drop_cli.train import loop as loop_module
 from drop_cli.train.checkpoint import load_checkpoint
 
-from .conftest import tiny_recipe
+from .conftest import TINY, tiny_recipe
 
 
 def test_train_writes_a_complete_run_folder(synthetic_labels, synthetic_root, tmp_path):
-    result = api.train(None, tiny_recipe(synthetic_root), output=tmp_path / "run", progress=False)
+    result = api.train(TINY, tiny_recipe(synthetic_root), output=tmp_path / "run", progress=False)
     run = result.run_dir
-    for name in ("recipe.yaml", "env.json", "log.txt", "metrics.csv", "curves.png", "last.pt", "best.pt"):
+    for name in ("recipe.yaml", "env.json", "log.txt", "metrics.csv", "curves.png", "last.pt"):
         assert (run / name).is_file(), name
+    assert not (run / "best.pt").exists(), "no model is selected on the test split"
     rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
-    assert {"loss", "id_global", "pct_triplet", "pct_compact", "parsing", "lr", "rank1", "mAP", "mINP"} <= set(rows[0])
+    assert {"loss", "id_global", "part_triplet", "pct_triplet", "pct_compact", "parsing", "lr", "rank1", "mAP",
+            "mINP"} <= set(rows[0])
     assert all(0 <= float(r["mAP"]) <= 1 for r in rows)
     assert rows[0]["memory"] == "0", "no memory regime before loss.memory_start_epoch"
     payload = result.to_json()
-    assert payload["checkpoint"] == str(run / "best.pt") and payload["final"]["epoch"] == 2
-    assert set(payload["best"]) == {"epoch", "rank1", "mAP", "mINP"}
-    checkpoint = load_checkpoint(run / "best.pt")
+    assert payload["checkpoint"] == str(run / "last.pt") and "best" not in payload
+    assert payload["final"] == {"epoch": 2, **{k: pytest.approx(float(rows[1][k])) for k in ("rank1", "mAP", "mINP")}}
+    checkpoint = load_checkpoint(run / "last.pt")
     assert checkpoint["recipe"]["model"]["backbone"] == "test_resnet" and checkpoint["num_classes"] == 6
+    assert checkpoint["recipe"]["version"] == 2 and checkpoint["epoch"] == 1
     assert json.loads((run / "env.json").read_text())["seed"] == 0
     assert "epoch 2:" in (run / "log.txt").read_text()
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -42,7 +45,7 @@ def test_train_writes_a_complete_run_folder(synthetic_labels, synthetic_root, tm
 
 def test_resume_after_interruption_ends_with_the_same_weights(synthetic_labels, synthetic_root, tmp_path, monkeypatch):
     overrides = tiny_recipe(synthetic_root, **{"train.epochs": 3, "train.eval_every": 3})
-    full = api.train(None, overrides, output=tmp_path / "full", progress=False)
+    full = api.train(TINY, overrides, output=tmp_path / "full", progress=False)
 
     real_save = loop_module.save_checkpoint
 
@@ -53,9 +56,9 @@ def test_resume_after_interruption_ends_with_the_same_weights(synthetic_labels, 
 
     monkeypatch.setattr(loop_module, "save_checkpoint", save_then_interrupt_after_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        api.train(None, overrides, output=tmp_path / "cut", progress=False)
+        api.train(TINY, overrides, output=tmp_path / "cut", progress=False)
     monkeypatch.setattr(loop_module, "save_checkpoint", real_save)
-    resumed = api.train(None, overrides, resume=tmp_path / "cut", progress=False)
+    resumed = api.train(TINY, overrides, resume=tmp_path / "cut", progress=False)
     assert resumed.final == full.final
     rows = list(csv.DictReader((tmp_path / "cut" / "metrics.csv").read_text().splitlines()))
     assert [r["memory"] for r in rows] == ["0", "0", "1"], "memory regime once the bank is filled"
@@ -68,7 +71,7 @@ def test_resume_after_interruption_ends_with_the_same_weights(synthetic_labels, 
 
 def test_the_number_of_workers_does_not_change_the_weights(synthetic_labels, synthetic_root, tmp_path):
     """Every draw carries its own augmentation seed: 0 or 2 DataLoader workers train the same model."""
-    runs = [api.train(None, tiny_recipe(synthetic_root, **{"train.epochs": 2, "train.eval_every": 2,
+    runs = [api.train(TINY, tiny_recipe(synthetic_root, **{"train.epochs": 2, "train.eval_every": 2,
                                                            "data.workers": workers, "data.color_jitter": 0.2}),
                       output=tmp_path / f"workers{workers}", progress=False) for workers in (0, 2)]
     assert runs[0].final == runs[1].final
@@ -79,45 +82,45 @@ def test_the_number_of_workers_does_not_change_the_weights(synthetic_labels, syn
 
 def test_resume_refuses_another_recipe(synthetic_labels, synthetic_root, tmp_path):
     overrides = tiny_recipe(synthetic_root, **{"train.epochs": 1})
-    api.train(None, overrides, output=tmp_path / "run", progress=False)
+    api.train(TINY, overrides, output=tmp_path / "run", progress=False)
     with pytest.raises(DropError, match=r"recipe differs in model\.embed_dim, optim\.lr"):
-        api.train(None, overrides + ["model.embed_dim=16", "optim.lr=0.1"], resume=tmp_path / "run", progress=False)
+        api.train(TINY, overrides + ["model.embed_dim=16", "optim.lr=0.1"], resume=tmp_path / "run", progress=False)
     with pytest.raises(DropError, match="already holds a run.*--resume"):
-        api.train(None, overrides, output=tmp_path / "run", progress=False)
+        api.train(TINY, overrides, output=tmp_path / "run", progress=False)
 
 
 def test_missing_labels_name_the_prepare_data_command(synthetic_root, tmp_path):
     with pytest.raises(DropError, match=r"labels file .*labels-pose-five\.h5 not found.*drop prepare-data synthetic "
                                         r"--root .* --labeler pose --preset five"):
-        api.train(None, tiny_recipe(synthetic_root, **{"data.labeler": "pose", "data.preset": "five"}),
+        api.train(TINY, tiny_recipe(synthetic_root, **{"data.labeler": "pose", "data.preset": "five"}),
                   output=tmp_path / "run", progress=False)
 
 
 def test_labels_preset_must_match_the_recipe(synthetic_labels, synthetic_root, tmp_path):
     with pytest.raises(DropError, match=r"holds `eight` labels \(8 parts\) but the recipe asks for data.preset five"):
-        api.train(None, tiny_recipe(synthetic_root, **{"data.preset": "five", "data.labels": str(synthetic_labels)}),
+        api.train(TINY, tiny_recipe(synthetic_root, **{"data.preset": "five", "data.labels": str(synthetic_labels)}),
                   output=tmp_path / "run", progress=False)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_cuda_asked_for_but_missing(synthetic_labels, synthetic_root, tmp_path):
     with pytest.raises(DropError, match="--device cuda was asked for, but PyTorch sees no CUDA device"):
-        api.train(None, tiny_recipe(synthetic_root), device="cuda", output=tmp_path / "run", progress=False)
+        api.train(TINY, tiny_recipe(synthetic_root), device="cuda", output=tmp_path / "run", progress=False)
 
 
 def test_non_finite_loss_stops_naming_step_and_term(synthetic_labels, synthetic_root, tmp_path, monkeypatch):
     from drop_cli.train import objective
 
-    monkeypatch.setattr(objective, "parsing_loss", lambda logits, *a: logits.sum() * float("nan"))
+    monkeypatch.setattr(objective, "parsing_loss", lambda logits, *a, **k: logits.sum() * float("nan"))
     with pytest.raises(DropError, match=r"the loss became nan at epoch 1, step 1 \(term parsing\)"):
-        api.train(None, tiny_recipe(synthetic_root), output=tmp_path / "run", progress=False)
+        api.train(TINY, tiny_recipe(synthetic_root), output=tmp_path / "run", progress=False)
 
 
 @pytest.mark.slow
 def test_ddp_on_cpu_with_two_processes(synthetic_labels, synthetic_root, tmp_path):
     """torchrun + DDP with the gloo backend: both ranks train, rank 0 alone writes the run folder."""
     run, recipe = tmp_path / "ddp", tmp_path / "tiny.yaml"
-    recipe.write_text(load_recipe(None, tiny_recipe(synthetic_root, **{"train.epochs": 1})).to_yaml())
+    recipe.write_text(load_recipe(TINY, tiny_recipe(synthetic_root, **{"train.epochs": 1})).to_yaml())
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "drop_cli",
             "train", "--recipe", str(recipe), "--device", "cpu", "--output", str(run), "--json"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -132,13 +135,13 @@ def test_ddp_on_cpu_with_two_processes(synthetic_labels, synthetic_root, tmp_pat
 def test_global_feature_baseline_and_eval_distance(synthetic_labels, synthetic_root, tmp_path):
     """loss.parts=false trains the global embedding alone; training's evaluation uses eval.distance,
     with the same numbers `drop evaluate` gives on the cached features."""
-    result = api.train(None, tiny_recipe(synthetic_root, **{"loss.parts": False, "eval.distance": "global",
+    result = api.train(TINY, tiny_recipe(synthetic_root, **{"loss.parts": False, "eval.distance": "global",
                                                            "train.epochs": 1}),
                        output=tmp_path / "run", progress=False)
     row = next(csv.DictReader((result.run_dir / "metrics.csv").read_text().splitlines()))
     assert {k for k in row if k.startswith(("id_", "pct", "part", "parsing", "global"))} == {"id_global",
                                                                                              "global_triplet"}
-    features = api.extract_features(result.run_dir / "best.pt", progress=False).features
+    features = api.extract_features(result.run_dir / "last.pt", progress=False).features
     scored = api.evaluate(features, distance="global", progress=False).results[0]
     assert scored["mAP"] == pytest.approx(result.final["mAP"]) and scored["rank1"] == pytest.approx(result.final["rank1"])
     parts = api.evaluate(features, distance="parts+foreground", progress=False).results[0]
@@ -162,3 +165,20 @@ def test_loss_tally_reads_in_batches_and_names_the_first_bad_step():
                 tally.add(terms, sum(terms.values()))
         else:
             tally.add(terms, sum(terms.values()))
+
+
+def test_a_drop_0_1_checkpoint_loads_and_gives_its_outputs():
+    """Written by drop 0.1 (before the recipe schema had a version): the model rebuilt from its migrated
+    recipe has every tensor in place and computes what 0.1 computed."""
+    import numpy as np
+
+    from drop_cli.train.checkpoint import model_from_checkpoint
+
+    from .conftest import DATA
+
+    model = model_from_checkpoint(load_checkpoint(DATA / "checkpoint-0.1.pt"))
+    expected = np.load(DATA / "checkpoint-0.1-outputs.npz")
+    with torch.no_grad():
+        out = model(torch.from_numpy(expected["images"]))
+    for name in ("embeddings", "bn_embeddings", "parsing_logits"):
+        np.testing.assert_allclose(getattr(out, name).numpy(), expected[name], atol=1e-5, err_msg=name)

@@ -19,16 +19,12 @@ from ..data import load_dataset
 from ..data.stats import SplitStats, compare_with_published, split_stats
 from ..errors import DatasetError, DropError, LabelsError, lookup
 from ..labelers import LABELERS, LabelerSpec
-from ..labels import LabelWriter
+from ..labelers.bpbreid import find_masks_dir
+from ..labels import LabelWriter, default_label_size, default_labels_path
 from ..parts import PRESETS, part_names
 from ..prepare import LabelSummary, run_labeling
 
 GROUND_TRUTH_FILE = "ground_truth.h5"
-
-
-def default_labels_path(folder: Path, labeler: str, preset: str) -> Path:
-    """Where `prepare-data` puts a dataset's labels unless told otherwise."""
-    return folder / f"labels-{labeler}-{preset}.h5"
 
 
 def _check_workers(workers: int | None) -> int:
@@ -102,38 +98,13 @@ def _labeler_options(labeler: str, dataset: str, folder: Path, relpaths: list[st
                               hint="Use it on a dataset made by `drop make-synthetic`, or pick another --labeler.")
         return {"ground_truth": truth}
     if labeler == "bpbreid":
-        return {"masks_dir": _bpbreid_masks_dir(dataset, folder, relpaths, bpbreid_masks), "dataset": dataset}
+        return {"masks_dir": find_masks_dir(dataset, folder, relpaths, bpbreid_masks), "dataset": dataset}
     return {}
 
 
-def _bpbreid_masks_dir(dataset: str, folder: Path, relpaths: list[str], explicit: str | Path | None) -> Path:
-    from ..labelers.bpbreid import mask_file
-
-    if explicit is not None:
-        masks_dir = Path(explicit).expanduser()
-    else:
-        candidates = sorted(p for p in (folder / "masks").glob("*") if p.is_dir())
-        if len(candidates) != 1:
-            raise LabelsError(f"cannot tell which BPBreID masks to use: {folder / 'masks'} holds "
-                              f"{len(candidates)} mask folders.",
-                              hint="Pass --bpbreid-masks DIR (e.g. masks/pifpaf_maskrcnn_filtering).")
-        masks_dir = candidates[0]
-    if not masks_dir.is_dir():
-        raise LabelsError(f"BPBreID mask folder {masks_dir} not found.",
-                          hint="Download BPBreID's masks for this dataset and pass --bpbreid-masks DIR.")
-    missing = [p for p in relpaths if not mask_file(masks_dir, p, dataset).is_file()]
-    if len(missing) == len(relpaths):
-        raise LabelsError(f"none of the {len(relpaths)} images has a BPBreID mask in {masks_dir} "
-                          f"(looked for e.g. {mask_file(masks_dir, relpaths[0], dataset)}).",
-                          hint="Point --bpbreid-masks at the folder that holds the split folders.")
-    if missing:
-        _ui.warn(f"{len(missing)} image(s) have no BPBreID mask and will be flagged missing_source, "
-                 f"e.g. {', '.join(missing[:3])}.")
-    return masks_dir
-
-
 def prepare_data(dataset: str, root: str | Path, labeler: str = "pose", preset: str = "eight",
-                 out: str | Path | None = None, workers: int | None = None, height: int = 128, width: int = 64,
+                 out: str | Path | None = None, workers: int | None = None, height: int | None = None,
+                 width: int | None = None,
                  pose_model: str | Path | None = None, bpbreid_masks: str | Path | None = None,
                  pattern: str | None = None, overwrite: bool = False, progress: bool = True) -> PrepareResult:
     """Write the pseudo human-parsing labels of every image of ``dataset`` into one HDF5 file.
@@ -143,9 +114,9 @@ def prepare_data(dataset: str, root: str | Path, labeler: str = "pose", preset: 
         root: the folder that contains the dataset folder.
         labeler: ``pose``, ``bpbreid``, ``stripes`` or ``synthetic``.
         preset: ``eight`` or ``five`` body parts.
-        out: the labels file; default ``<dataset folder>/labels-<labeler>-<preset>.h5``.
+        out: the labels file; default ``<dataset folder>/labels-<labeler>-<preset>.h5`` (``default_labels_path``).
         workers: labelling processes (default: the CPU count, at most 8; 0 = this process).
-        height, width: label map size.
+        height, width: label map size (default: ``default_label_size``: 256x128 for ``bpbreid``, 128x64).
         pose_model: the BlazePose ``.tflite`` file, for offline machines.
         bpbreid_masks: the folder of BPBreID's masks for this dataset.
         pattern: the file-name regex of the ``folder`` dataset.
@@ -155,6 +126,8 @@ def prepare_data(dataset: str, root: str | Path, labeler: str = "pose", preset: 
     workers = _check_workers(workers)
     lookup(LABELERS, labeler, "labeler")
     parts = part_names(preset)
+    default_height, default_width = default_label_size(labeler)
+    height, width = height or default_height, width or default_width
     if not (8 <= height <= 1024 and 4 <= width <= 1024):
         raise DropError(f"label size {height}x{width} is out of range.", hint="Use e.g. --height 128 --width 64.")
     ds = load_dataset(dataset, root, pattern)
@@ -168,7 +141,7 @@ def prepare_data(dataset: str, root: str | Path, labeler: str = "pose", preset: 
     relpaths = [p for paths in splits.values() for p in paths]
     options = _labeler_options(labeler, dataset, ds.folder, relpaths, pose_model, bpbreid_masks)
     spec = LabelerSpec(labeler, preset, height, width, options)
-    out = Path(out).expanduser() if out else default_labels_path(ds.folder, labeler, preset)
+    out = Path(out).expanduser() if out else default_labels_path(ds.folder, labeler, preset, height, width)
     _ui.info(f"Labelling {len(relpaths):,} images of {dataset} with [bold]{labeler}[/] ({preset}) into {out}")
     with _ui.progress_bar("prepare-data", len(relpaths), enabled=progress) as advance:
         summary = run_labeling(ds.folder, dataset, splits, spec, out, workers, advance, overwrite)

@@ -78,7 +78,7 @@ def _features_complete(out: Path, settings: dict) -> bool:
 
 
 def _extract_split(model, images, split: str, todo: list[int], partial, device, batch_size: int, workers: int,
-                   flip_tta: bool, dtype, parsing: bool, advance) -> int:
+                   flip_tta: bool, dtype, parsing: bool, advance, parts: tuple[str, ...], part_embeddings: str) -> int:
     """Embed the chunks ``todo`` of one split, saving each to ``partial`` as it finishes; the images done."""
     import itertools
 
@@ -95,7 +95,8 @@ def _extract_split(model, images, split: str, todo: list[int], partial, device, 
     loader = iter(DataLoader(images, batch_sampler=[b for c in todo for b in batches[c]], num_workers=workers,
                              pin_memory=device.type == "cuda"))
     for c in todo:  # one loader for the split: its workers serve every chunk, each chunk its own batches
-        features = embed(model, itertools.islice(loader, len(batches[c])), device, flip_tta, dtype, parsing, advance)
+        features = embed(model, itertools.islice(loader, len(batches[c])), device, flip_tta, dtype, parsing, advance,
+                         parts=parts, part_embeddings=part_embeddings)
         partial.save(split, c, features.embeddings, features.visibility, features.parsing)
     return sum(ranges[c][1] - ranges[c][0] for c in todo)
 
@@ -108,7 +109,7 @@ def extract_features(checkpoint: str | Path, dataset: str | None = None, root: s
     """Run a trained model over a dataset's splits and cache its embeddings in one HDF5 file.
 
     Args:
-        checkpoint: a ``best.pt`` or ``last.pt`` of a run folder.
+        checkpoint: a run folder's ``last.pt``.
         dataset, root: the images (default: the recipe's test dataset and its root).
         splits: which splits, e.g. ``"query,gallery"``.
         out: the features file (default ``features.h5`` next to the checkpoint).
@@ -154,7 +155,8 @@ def extract_features(checkpoint: str | Path, dataset: str | None = None, root: s
     if empty:
         raise DropError(f"{dataset} has no {' or '.join(empty)} images.",
                         hint=f"Choose other --splits; it has: {', '.join(s for s, r in ds.splits.items() if r)}.")
-    names = row_names(part_names(recipe.data.preset))
+    parts = part_names(recipe.data.preset)
+    names = row_names(parts)
     counts = {split: len(recs) for split, recs in records.items()}
     out = Path(out).expanduser() if out else checkpoint.parent / "features.h5"
     settings = {"checkpoint_sha256": _sha256_file(checkpoint), "dataset": dataset,
@@ -163,7 +165,7 @@ def extract_features(checkpoint: str | Path, dataset: str | None = None, root: s
                 "paths_sha256": hashlib.sha256("\n".join(f"{s}:{r.path}" for s in split_names
                                                           for r in records[s]).encode()).hexdigest(),
                 "height": recipe.data.height, "width": recipe.data.width, "flip_tta": flip_tta, "parsing": parsing,
-                "dtype": "float16" if half else "float32"}
+                "dtype": "float16" if half else "float32", "part_embeddings": recipe.eval.part_embeddings}
     if not overwrite and _features_complete(out, settings):
         return ExtractResult(out, dataset, counts, names, str(dev), 0, 0.0, time.perf_counter() - start,
                              already_complete=True)
@@ -171,7 +173,7 @@ def extract_features(checkpoint: str | Path, dataset: str | None = None, root: s
     model = place_model(model_from_checkpoint(ckpt), dev, recipe.train.channels_last)  # as training runs it
     partial = PartialFeatures(out.with_name(f"{out.name}.partial"), {**settings, "chunk_images": CHUNK_IMAGES})
     done = {split: partial.done(split) for split in split_names}
-    transform = EvalTransform(recipe.data.height, recipe.data.width)
+    transform = EvalTransform(recipe.data.height, recipe.data.width, antialias=recipe.data.antialias)
     _ui.info(f"Extracting features of {sum(counts.values()):,} images of {dataset} ({', '.join(split_names)}) "
              f"with {checkpoint} on {dev} into {out}")
     extracted, extract_start = 0, time.perf_counter()
@@ -182,7 +184,8 @@ def extract_features(checkpoint: str | Path, dataset: str | None = None, root: s
             todo = [c for c in range(len(chunk_ranges(counts[split]))) if c not in done[split]]
             extracted += _extract_split(model, ReidImages(records[split], ds.folder, transform), split, todo, partial,
                                         dev, batch_size, recipe.data.workers, flip_tta,
-                                        amp_dtype(dev, recipe.train.amp), parsing, advance)
+                                        amp_dtype(dev, recipe.train.amp), parsing, advance, parts,
+                                        recipe.eval.part_embeddings)
     extract_seconds = time.perf_counter() - extract_start
     attrs = {"dataset": dataset, "dataset_folder": settings["dataset_folder"], "splits": list(split_names),
              "checkpoint": str(checkpoint), "checkpoint_sha256": settings["checkpoint_sha256"],

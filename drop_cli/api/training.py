@@ -1,33 +1,41 @@
 """`drop train`."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+from ..errors import DropError
+from ..recipe import Recipe, load_recipe
+from ..train.session import TrainResult, run_training
 
-def resolve_recipe(recipe: str | Path | None = None, overrides: list[str] = (),
-                   resume: str | Path | None = None):
-    """The recipe a run uses: the file (or, resuming without one, the run's own recipe.yaml) plus overrides."""
-    from ..recipe import load_recipe
+RecipeArg = str | Path | Sequence[str | Path] | None
 
-    if recipe is None and resume is not None:
+
+def resolve_recipe(recipe: RecipeArg = None, overrides: Sequence[str] = (), *,
+                   resume: str | Path | None = None) -> Recipe:
+    """The recipe a run uses: the files stacked in order (or, resuming without one, the run's own
+    recipe.yaml) plus ``key=value`` overrides."""
+    if not recipe and resume is not None:
         recipe = Path(resume).expanduser() / "recipe.yaml"
     return load_recipe(recipe, list(overrides))
 
 
-def train(recipe: str | Path | None = None, overrides: list[str] = (), output: str | Path | None = None,
-          resume: str | Path | None = None, device: str = "auto", progress: bool = True):
+def train(recipe: RecipeArg = None, overrides: Sequence[str] = (), *, output: str | Path | None = None,
+          resume: str | Path | None = None, device: str = "auto", progress: bool = True) -> TrainResult:
     """Train DROP from a recipe; evaluates every ``train.eval_every`` epochs and checkpoints into a run folder.
 
     Args:
-        recipe: a YAML recipe (see ``recipes/``); optional with ``resume``.
+        recipe: a YAML recipe or a shipped recipe's name (see ``recipes/``), or several stacked in order
+            (``["occluded_duke", "ablations/no_dpu"]``); optional with ``resume``.
         overrides: ``key=value`` strings, e.g. ``["optim.lr=1e-4", "model.dpu=false"]``.
         output: the run folder (default ``<train.output>/<train.name>``, numbered if it exists).
         resume: a run folder whose ``last.pt`` to continue from (the recipe must be the same).
         device: ``auto``, ``cpu`` or ``cuda``.
 
     Returns:
-        a ``TrainResult`` with the run folder, the best and final evaluation.
+        a ``TrainResult`` with the run folder, ``last.pt`` and the final epoch's evaluation.
     """
-    from ..train.session import run_training
-
-    return run_training(resolve_recipe(recipe, overrides, resume), output, resume, device, progress)
+    if not recipe and resume is None:
+        raise DropError("no recipe given.", hint="Pass a recipe (a file or a shipped name such as 'synthetic'), "
+                                                 "or resume a run folder.")
+    return run_training(resolve_recipe(recipe, overrides, resume=resume), output, resume, device, progress)

@@ -76,9 +76,12 @@ def quickstart(out: str | Path = "quickstart", ids: int = 100, overrides: list[s
     return QuickstartResult(run.run_dir, labeler, results, images, time.perf_counter() - start)
 
 
-def ablation_study(out: str | Path = "study", seeds: tuple[int, ...] = (0, 1, 2), ids: int = 100,
-                   configs: tuple[str, ...] | None = None, overrides: list[str] = (), progress: bool = True):
-    """Train each DROP ablation (and the baselines) on the synthetic set for every seed; see drop_cli.study."""
+def ablation_study(out: str | Path = "study", *, recipe: str | Path | None = None, seeds: tuple[int, ...] = (0, 1, 2),
+                   ids: int = 100, labeler: str = "pose", configs: tuple[str, ...] | None = None,
+                   overrides: list[str] = (), progress: bool = True):
+    """Train the baselines, DROP and each ablation for every seed, on the synthetic set or on ``recipe``'s
+    dataset; see drop_cli.study."""
     from ..study import run_study
 
-    return run_study(out, seeds, ids, configs, overrides, progress)
+    return run_study(out, recipe=recipe, seeds=seeds, ids=ids, labeler=labeler, configs=configs,
+                     overrides=overrides, progress=progress)

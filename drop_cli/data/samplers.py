@@ -11,13 +11,14 @@ from ..errors import DropError
 
 
 class PKBatchSampler(Sampler[list[int]]):
-    """Yields batches of ``batch_size`` indices, ``num_instances`` per identity.
+    """Yields this rank's share of global batches of ``batch_size`` indices, ``num_instances`` per identity.
 
     Every identity's images are shuffled and cut into groups of K (identities with fewer than K
     images are filled up by drawing with replacement); batches take P = batch_size / K groups of
     distinct identities until fewer than P identities have groups left. The order depends only on
-    (seed, epoch), so a resumed run sees the same batches. With ``world_size`` > 1 every rank gets
-    its own share of the batches (rank r takes batches r, r + world_size, ...), all ranks the same number.
+    (seed, epoch), so a resumed run sees the same batches. With ``world_size`` > 1 every global batch
+    is split evenly: rank r takes its r-th slice (``share``), so the ranks together train on exactly
+    the batches of a one-process run [base: BPBreID's DataParallel splits each batch over the GPUs].
     """
 
     def __init__(self, pids: Sequence[int], batch_size: int, num_instances: int, seed: int = 0,
@@ -25,6 +26,10 @@ class PKBatchSampler(Sampler[list[int]]):
         if num_instances < 1 or batch_size % num_instances:
             raise DropError(f"train.batch_size ({batch_size}) must be a multiple of data.num_instances "
                             f"({num_instances}).", hint="E.g. batch_size 64 with num_instances 4.")
+        if batch_size % world_size:
+            raise DropError(f"train.batch_size ({batch_size}) is the global batch: it must split evenly over the "
+                            f"{world_size} processes.", hint=f"Use a multiple of {world_size}, e.g. 64.")
+        self.share = batch_size // world_size
         self.num_ids_per_batch = batch_size // num_instances
         self.num_instances = num_instances
         self.seed, self.rank, self.world_size = seed, rank, world_size
@@ -41,7 +46,8 @@ class PKBatchSampler(Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _batches(self) -> list[list[int]]:
+    def global_batches(self) -> list[list[int]]:
+        """The epoch's batches over all ranks, in order."""
         rng = np.random.default_rng([self.seed, self.epoch])
         k = self.num_instances
         groups: dict[int, list[np.ndarray]] = {}
@@ -54,24 +60,28 @@ class PKBatchSampler(Sampler[list[int]]):
             chosen = rng.choice(available, size=self.num_ids_per_batch, replace=False)
             batches.append([int(i) for pid in chosen for i in groups[int(pid)].pop()])
             available = [pid for pid in available if groups[pid]]
-        per_rank = len(batches) // self.world_size
-        return batches[self.rank::self.world_size][:per_rank]
+        return batches
+
+    def shares(self) -> Iterator[tuple[list[int], slice]]:
+        """(global batch, this rank's slice of it), in order."""
+        mine = slice(self.rank * self.share, (self.rank + 1) * self.share)
+        for batch in self.global_batches():
+            yield batch, mine
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._batches())
+        return (batch[mine] for batch, mine in self.shares())
 
     def __len__(self) -> int:
-        return len(self._batches())
+        return len(self.global_batches())
 
 
 class SeededBatches(Sampler[list[tuple[int, int]]]):
     """The batches of a ``PKBatchSampler``, each index paired with its own augmentation seed.
 
-    A draw's seed depends only on (seed, epoch, batch number over all ranks, position in the batch),
-    so its augmentation is the same whichever DataLoader worker loads it: a run gives the same
-    weights with any number of workers (persistent or not), a resumed epoch repeats exactly, and
-    the ranks of a distributed run augment their batches independently. ``ReidImages`` applies the
-    seed to its transform.
+    A draw's seed depends only on (seed, epoch, global batch number, position in the global batch),
+    so its augmentation is the same whichever DataLoader worker loads it and however many processes
+    share the batch: a run gives the same images with any number of workers (persistent or not) or
+    GPUs, and a resumed epoch repeats exactly. ``ReidImages`` applies the seed to its transform.
     """
 
     def __init__(self, batches: PKBatchSampler):
@@ -82,10 +92,9 @@ class SeededBatches(Sampler[list[tuple[int, int]]]):
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         b = self.batches
-        for number, batch in enumerate(b):
-            global_number = number * b.world_size + b.rank  # rank r holds batches r, r + world_size, ...
-            seeds = np.random.SeedSequence([b.seed, b.epoch, global_number]).generate_state(len(batch))
-            yield [(index, int(seed)) for index, seed in zip(batch, seeds)]
+        for number, (batch, mine) in enumerate(b.shares()):
+            seeds = np.random.SeedSequence([b.seed, b.epoch, number]).generate_state(len(batch))
+            yield [(index, int(seed)) for index, seed in zip(batch[mine], seeds[mine])]
 
     def __len__(self) -> int:
         return len(self.batches)

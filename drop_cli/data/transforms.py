@@ -1,96 +1,137 @@
 """Joint augmentation of an image and its body-part label map (torchvision.transforms.v2).
 
-Geometry (resize, pad + random crop, flip) moves the image and the `tv_tensors.Mask` together, the
-mask with nearest-neighbour sampling. A horizontal flip also swaps the left and right parts of the
-`eight` preset, because the mirrored person's left arm is drawn where a right arm would be.
-Random erasing blanks a rectangle of the normalised image (value 0, the ImageNet mean) and turns the
-same rectangle of the label map into background: the erased body is not visible any more.
+[base] BPBreID's training transforms (``torchreid/data/transforms.py``, albumentations): resize,
+optional horizontal flip, zero padding of 10 + random crop back to the input size, optional colour
+jitter, ImageNet normalisation, random erasing of one box; its recipes use ``['rc', 're']`` (crop,
+erasing), Occluded-REID's adds ``'rf', 'cj'`` (flip, jitter). Geometry moves the image and the
+``tv_tensors.Mask`` together, the mask with nearest-neighbour sampling; an erased box becomes
+background in the label map (the masks are zeroed there).
+
+Choices that differ from BPBreID's are options [ours]: ``antialias`` resizing (BPBreID's OpenCV
+bilinear has none), ``flip_swap_sides`` (a flip also swaps the left and right parts, so a mirrored
+left arm is labelled a right arm; BPBreID mirrors the masks unchanged), ``erasing="zhong"`` (Zhong et
+al.'s area/aspect sampling, filled with 0; BPBreID's box is 15-65% of the height and of the width,
+filled with (0.485, 0.456, 0.406) after normalisation).
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from ..parts import mirror_permutation
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-# Label value -> label value after a horizontal flip (left/right parts swap in `eight`).
-FLIP_PERMUTATION = {
-    "eight": torch.tensor([0, 1, 3, 2, 4, 6, 5, 8, 7], dtype=torch.uint8),
-    "five": torch.arange(6, dtype=torch.uint8),
-}
+# [base] The value BPBreID's random erasing writes into the *normalised* image, per channel (albumentations'
+# CoarseDropout with fill_value=[0.485, 0.456, 0.406], applied after Normalize).
+BOX_FILL = (0.485, 0.456, 0.406)
+# Recipe key data.erasing.
+ERASINGS = ("box", "zhong")
 
 
 def _normalise(image: torch.Tensor) -> torch.Tensor:
     return F.normalize(F.to_dtype(image, torch.float32, scale=True), IMAGENET_MEAN, IMAGENET_STD)
 
 
-def _erase_box(height: int, width: int, scale=(0.02, 0.4), ratio=(0.3, 3.3)) -> tuple[int, int, int, int] | None:
-    """A random rectangle (top, left, h, w) covering ``scale`` of the area, as Zhong et al. sample it."""
+def _randint(low: int, high: int) -> int:
+    """A uniform integer in [low, high], both included."""
+    return int(torch.randint(low, high + 1, (1,)))
+
+
+def _box(height: int, width: int) -> tuple[int, int, int, int]:
+    """[base] BPBreID's erased box (top, left, h, w): h in [0.15, 0.65] x height, w likewise, anywhere inside."""
+    h = _randint(int(height * 0.15), int(height * 0.65))
+    w = _randint(int(width * 0.15), int(width * 0.65))
+    return _randint(0, height - h), _randint(0, width - w), h, w
+
+
+def _zhong_box(height: int, width: int, scale=(0.02, 0.4), ratio=(0.3, 3.3)) -> tuple[int, int, int, int] | None:
+    """[ours] A random rectangle (top, left, h, w) covering ``scale`` of the area, as Zhong et al. sample it."""
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
     for _ in range(10):
         area = height * width * torch.empty(1).uniform_(*scale).item()
         aspect = math.exp(torch.empty(1).uniform_(*log_ratio).item())
         h, w = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
         if 0 < h < height and 0 < w < width:
-            top = int(torch.randint(0, height - h + 1, (1,)))
-            left = int(torch.randint(0, width - w + 1, (1,)))
-            return top, left, h, w
+            return _randint(0, height - h), _randint(0, width - w), h, w
     return None
 
 
 class TrainTransform:
     """uint8 image [3, h, w] + uint8 label map [h', w'] -> normalised float image [3, H, W] + uint8 map [H, W].
 
+    The keyword arguments are the recipe's ``data:`` keys of the same names (drop_cli.recipe.DataConfig).
+
     Args:
         height, width: network input size.
-        preset: the labels' preset (for the left/right swap on flips).
+        parts: the labels' part names (their left/right mirror, for ``flip_swap_sides``).
         pad: pixels of zero padding before the random crop back to (height, width).
         flip: random horizontal flip with probability 0.5.
-        random_erasing: probability of erasing one rectangle.
-        color_jitter: brightness/contrast/saturation strength (0 = off).
+        flip_swap_sides: a flip also swaps the ``left_*`` and ``right_*`` labels.
+        random_erasing: probability of erasing one box.
+        erasing: "box" [base] or "zhong" [ours].
+        color_jitter: probability of a colour jitter of ``jitter_brightness`` / ``jitter_contrast`` /
+            ``jitter_saturation`` (factors drawn in 1 +- each).
+        antialias: antialiased resizing of the image.
     """
 
-    def __init__(self, height: int, width: int, preset: str, pad: int = 10, flip: bool = True,
-                 random_erasing: float = 0.5, color_jitter: float = 0.0):
+    def __init__(self, height: int, width: int, *, parts: Sequence[str], pad: int = 10, flip: bool = False,
+                 flip_swap_sides: bool = False, random_erasing: float = 0.5, erasing: str = "box",
+                 color_jitter: float = 0.0, jitter_brightness: float = 0.2, jitter_contrast: float = 0.15,
+                 jitter_saturation: float = 0.0, antialias: bool = False):
+        if erasing not in ERASINGS:
+            raise ValueError(f"erasing must be one of {ERASINGS}, not {erasing!r}")
         self.size = (height, width)
+        self.antialias = antialias
         self.geometry = v2.Compose([v2.Pad(pad), v2.RandomCrop(self.size)]) if pad > 0 else None
-        self.flip_permutation = FLIP_PERMUTATION[preset] if flip else None
-        self.random_erasing = random_erasing
-        self.jitter = (v2.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter)
-                       if color_jitter > 0 else None)
+        self.flip = flip
+        self.mirror = torch.as_tensor(mirror_permutation(tuple(parts)), dtype=torch.uint8) if flip_swap_sides else None
+        self.random_erasing, self.erasing = random_erasing, erasing
+        self.color_jitter = color_jitter
+        self.jitter = v2.ColorJitter(brightness=jitter_brightness, contrast=jitter_contrast,
+                                     saturation=jitter_saturation) if color_jitter > 0 else None
 
     def __call__(self, image: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        image = F.resize(tv_tensors.Image(image), list(self.size), antialias=True)
+        image = F.resize(tv_tensors.Image(image), list(self.size), antialias=self.antialias)
         mask = F.resize(tv_tensors.Mask(labels[None]), list(self.size))
         if self.geometry is not None:
             image, mask = self.geometry(image, mask)
-        if self.flip_permutation is not None and torch.rand(1).item() < 0.5:
-            image, mask = F.horizontal_flip(image), self.flip_permutation[F.horizontal_flip(mask).long()]
-        if self.jitter is not None:
+        if self.flip and torch.rand(1).item() < 0.5:
+            image, mask = F.horizontal_flip(image), F.horizontal_flip(mask)
+            if self.mirror is not None:
+                mask = self.mirror[mask.long()]
+        if self.jitter is not None and torch.rand(1).item() < self.color_jitter:
             image = self.jitter(image)
         image, mask = _normalise(image.as_subclass(torch.Tensor)), mask.as_subclass(torch.Tensor)[0]
         if self.random_erasing > 0 and torch.rand(1).item() < self.random_erasing:
-            box = _erase_box(*self.size)
+            box = _box(*self.size) if self.erasing == "box" else _zhong_box(*self.size)
             if box is not None:
                 top, left, h, w = box
-                image[:, top:top + h, left:left + w] = 0
+                fill = torch.tensor(BOX_FILL if self.erasing == "box" else (0.0, 0.0, 0.0))[:, None, None]
+                image[:, top:top + h, left:left + w] = fill
                 mask[top:top + h, left:left + w] = 0
         return image, mask
 
 
 class EvalTransform:
-    """Resize and normalise; the label map (when given) is resized with nearest sampling."""
+    """Resize and normalise; the label map (when given) is resized with nearest sampling.
 
-    def __init__(self, height: int, width: int):
+    Args:
+        height, width: network input size.
+        antialias: antialiased resizing of the image ([base] false, as BPBreID's OpenCV bilinear).
+    """
+
+    def __init__(self, height: int, width: int, *, antialias: bool = False):
         self.size = [height, width]
+        self.antialias = antialias
 
     def __call__(self, image: torch.Tensor, labels: torch.Tensor | None = None):
-        out = _normalise(F.resize(image, self.size, antialias=True))
+        out = _normalise(F.resize(image, self.size, antialias=self.antialias))
         if labels is None:
             return out, None
         return out, F.resize(tv_tensors.Mask(labels[None]), self.size).as_subclass(torch.Tensor)[0]

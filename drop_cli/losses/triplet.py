@@ -1,4 +1,4 @@
-"""Batch-hard triplet losses [base]: on one embedding (BoT) and part-averaged over visible parts (BPBreID).
+"""Batch-hard triplet losses [base]: on one embedding (BoT) and part-averaged (BPBreID).
 
 Every anchor takes its hardest positive (farthest sample of its identity) and hardest negative
 (closest sample of another identity) and pays ``relu(d_ap - d_an + margin)``. Anchors left with no
@@ -66,16 +66,18 @@ def batch_hard_triplet_loss(emb: torch.Tensor, pids: torch.Tensor, margin: float
 
 
 def part_averaged_triplet_loss(
-    parts: torch.Tensor, visibility: torch.Tensor, pids: torch.Tensor, margin: float = 0.3
+    parts: torch.Tensor, visibility: torch.Tensor | None, pids: torch.Tensor, margin: float = 0.3
 ) -> torch.Tensor:
-    """BPBreID's part-averaged batch-hard triplet loss.
+    """BPBreID's part-averaged batch-hard triplet loss (``PartAveragedTripletLoss``).
 
-    The distance between images i and j is the mean, over the parts visible in both, of the
-    per-part euclidean distances. Pairs without a shared visible part are left out of the mining.
+    The distance between images i and j is the mean of the K per-part euclidean distances: over
+    all parts when ``visibility`` is None, as BPBreID trains (``mask_filtering_training: False``)
+    [base]; else over the parts visible in both, and pairs without a shared visible part are left
+    out of the mining [ours].
 
     Args:
         parts: [N, K, D] part embeddings.
-        visibility: [N, K] bool, part k is visible in image n.
+        visibility: [N, K] bool, part k is visible in image n; or None.
         pids: [N] identity labels.
         margin: triplet margin.
 
@@ -83,11 +85,15 @@ def part_averaged_triplet_loss(
         Scalar loss averaged over anchors that have both a positive and a negative.
     """
     per_part = pairwise_euclidean(parts.transpose(0, 1), parts.transpose(0, 1))  # [K, N, N]
-    vis = visibility.transpose(0, 1).float()
-    shared = vis[:, :, None] * vis[:, None, :]  # [K, N, N]
-    count = shared.sum(0)
-    dist = (per_part * shared).sum(0) / count.clamp(min=1)
-    comparable = count > 0
+    if visibility is None:
+        dist = per_part.mean(0)
+        comparable = torch.ones_like(dist, dtype=torch.bool)
+    else:
+        vis = visibility.transpose(0, 1).float()
+        shared = vis[:, :, None] * vis[:, None, :]  # [K, N, N]
+        count = shared.sum(0)
+        dist = (per_part * shared).sum(0) / count.clamp(min=1)
+        comparable = count > 0
     same = pids[:, None] == pids[None, :]
     not_self = ~torch.eye(len(pids), dtype=torch.bool, device=parts.device)
     positive = same & not_self & comparable

@@ -34,11 +34,11 @@ class ConvBnAct(nn.Sequential):
         )
 
 
-def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize (align_corners=False); a no-op when the size already matches."""
+def resize(x: torch.Tensor, size: tuple[int, int], align_corners: bool = False) -> torch.Tensor:
+    """Bilinear resize; a no-op when the size already matches."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
 
 
 class DetailPreservingUpsampling(nn.Module):

@@ -1,18 +1,23 @@
 """Parsing-guided pooling of the ReID map: one C-dimensional vector per attention map.
 
-DROP (Dou et al., arXiv 2401.18032) [paper]: for each body part k the ReID feature is the sum of a
-weighted average and a weighted max of F under the part's attention map A_k = softmax(S)_k,
+[base] BPBreID pools each body part k with a weighted average of F under the part's attention map
+A_k = softmax(S)_k (``GlobalWeightedAveragePoolingHead``),
 
-    p_k = sum_hw(A_k F) / sum_hw(A_k) + max_hw(A_k F),
+    avg_k = sum_hw(A_k F) / max(sum_hw(A_k), 1e-6),
 
-and the foreground map (max over the K parts of A_k, background excluded) is pooled the same way.
-``POOLING`` holds the three variants the recipes name: ``avg`` (BPBreID's weighted average
-[base]), ``max`` and ``avg+max`` (DROP).
+and the foreground (A_fg = max_k A_k over the K parts, background excluded) with a plain spatial
+mean of A_fg F, not divided by the mask's mass (``GlobalAveragePoolingHead``): ``mean_pool``.
+
+[paper] DROP's parsing-guided ReID branch uses "weighted average and max pooling". How the two are
+combined is not published; [ours] sums them, ``p_k = avg_k + max_hw(A_k F)``, and pools the
+foreground the same way (its average term as chosen by ``foreground_pooling``). ``POOLING`` holds the
+three variants the recipes name: ``avg`` (BPBreID's), ``max`` and ``avg+max`` (DROP, [ours] form);
+``AVERAGES`` the two average terms, ``weighted`` and ``mean``.
 
 Neither term materialises the N x K x C x HW product of attention and features, which is what
-makes BPBreID's head peak at 7-10 GB (SPEC section 9) [ours]:
+makes BPBreID's head peak at 7-10 GB on a batch of 64 HRNet-W32 maps [ours]:
 
-- the average is a batched matrix product, ``A [N, K, HW] @ F^T [N, HW, C]``;
+- the averages are batched matrix products, ``A [N, K, HW] @ F^T [N, HW, C]``;
 - the max is ``MaskedMax``, an autograd Function whose forward computes max and argmax in chunks
   under no_grad, each chunk at most ``chunk_elements`` elements of the product (one reused buffer,
   cache-sized on CPU), and saves only the argmax indices ``[N, K, C]``; its backward gathers the
@@ -28,7 +33,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["POOLING", "MaskedMax", "avg_max_pool", "avg_pool", "max_pool"]
+__all__ = ["AVERAGES", "POOLING", "MaskedMax", "avg_pool", "max_pool", "mean_pool", "pooling_function"]
 
 # Largest slice of the attention x feature product one step of MaskedMax's forward computes, when
 # not given. CPU: 2**20 elements (4 MB in float32) stay in cache between the product and its max,
@@ -36,23 +41,38 @@ __all__ = ["POOLING", "MaskedMax", "avg_max_pool", "avg_pool", "max_pool"]
 # steps for a batch of 64 HRNet-W32 maps at 256x128.
 CPU_CHUNK_ELEMENTS = 2**20
 GPU_CHUNK_ELEMENTS = 2**26
-# Added to sum_hw(A_k) so an attention map that is zero everywhere pools to zeros, not NaN.
+# [base] The least sum_hw(A_k) divides by (BPBreID's clamp), so an attention map that is zero everywhere
+# pools to zeros, not NaN.
 EPS = 1e-6
 
 
 def avg_pool(weights: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-    """Attention-weighted average of the features, as one batched matrix product.
+    """[base] Attention-weighted average of the features, as one batched matrix product.
 
     Args:
         weights: [N, K, HW] non-negative attention maps.
         features: [N, C, HW].
 
     Returns:
-        [N, K, C]: ``sum_hw(weights[n, k] * features[n, :]) / (sum_hw(weights[n, k]) + EPS)``.
+        [N, K, C]: ``sum_hw(weights[n, k] * features[n, :]) / max(sum_hw(weights[n, k]), EPS)``.
     """
     total = torch.bmm(weights.to(features.dtype), features.transpose(1, 2))  # [N, K, C]
     mass = weights.sum(dim=2, keepdim=True, dtype=torch.promote_types(weights.dtype, torch.float32))
-    return total / (mass + EPS)  # at least float32 (autocast's bmm gives bfloat16/float16)
+    return total / mass.clamp(min=EPS)  # at least float32 (autocast's bmm gives bfloat16/float16)
+
+
+def mean_pool(weights: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """[base] Spatial mean of the attention-weighted features (BPBreID's foreground pooling).
+
+    Args:
+        weights: [N, K, HW] attention maps.
+        features: [N, C, HW].
+
+    Returns:
+        [N, K, C]: ``sum_hw(weights[n, k] * features[n, :]) / HW``, at least float32.
+    """
+    total = torch.bmm(weights.to(features.dtype), features.transpose(1, 2))  # [N, K, C]
+    return total.to(torch.promote_types(total.dtype, torch.float32)) / weights.shape[2]
 
 
 def _product_max(weights: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,14 +191,26 @@ def max_pool(weights: torch.Tensor, features: torch.Tensor, chunk_elements: int 
     return MaskedMax.apply(weights, features, chunk_elements)
 
 
-def avg_max_pool(weights: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-    """DROP's pooling [paper]: ``avg_pool + max_pool``, [N, K, HW] x [N, C, HW] -> [N, K, C]."""
-    return avg_pool(weights, features) + max_pool(weights, features)
+PoolFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+# Recipe key (model.foreground_pooling) -> the average term: weights [N, K, HW], features [N, C, HW] -> [N, K, C].
+AVERAGES: dict[str, PoolFn] = {"weighted": avg_pool, "mean": mean_pool}
+# Recipe key (model.pooling) -> (uses the average term, uses the max term).
+POOLING: dict[str, tuple[bool, bool]] = {"avg": (True, False), "max": (False, True), "avg+max": (True, True)}
 
 
-# Recipe key (model.pooling) -> function (weights [N, K, HW], features [N, C, HW]) -> [N, K, C].
-POOLING: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "avg": avg_pool,
-    "max": max_pool,
-    "avg+max": avg_max_pool,
-}
+def pooling_function(pooling: str, average: str = "weighted") -> PoolFn:
+    """The pooling of a ``POOLING`` key with the ``AVERAGES[average]`` term: weights [N, K, HW],
+    features [N, C, HW] -> [N, K, C]. ``avg+max`` is the sum of the two terms [ours]."""
+    if pooling not in POOLING or average not in AVERAGES:
+        raise ValueError(f"pooling must be one of {sorted(POOLING)} and average one of {sorted(AVERAGES)}, "
+                         f"not {pooling!r} and {average!r}")
+    use_average, use_max = POOLING[pooling]
+    mean = AVERAGES[average]
+
+    def pool(weights: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        if use_average and use_max:
+            return mean(weights, features) + max_pool(weights, features)
+        return mean(weights, features) if use_average else max_pool(weights, features)
+
+    return pool

@@ -1,21 +1,32 @@
-"""Test-time features of a set of images: the embeddings DROP matches with, and its visibility."""
+"""Test-time features of a set of images: the embeddings DROP matches with, and its visibility.
+
+[base] BPBreID's test embeddings (``test_embeddings: ['bn_foreg', 'parts']``) are the BNNeck'd
+foreground and the pre-BNNeck part embeddings (the space the part triplet trains), each
+L2-normalised. The features file keeps one row per embedding type: global (BNNeck'd, for the global
+distance), foreground (BNNeck'd), then the K parts, pre-BNNeck (``part_embeddings="pre_bnneck"``)
+or BNNeck'd (``"bnneck"``, [ours]).
+"""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..model.output import FOREGROUND, GLOBAL
+from ..model.output import FIRST_PART, FOREGROUND, DropOutput
+from ..parts import mirror_permutation
+
+# Recipe key eval.part_embeddings: which embedding the part rows of the test features hold.
+PART_EMBEDDINGS = ("pre_bnneck", "bnneck")
 
 
 @dataclass
 class Features:
-    """embeddings [N, M, D] float32 (M = global, foreground, K parts; BNNeck'd and L2-normalised),
-    visibility [N, M] float32 (global and foreground always 1), pids [N], camids [N], and optionally
-    parsing [N, H/4, W/4] uint8 (the predicted label map)."""
+    """embeddings [N, M, D] float32 (M = global, foreground, K parts; L2-normalised), visibility [N, M]
+    float32 (global and foreground always 1), pids [N], camids [N], and optionally parsing [N, H/4, W/4]
+    uint8 (the predicted label map)."""
 
     embeddings: np.ndarray
     visibility: np.ndarray
@@ -24,22 +35,37 @@ class Features:
     parsing: np.ndarray | None = None
 
 
+def test_embeddings(out: DropOutput, part_embeddings: str = "pre_bnneck") -> torch.Tensor:
+    """[N, 2 + K, D] float32 rows global, foreground (BNNeck'd) and the parts, before L2 normalisation."""
+    if part_embeddings not in PART_EMBEDDINGS:
+        raise ValueError(f"part_embeddings must be one of {PART_EMBEDDINGS}, not {part_embeddings!r}")
+    parts = out.embeddings if part_embeddings == "pre_bnneck" else out.bn_embeddings
+    return torch.cat([out.bn_embeddings[:, :FIRST_PART], parts[:, FIRST_PART:]], dim=1).float()
+
+
 @torch.no_grad()
 def extract_features(model: torch.nn.Module, loader, device: torch.device, flip_tta: bool = False,
                      autocast_dtype: torch.dtype | None = None, keep_parsing: bool = False,
-                     advance: Callable[[int], None] = lambda n: None) -> Features:
-    """Run ``model`` (in eval mode) over ``loader`` (items with image, pid, camid)."""
+                     advance: Callable[[int], None] = lambda n: None, *, parts: Sequence[str],
+                     part_embeddings: str = "pre_bnneck") -> Features:
+    """Run ``model`` (in eval mode) over ``loader`` (items with image, pid, camid).
+
+    Args:
+        parts: the model's part names: with ``flip_tta`` the mirrored image's left and right part
+            rows are swapped back before the two are averaged.
+        part_embeddings: "pre_bnneck" [base] or "bnneck" part rows (``test_embeddings``).
+    """
     was_training = model.training
     model.eval()
+    rows = np.concatenate([np.arange(FIRST_PART), FIRST_PART - 1 + mirror_permutation(tuple(parts))[1:]])
     embeddings, visibility, pids, camids, parsing = [], [], [], [], []
     for batch in loader:
         images = batch["image"].to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             out = model(images)
-            emb = out.bn_embeddings.float()
+            emb = test_embeddings(out, part_embeddings)
             if flip_tta:
-                flipped = model(images.flip(-1))
-                emb = emb + _swap_flipped_parts(flipped.bn_embeddings.float(), out.visibility.shape[1])
+                emb = emb + test_embeddings(model(images.flip(-1)), part_embeddings)[:, rows]
         vis = torch.ones(emb.shape[:2], device=device)
         vis[:, FOREGROUND + 1:] = out.visibility.float()
         embeddings.append(F.normalize(emb, dim=-1).cpu())
@@ -52,11 +78,3 @@ def extract_features(model: torch.nn.Module, loader, device: torch.device, flip_
     model.train(was_training)
     return Features(torch.cat(embeddings).numpy(), torch.cat(visibility).numpy(), torch.cat(pids).numpy(),
                     torch.cat(camids).numpy(), torch.cat(parsing).numpy() if keep_parsing else None)
-
-
-def _swap_flipped_parts(emb: torch.Tensor, num_parts: int) -> torch.Tensor:
-    """Embeddings of a mirrored image, with left/right part rows swapped back (`eight` preset)."""
-    if num_parts != 8:
-        return emb
-    order = [GLOBAL, FOREGROUND] + [2 + p for p in (0, 2, 1, 3, 5, 4, 7, 6)]
-    return emb[:, order]

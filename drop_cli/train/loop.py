@@ -6,14 +6,18 @@ are written at epoch ends: a run resumed from ``last.pt`` continues exactly as t
 would, and the number of workers does not change the result (bit for bit on CPU). The workers persist
 from epoch to epoch.
 
-Distributed: under ``torchrun`` each rank trains on its own share of the PK batches with DDP; rank 0
-alone evaluates and writes files.
+Reporting [base]: the reported result is the final epoch's (BPBreID and DROP report it); the
+intermediate evaluations are in metrics.csv for the curves, and no checkpoint is selected on the
+test split: a run keeps ``last.pt``, the model of the last finished epoch.
+
+Distributed: under ``torchrun`` each rank trains on its share of every global batch with DDP (see
+``train.step``); rank 0 alone evaluates and writes files.
 """
 from __future__ import annotations
 
 import csv
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -22,40 +26,38 @@ from torch.utils.data import DataLoader
 
 from .. import _ui
 from ..errors import DropError
-from ..model.output import FIRST_PART, row_names
+from ..model.output import row_names
 from .checkpoint import save_checkpoint
 from .features import extract_features
-from .objective import Objective
 from .schedule import lr_at
+from .step import StepContext, train_step
 
 METRICS_FILE = "metrics.csv"
 # Steps between reads of the loss values on CUDA (every read waits for the GPU to finish).
 LOSS_READ_EVERY = 25
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoopConfig:
-    """Plain values the loop needs (resolved from the recipe by drop_cli.api.train)."""
+    """Plain values the loop needs (resolved from the recipe by drop_cli.train.session)."""
 
     epochs: int
     lr: float
-    weight_decay: float
     warmup_epochs: int
     milestones: list[int]
     gamma: float
     eval_every: int
-    amp: bool
-    channels_last: bool
     workers: int
-    flip_tta: bool
+    parts: tuple[str, ...]  # the part names (rows of the embeddings, and the flip mirror)
+    flip_tta: bool = False
     eval_distance: str = "parts+foreground"
     eval_rerank: bool = False
+    part_embeddings: str = "pre_bnneck"
 
 
 @dataclass
 class LoopState:
     epoch: int = -1  # last finished epoch
-    best: dict = field(default_factory=dict)  # epoch, rank1, mAP, mINP of the best evaluation
     history: list[dict] = field(default_factory=list)
 
 
@@ -66,15 +68,13 @@ def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def evaluate(model, query_loader, gallery_loader, device, config: LoopConfig) -> dict:
+def evaluate(model, query_loader, gallery_loader, device, config: LoopConfig, dtype: torch.dtype | None) -> dict:
     """rank-1/5/10, mAP, mINP under the recipe's eval.distance (and eval.rerank), exactly as `drop evaluate`."""
     from ..evaluation.report import evaluate_setting, make_setting
 
-    dtype = amp_dtype(device, config.amp)
-    q = extract_features(model, query_loader, device, config.flip_tta, dtype)
-    g = extract_features(model, gallery_loader, device, config.flip_tta, dtype)
-    names = row_names([f"part {k + 1}" for k in range(q.embeddings.shape[1] - FIRST_PART)])
-    row = evaluate_setting(q, g, names, make_setting(config.eval_distance, True, config.eval_rerank))
+    q, g = (extract_features(model, loader, device, config.flip_tta, dtype, parts=config.parts,
+                             part_embeddings=config.part_embeddings) for loader in (query_loader, gallery_loader))
+    row = evaluate_setting(q, g, row_names(config.parts), make_setting(config.eval_distance, True, config.eval_rerank))
     return {k: row[k] for k in ("rank1", "rank5", "rank10", "mAP", "mINP")}
 
 
@@ -138,13 +138,15 @@ class MetricsLog:
         plot_training_curves(history, self.run_dir / "curves.png")
 
 
-def train_loop(model: torch.nn.Module, objective: Objective, train_set, sampler, query_loader, gallery_loader,
-               device: torch.device, config: LoopConfig, run_dir: Path | None, recipe: dict, num_classes: int,
-               state: LoopState, optimizer: torch.optim.Optimizer, bank, log, progress: bool = True,
-               rank: int = 0, world_size: int = 1) -> LoopState:
-    """Train from ``state.epoch + 1`` to ``config.epochs``; returns the final state."""
-    dtype = amp_dtype(device, config.amp)
-    scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
+def train_loop(model: torch.nn.Module, *, context: StepContext, config: LoopConfig, train_set, sampler,
+               query_loader, gallery_loader, optimizer: torch.optim.Optimizer, state: LoopState,
+               run_dir: Path | None, checkpoint_info: dict, log, progress: bool = True, rank: int = 0,
+               world_size: int = 1) -> LoopState:
+    """Train from ``state.epoch + 1`` to ``config.epochs``; returns the final state.
+
+    ``checkpoint_info`` (the recipe, num_classes) is stored in every checkpoint beside the weights.
+    """
+    device = context.device
     core = model.module if hasattr(model, "module") else model
     metrics_log = MetricsLog(run_dir) if run_dir is not None else None
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=config.workers,
@@ -154,54 +156,32 @@ def train_loop(model: torch.nn.Module, objective: Objective, train_set, sampler,
         for group in optimizer.param_groups:
             group["lr"] = lr
         sampler.set_epoch(epoch)
-        use_memory = objective.use_memory(bank, epoch)
+        step_context = replace(context, use_memory=context.objective.use_memory(context.bank, epoch))
         tally = LossTally(epoch, LOSS_READ_EVERY if device.type == "cuda" else 1)
         images, start = 0, time.perf_counter()
         model.train()
         with _ui.progress_bar(f"epoch {epoch + 1}/{config.epochs}", len(sampler), unit="it",
                               enabled=progress and rank == 0) as advance:
             for batch in loader:
-                x = batch["image"].to(device, non_blocking=True)
-                if config.channels_last and device.type == "cuda":
-                    x = x.contiguous(memory_format=torch.channels_last)
-                labels = batch["labels"].to(device, non_blocking=True)
-                pids = batch["pid"].to(device)
-                indices = batch["index"].to(device)
-                with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                    out = model(x)
-                terms = objective(out, labels, pids, indices, bank, use_memory)
-                loss = sum(terms.values())
-                tally.add(terms, loss)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                if bank is not None:
-                    bank.update(indices, out.parts.detach().float(), out.visibility, pids)
-                images += len(x)
+                terms = train_step(model, batch, step_context, optimizer)
+                tally.add(terms, sum(terms.values()))
+                images += len(batch["image"])
                 advance(1)
         means = tally.means()
         seconds = time.perf_counter() - start
         row = {"epoch": epoch + 1, "lr": lr, **means,
-               "images_per_s": images * world_size / max(seconds, 1e-9), "memory": int(use_memory)}
+               "images_per_s": images * world_size / max(seconds, 1e-9), "memory": int(step_context.use_memory)}
         is_eval = (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs
         if is_eval and rank == 0:
-            row.update(evaluate(core, query_loader, gallery_loader, device, config))
+            row.update(evaluate(core, query_loader, gallery_loader, device, config, context.autocast_dtype))
         state.epoch = epoch
         state.history.append(row)
         if rank == 0:
-            improved = is_eval and (not state.best or row["mAP"] > state.best["mAP"])
-            if improved:
-                state.best = {k: row[k] for k in ("epoch", "rank1", "mAP", "mINP")}
             log(_epoch_line(row))
             if run_dir is not None:
-                content = {"model": core.state_dict(), "optimizer": optimizer.state_dict(),
-                           "memory_bank": bank.state_dict() if bank is not None else None, "epoch": epoch,
-                           "recipe": recipe, "num_classes": num_classes, "metrics": row, "best": state.best,
-                           "history": state.history}
-                save_checkpoint(run_dir / "last.pt", **content)
-                if improved:
-                    save_checkpoint(run_dir / "best.pt", **{**content, "optimizer": None, "memory_bank": None})
+                save_checkpoint(run_dir / "last.pt", model=core.state_dict(), optimizer=optimizer.state_dict(),
+                                memory_bank=context.bank.state_dict() if context.bank is not None else None,
+                                epoch=epoch, metrics=row, history=state.history, **checkpoint_info)
                 metrics_log.append(row, state.history)
         if world_size > 1:
             dist.barrier()

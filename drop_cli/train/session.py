@@ -17,31 +17,36 @@ from ..data.images import ReidImages
 from ..data.samplers import PKBatchSampler, SeededBatches
 from ..data.transforms import EvalTransform, TrainTransform
 from ..errors import DropError, LabelsError
-from ..labels import LabelFile
+from ..labelers.bpbreid import MASKS_FOLDER, missing_masks_error
+from ..labels import LabelFile, default_labels_path
+from ..model import build_model
 from ..parts import part_names
 from ..recipe import Recipe, recipe_differences
 from .checkpoint import load_checkpoint
-from .loop import LoopConfig, LoopState, train_loop
+from .loop import LoopConfig, LoopState, amp_dtype, train_loop
 from .objective import Objective
 from .run_dir import environment, new_run_dir, write_json
+from .step import GlobalBatch, StepContext
 
 
 @dataclass
 class TrainResult:
+    """A finished run: its folder and the final epoch's evaluation, the reported result [base]."""
+
     run_dir: Path | None
-    best: dict
     final: dict
     seconds: float
     rank: int = 0  # under torchrun, only rank 0 reports
 
     @property
     def checkpoint(self) -> Path | None:
-        return self.run_dir / "best.pt" if self.run_dir and (self.run_dir / "best.pt").exists() else None
+        """``last.pt``: the model of the final epoch (no model is selected on the test split)."""
+        return self.run_dir / "last.pt" if self.run_dir and (self.run_dir / "last.pt").exists() else None
 
     def to_json(self) -> dict:
         return {"run_dir": str(self.run_dir) if self.run_dir else None,
                 "checkpoint": str(self.checkpoint) if self.checkpoint else None,
-                "best": self.best, "final": self.final, "seconds": round(self.seconds, 3)}
+                "final": self.final, "seconds": round(self.seconds, 3)}
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -73,20 +78,31 @@ def _distributed() -> tuple[int, int, int]:
 
 
 def labels_path(recipe: Recipe, folder: Path) -> Path:
-    from ..api import default_labels_path
-
-    return Path(recipe.data.labels).expanduser() if recipe.data.labels else default_labels_path(
-        folder, recipe.data.labeler, recipe.data.preset)
+    """The recipe's labels file: ``data.labels``, else prepare-data's default path (BPBreID's masks at the
+    input size, the other labelers at their default size)."""
+    data = recipe.data
+    if data.labels:
+        return Path(data.labels).expanduser()
+    size = (data.height, data.width) if data.labeler == "bpbreid" else (None, None)
+    return default_labels_path(folder, data.labeler, data.preset, *size)
 
 
 def _open_labels(recipe: Recipe, folder: Path) -> LabelFile:
+    data = recipe.data
     path = labels_path(recipe, folder)
     if not path.is_file():
+        if data.labeler == "bpbreid" and not data.labels and not (folder / MASKS_FOLDER).is_dir() \
+                and not any((folder / "masks").glob("*")):
+            raise missing_masks_error(data.dataset, folder / MASKS_FOLDER)
+        size = f" --height {data.height} --width {data.width}" if data.labeler == "bpbreid" else ""
         raise LabelsError(f"labels file {path} not found.",
-                          hint=f"Create it with `drop prepare-data {recipe.data.dataset} --root {recipe.data.root} "
-                               f"--labeler {recipe.data.labeler} --preset {recipe.data.preset}`, "
-                               "or set data.labels.")
+                          hint=f"Create it with `drop prepare-data {data.dataset} --root {data.root} "
+                               f"--labeler {data.labeler} --preset {data.preset}{size}`, or set data.labels.")
     labels = LabelFile(path)
+    if labels.attrs.get("labeler") == "bpbreid" and (labels.height, labels.width) != (data.height, data.width):
+        _ui.warn(f"{path} holds {labels.height}x{labels.width} labels for {data.height}x{data.width} inputs: the "
+                 "parsing targets differ from BPBreID's at part boundaries. Prepare them with --height "
+                 f"{data.height} --width {data.width} for BPBreID's exact targets.")
     if labels.attrs.get("preset") != recipe.data.preset:
         raise LabelsError(f"{path} holds `{labels.attrs.get('preset')}` labels ({len(labels.parts)} parts) but the "
                           f"recipe asks for data.preset {recipe.data.preset} "
@@ -129,25 +145,31 @@ def run_training(recipe: Recipe, output: str | Path | None = None, resume: str |
     test_ds = ds if data.test_dataset in (None, data.dataset) else load_dataset(data.test_dataset,
                                                                                data.test_root or data.root)
     labels = _open_labels(recipe, ds.folder)
-    num_parts = len(labels.parts)
+    parts = labels.parts
     train_set = ReidImages(ds.train, ds.folder, TrainTransform(
-        data.height, data.width, data.preset, data.pad, data.flip, data.random_erasing, data.color_jitter), labels)
+        data.height, data.width, parts=parts, pad=data.pad, flip=data.flip, flip_swap_sides=data.flip_swap_sides,
+        random_erasing=data.random_erasing, erasing=data.erasing, color_jitter=data.color_jitter,
+        jitter_brightness=data.jitter_brightness, jitter_contrast=data.jitter_contrast,
+        jitter_saturation=data.jitter_saturation, antialias=data.antialias), labels)
     sampler = SeededBatches(PKBatchSampler([r.pid for r in ds.train], train_cfg.batch_size, data.num_instances,
                                            train_cfg.seed, rank, world_size))
-    eval_transform = EvalTransform(data.height, data.width)
+    eval_transform = EvalTransform(data.height, data.width, antialias=data.antialias)
     query_loader, gallery_loader = (
         DataLoader(ReidImages(records, test_ds.folder, eval_transform), batch_size=recipe.eval.batch_size,
                    num_workers=data.workers)
         for records in (test_ds.query, test_ds.gallery))
 
-    from ..model import build_model
-
     num_classes = len({r.pid for r in ds.train})
-    model = build_model(num_classes, num_parts, ppe_height=data.height // 4,  # one position row per feature row
+    model = build_model(num_classes, len(parts), ppe_height=data.height // 4,  # one position row per feature row
                         **dataclasses.asdict(recipe.model))
+    if train_cfg.sync_bn and world_size > 1:
+        if dev.type != "cuda":
+            raise DropError("train.sync_bn needs CUDA (PyTorch synchronises batch norm on GPUs only).",
+                            hint="Set train.sync_bn: false on CPUs.")
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = place_model(model, dev, train_cfg.channels_last)
-    objective = Objective(**dataclasses.asdict(recipe.loss))
-    bank = objective.memory_bank(len(ds.train), num_parts, recipe.model.embed_dim)
+    objective = Objective(recipe.loss)
+    bank = objective.memory_bank(len(ds.train), len(parts), recipe.model.embed_dim)
     if bank is not None:
         bank.to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.optim.lr, weight_decay=recipe.optim.weight_decay,
@@ -162,7 +184,7 @@ def run_training(recipe: Recipe, output: str | Path | None = None, resume: str |
         optimizer.load_state_dict(checkpoint["optimizer"])
         if bank is not None:
             bank.load_state_dict(checkpoint["memory_bank"])
-        state = LoopState(checkpoint["epoch"], checkpoint["best"], checkpoint["history"])
+        state = LoopState(checkpoint["epoch"], checkpoint["history"])
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
     if world_size > 1:
@@ -183,16 +205,23 @@ def run_training(recipe: Recipe, output: str | Path | None = None, resume: str |
         log(f"run folder {run_dir}: {data.dataset} ({len(ds.train):,} train images, {num_classes} ids), "
             f"{recipe.model.backbone} on {dev}" + (f" x {world_size} processes" if world_size > 1 else "")
             + (f", resuming after epoch {state.epoch + 1}" if resume is not None else ""))
-    config = LoopConfig(train_cfg.epochs, recipe.optim.lr, recipe.optim.weight_decay, recipe.optim.warmup_epochs,
-                        recipe.optim.milestones, recipe.optim.gamma, train_cfg.eval_every,
-                        train_cfg.amp, train_cfg.channels_last, data.workers, recipe.eval.flip_tta,
-                        recipe.eval.distance, recipe.eval.rerank)
+    config = LoopConfig(epochs=train_cfg.epochs, lr=recipe.optim.lr, warmup_epochs=recipe.optim.warmup_epochs,
+                        milestones=recipe.optim.milestones, gamma=recipe.optim.gamma, eval_every=train_cfg.eval_every,
+                        workers=data.workers, parts=parts, flip_tta=recipe.eval.flip_tta,
+                        eval_distance=recipe.eval.distance, eval_rerank=recipe.eval.rerank,
+                        part_embeddings=recipe.eval.part_embeddings)
+    dtype = amp_dtype(dev, train_cfg.amp)
+    context = StepContext(objective=objective, device=dev, autocast_dtype=dtype, channels_last=train_cfg.channels_last,
+                          gather=GlobalBatch(rank, world_size), bank=bank,
+                          scaler=torch.amp.GradScaler() if dtype == torch.float16 else None)
     try:
-        state = train_loop(model, objective, train_set, sampler, query_loader, gallery_loader, dev, config, run_dir,
-                           recipe.to_dict(), num_classes, state, optimizer, bank, log, progress, rank, world_size)
+        state = train_loop(model, context=context, config=config, train_set=train_set, sampler=sampler,
+                           query_loader=query_loader, gallery_loader=gallery_loader, optimizer=optimizer, state=state,
+                           run_dir=run_dir, checkpoint_info={"recipe": recipe.to_dict(), "num_classes": num_classes},
+                           log=log, progress=progress, rank=rank, world_size=world_size)
     except torch.cuda.OutOfMemoryError:
         raise DropError(f"out of GPU memory at batch size {train_cfg.batch_size}.",
                         hint="Lower train.batch_size (e.g. --set train.batch_size=32), or use 256x128 inputs.") from None
     final = {k: v for k, v in state.history[-1].items() if k in ("epoch", "rank1", "mAP", "mINP")} \
         if state.history else {}
-    return TrainResult(run_dir, state.best, final, time.perf_counter() - start, rank)
+    return TrainResult(run_dir, final, time.perf_counter() - start, rank)
