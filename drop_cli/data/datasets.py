@@ -1,4 +1,5 @@
-"""Parsers for the standard ReID benchmark layouts (SPEC section 2).
+"""Parsers for the standard ReID benchmark layouts (Market-1501, DukeMTMC-reID, Occluded-Duke,
+Occluded-REID, P-DukeMTMC-reID, Partial-REID, MSMT17).
 
 Each parser turns a dataset folder into three lists of :class:`Record` (train, query, gallery) with
 paths relative to the dataset folder. Conventions, the same for every layout:
@@ -8,8 +9,8 @@ paths relative to the dataset folder. Conventions, the same for every layout:
 - train pids are relabelled 0..C-1 in sorted order of the original ids; query/gallery pids are kept;
 - files are listed with ``os.scandir`` and sorted, so every run sees the same order.
 
-A user may point ``root`` at the folder that contains the dataset folder (as the SPEC says) or at the
-dataset folder itself.
+A user may point ``root`` at the folder that contains the dataset folder (as BPBreID's ``data.root``)
+or at the dataset folder itself.
 """
 from __future__ import annotations
 

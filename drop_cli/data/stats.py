@@ -1,4 +1,4 @@
-"""Per-split statistics of a parsed dataset, checked against the published figures (SPEC section 2)."""
+"""Per-split statistics of a parsed dataset, checked against the figures their papers publish."""
 from __future__ import annotations
 
 from dataclasses import dataclass

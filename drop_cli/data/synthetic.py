@@ -1,4 +1,4 @@
-"""Synthetic occluded pedestrians: a deterministic ReID dataset with exact body-part maps (SPEC 8).
+"""Synthetic occluded pedestrians: a deterministic ReID dataset with exact body-part maps.
 
 `plan` lists every image of a dataset in the Occluded-Duke layout and naming; `render` draws one of
 them: an RGB crop and its part map in the `eight` preset. The file I/O, worker processes and CLI live

@@ -1,4 +1,5 @@
-"""Evaluation: pure functions over arrays (numpy in, numbers out), spec section 6.
+"""Evaluation: pure functions over arrays (numpy in, numbers out): the Market-1501 protocol,
+BPBreID's part distance, k-reciprocal re-ranking.
 
 * :func:`part_distance`: query-gallery distances from part embeddings and visibility scores.
 * :func:`evaluate_rank` / :func:`evaluate_rank_chunked`: CMC, mAP and mINP under the Market-1501

@@ -1,4 +1,4 @@
-"""Test-time distance between part-based embeddings, visible parts only (BPBreID, spec section 6).
+"""Test-time distance between part-based embeddings, visible parts only (BPBreID's ``compute_distance_matrix_using_bp_features``).
 
 A query and a gallery image are compared part by part: the euclidean distance between their
 L2-normalised part embeddings, averaged over the parts visible in both, weighted by the product of
