@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import drop_cli
-from drop_cli.features_h5 import FeatureWriter
+from drop_cli.features.file import FeatureWriter
 
 OCCLUDED_DUKE = (2210, 17661)
 IDENTITIES, CAMERAS, DIM = 1110, 8, 512

@@ -13,9 +13,9 @@ import time
 
 import numpy as np
 
-from drop_cli.data.synthetic import plan, render
-from drop_cli.labelers.pose import PoseLabeler
-from drop_cli.labelers.pose_model import pose_model_path
+from drop_cli.labels.labelers.pose import PoseLabeler
+from drop_cli.labels.labelers.pose_model import pose_model_path
+from drop_cli.synthetic import plan, render
 
 NUM_CROPS = 200
 

@@ -15,7 +15,7 @@ import time
 import cv2
 
 from drop_cli.api import make_synthetic
-from drop_cli.data.synthetic import plan, render
+from drop_cli.synthetic import plan, render
 
 
 def main() -> None:

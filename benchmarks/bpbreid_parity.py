@@ -46,10 +46,10 @@ import torch
 import torch.nn.functional as F
 
 from drop_cli.evaluation.report import make_setting, setting_distances
+from drop_cli.features import extract_features
 from drop_cli.model import build_model
-from drop_cli.model.output import FIRST_PART, FOREGROUND, GLOBAL, row_names
+from drop_cli.parts import FIRST_PART, FOREGROUND, GLOBAL, row_names
 from drop_cli.recipe import load_recipe
-from drop_cli.train.features import extract_features
 from drop_cli.train.objective import Objective
 
 RECIPE = "bpbreid_occluded_duke"

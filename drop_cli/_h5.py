@@ -6,12 +6,20 @@ always finished; both store their metadata as attributes, read back as plain Pyt
 from __future__ import annotations
 
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 STR = h5py.string_dtype("utf-8")
+
+
+def created_timestamp() -> str:
+    """Now in ISO 8601 UTC, or ``$SOURCE_DATE_EPOCH`` when set (reproducible files)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch else datetime.now(timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def plain_attrs(attrs: h5py.AttributeManager) -> dict:

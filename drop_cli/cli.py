@@ -15,8 +15,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__, _ui, api
-from .data import DATASET_NAMES
+from . import _ui, api, projects
+from ._version import __version__
+from .data.datasets import DATASET_NAMES
 from .errors import DropError
 
 app = typer.Typer(name="drop", no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
@@ -468,17 +469,16 @@ def ablation_study(
 
     Example: drop ablation-study --recipe occluded_duke --set data.root=~/data --seeds 0,1,2
     """
-    from .study import METRICS
-
     chosen = tuple(c.strip() for c in configs.split(",")) if configs else None
-    result = api.ablation_study(out, recipe=recipe, seeds=tuple(_ints(seeds) or ()), ids=ids, labeler=labeler,
-                                configs=chosen, overrides=set_ or [], progress=not json_out)
+    study = projects.ablation_study
+    result = study.run_study(out, recipe=recipe, seeds=tuple(_ints(seeds) or ()), ids=ids, labeler=labeler,
+                             configs=chosen, overrides=set_ or [], progress=not json_out)
     synthetic = recipe is None
     table = Table(title=f"{result.title}{', occluded queries' if synthetic else ''} (final epoch, mean ± std over "
                         f"seeds): {result.json_path}")
     table.add_column("configuration", no_wrap=True)  # the names are what the table is read by
     headers = {"runs": "runs", "mAP": "mAP", "rank1": "rank-1", "parts_miou": "mIoU l/r", "eight_miou": "mIoU 8"}
-    metrics = METRICS if synthetic else METRICS[:2]  # mIoU l/r: left and right merged; mIoU 8: the eight parts
+    metrics = study.METRICS if synthetic else study.METRICS[:2]  # mIoU l/r: left/right merged; 8: eight parts
     paper = any(row["paper_mAP"] is not None for row in result.summary)
     for metric in ("runs", *metrics):
         table.add_column(headers[metric], justify="right")

@@ -8,12 +8,20 @@
 
 The left/right mirror of a preset (what a horizontal flip does to its labels) follows from the part
 names: ``left_x`` and ``right_x`` swap, every other part stays.
+
+The embedding rows: the model, the features file and the evaluation all order a set of embeddings as
+global, foreground, then the K parts (``GLOBAL``, ``FOREGROUND``, ``FIRST_PART``, ``row_names``).
 """
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
 from .errors import DropError, lookup
+
+# Order of the embedding rows: the two holistic embeddings, then the K parts.
+GLOBAL, FOREGROUND, FIRST_PART = 0, 1, 2
 
 PRESETS: dict[str, tuple[str, ...]] = {
     "eight": ("head", "left_arm", "right_arm", "torso", "left_leg", "right_leg", "left_foot", "right_foot"),
@@ -25,6 +33,11 @@ PRESETS: dict[str, tuple[str, ...]] = {
 EIGHT_TO_FIVE = np.array([0, 1, 2, 2, 3, 4, 4, 5, 5], dtype=np.uint8)
 # The presets a label map in `eight` converts to exactly.
 _FROM_EIGHT = {"eight": np.arange(9, dtype=np.uint8), "five": EIGHT_TO_FIVE}
+
+
+def row_names(parts: Sequence[str]) -> tuple[str, ...]:
+    """The names of the embedding rows, in order, for a model with these parts."""
+    return ("global", "foreground", *parts)
 
 
 def part_names(preset: str) -> tuple[str, ...]:

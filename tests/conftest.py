@@ -1,14 +1,20 @@
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 DATA = Path(__file__).parent / "data"
-OCCLUDED_DUKE_LISTS = SHARED / "datasets" / "occluded_duke"
+# The real Occluded-Duke split's image names (gzip, one per line; tests/data/occluded_duke/README.md).
+OCCLUDED_DUKE_LISTS = DATA / "occluded_duke"
+
+
+def occluded_duke_names(split: str) -> list[str]:
+    """The image names of one split (train, query, gallery) of the real Occluded-Duke."""
+    return gzip.decompress((OCCLUDED_DUKE_LISTS / f"{split}.list.gz").read_bytes()).decode().split()
 
 
 def touch_tree(root: Path, relpaths: list[str], content: bytes = b"") -> None:
@@ -53,3 +59,13 @@ TINY = DATA / "tiny.yaml"
 def tiny_recipe(root: Path, **overrides) -> list[str]:
     """--set overrides of the TINY recipe: the dataset root, and ``overrides`` (``{"train.epochs": 3}``)."""
     return [f"{k}={v}" for k, v in {"data.root": str(root), **overrides}.items()]
+
+
+# Fixtures that need the pose labeler's model file (from the package registry): their tests are `network`.
+NETWORK_FIXTURES = {"model_file", "eight", "tiny_quickstart", "pose_labels"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if NETWORK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.network)

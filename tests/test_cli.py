@@ -110,6 +110,7 @@ def test_make_synthetic_refuses_other_settings(synthetic_root):
 
 
 @pytest.mark.slow
+@pytest.mark.network
 def test_kill_9_then_resume_gives_the_uninterrupted_file(synthetic_root, tmp_path):
     """prepare-data killed with SIGKILL mid-run, then run again, ends with the same labels."""
     killed, reference = tmp_path / "killed.h5", tmp_path / "reference.h5"

@@ -14,12 +14,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from drop_cli import api, features_h5
+from drop_cli import api
 from drop_cli.cli import app
 from drop_cli.data import load_dataset
 from drop_cli.errors import DropError
 from drop_cli.evaluation import evaluate_rank, part_distance, re_rank, report
-from drop_cli.features_h5 import FeatureFile, FeatureWriter, read_features
+from drop_cli.features import file as features_h5
+from drop_cli.features.file import FeatureFile, FeatureWriter, read_features
 
 from .conftest import TINY, tiny_recipe
 

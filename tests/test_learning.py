@@ -13,10 +13,10 @@ from drop_cli.data import load_dataset
 from drop_cli.data.images import ReidImages
 from drop_cli.data.transforms import EvalTransform
 from drop_cli.evaluation import evaluate_rank, parsing_iou, parsing_miou
+from drop_cli.features import extract_features
 from drop_cli.labels import LabelFile
 from drop_cli.parts import EIGHT_TO_FIVE, PRESETS
 from drop_cli.train.checkpoint import load_checkpoint, model_from_checkpoint
-from drop_cli.train.features import extract_features
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "synthetic.yaml"
 # Thresholds stated in the README. The parsing head of this small from-scratch CPU model learns the

@@ -278,6 +278,7 @@ def test_fused_product_max_matches_chunked():
     assert torch.equal(values, torch.gather(weights[:, :, None] * features[:, None].float(), 3, indices[..., None])[..., 0])
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_max_pool_on_cuda_matches_cpu():
     generator = torch.Generator().manual_seed(2)

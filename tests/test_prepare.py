@@ -8,12 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from drop_cli import api, prepare
+from drop_cli import api
 from drop_cli.errors import DropError, LabelsError
-from drop_cli.labelers.base import FLAG_UNREADABLE
-from drop_cli.labelers.bpbreid import fields_to_labels, mask_file
-from drop_cli.labelers.stripes import StripesLabeler
 from drop_cli.labels import LabelFile
+from drop_cli.labels import runner as prepare
+from drop_cli.labels.base import FLAG_UNREADABLE
+from drop_cli.labels.labelers.bpbreid import fields_to_labels, mask_file
+from drop_cli.labels.labelers.stripes import StripesLabeler
 
 from .conftest import jpeg_bytes, touch_tree
 
@@ -104,7 +105,7 @@ def test_interrupted_run_resumes_to_the_same_file(tmp_path, monkeypatch):
 
 def _labeling_args(root: Path, out: Path):
     from drop_cli.data import load_dataset
-    from drop_cli.labelers import LabelerSpec
+    from drop_cli.labels.labelers import LabelerSpec
 
     ds = load_dataset("occluded_duke", root)
     splits = {}
@@ -210,7 +211,7 @@ def bpbreid_indices(preset: str) -> list[list[int]]:
 
 @pytest.mark.parametrize("preset", sorted(BPBREID_GROUPS))
 def test_bpbreid_groupings_are_bpbreids_channel_lists(preset):
-    from drop_cli.labelers.bpbreid import GROUPS
+    from drop_cli.labels.labelers.bpbreid import GROUPS
 
     assert [sorted(group) for group in GROUPS[preset]] == bpbreid_indices(preset)
 

@@ -75,13 +75,14 @@ def test_visualize_bad_input(tiny_quickstart, args, message):
 
 
 @pytest.mark.slow
-def test_full_quickstart_within_ten_minutes(tmp_path):
+@pytest.mark.network  # the pose labeler's model file comes from the package registry
+def test_full_quickstart(tmp_path):
+    """The README's first command (its wall time is measured by hand and stated in the README)."""
     outcome = runner.invoke(app, ["quickstart", "--out", str(tmp_path), "--json"])
     assert outcome.exit_code == 0, outcome.output
     payload = json.loads(outcome.stdout)
-    assert payload["seconds"] < 600
     plain = next(r for r in payload["evaluate"] if not r["rerank"])
-    assert plain["mAP"] > 0.15, "the CPU recipe reaches about 0.3 mAP on the occluded queries"
+    assert plain["mAP"] > 0.15, "the CPU recipe learns: chance is about 0.03 on the occluded queries"
     assert len(payload["images"]) == 4
 
 

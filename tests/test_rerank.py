@@ -106,6 +106,7 @@ def test_gpu_path_matches_published_algorithm(monkeypatch, seed, k1, k2, lambda_
     assert np.abs(result - expected).max() < 1e-5
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu():
     q_g, q_q, g_g = (d.astype(np.float32) for d in clustered_distances(8, num_query=300, num_gallery=900))

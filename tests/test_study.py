@@ -6,16 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from drop_cli import api
 from drop_cli.errors import DropError
+from drop_cli.projects.ablation_study import run_study
 
 TINY = ["train.epochs=1", "train.eval_every=1", "train.batch_size=8", "data.height=64", "data.width=32",
         "data.workers=0", "eval.batch_size=32", "model.embed_dim=32"]
 
 
+@pytest.mark.network  # pose labels
 def test_tiny_study(tmp_path, monkeypatch):
     configs = ("global baseline", "DROP")
-    result = api.ablation_study(tmp_path, seeds=(0, 1), ids=12, configs=configs, overrides=TINY, progress=False)
+    result = run_study(tmp_path, seeds=(0, 1), ids=12, configs=configs, overrides=TINY, progress=False)
     assert [(r["config"], r["seed"]) for r in result.runs] == [(c, s) for c in configs for s in (0, 1)]
     assert all(0 <= r["mAP"] <= 1 for r in result.runs)
     drop_runs = [r for r in result.runs if r["config"] == "DROP"]
@@ -38,16 +39,16 @@ def test_tiny_study(tmp_path, monkeypatch):
         raise AssertionError("a training step ran")
 
     monkeypatch.setattr(loop, "train_step", no_training)
-    again = api.ablation_study(tmp_path, seeds=(0,), ids=12, configs=("DROP",), overrides=TINY, progress=False)
+    again = run_study(tmp_path, seeds=(0,), ids=12, configs=("DROP",), overrides=TINY, progress=False)
     assert again.runs[0]["mAP"] == drop_runs[0]["mAP"], "a finished run is reused, not retrained"
 
 
 def test_study_on_a_recipe_shows_the_paper_numbers(tmp_path, synthetic_root, synthetic_labels, monkeypatch):
     """--recipe: the user's dataset; DROP's published numbers beside ours where the paper has them."""
-    from drop_cli import study
+    from drop_cli.projects import ablation_study
 
-    monkeypatch.setitem(study.PAPER, ("synthetic", 64), {"DROP": (76.8, 63.3)})
-    result = api.ablation_study(tmp_path, recipe=Path(__file__).parent / "data" / "tiny.yaml", seeds=(0,),
+    monkeypatch.setitem(ablation_study.PAPER, ("synthetic", 64), {"DROP": (76.8, 63.3)})
+    result = run_study(tmp_path, recipe=Path(__file__).parent / "data" / "tiny.yaml", seeds=(0,),
                                 configs=("BPBreID-equivalent", "DROP"),
                                 overrides=[f"data.root={synthetic_root}", "train.epochs=1"], progress=False)
     rows = {row["config"]: row for row in result.summary}
@@ -57,17 +58,17 @@ def test_study_on_a_recipe_shows_the_paper_numbers(tmp_path, synthetic_root, syn
 
 
 def test_study_without_the_pose_model_is_an_error_unless_the_ground_truth_is_asked_for(tmp_path, monkeypatch):
+    from drop_cli.api import data
     from drop_cli.errors import ModelFileError
-    from drop_cli.labelers import pose_model
 
     def unavailable(path=None):
         raise ModelFileError("the pose model cannot be downloaded here.")
 
-    monkeypatch.setattr(pose_model, "pose_model_path", unavailable)
+    monkeypatch.setattr(data, "pose_model_path", unavailable)
     with pytest.raises(ModelFileError, match="cannot be downloaded"):
-        api.ablation_study(tmp_path, seeds=(0,), ids=12, configs=("DROP",), overrides=TINY, progress=False)
+        run_study(tmp_path, seeds=(0,), ids=12, configs=("DROP",), overrides=TINY, progress=False)
 
 
 def test_unknown_configuration(tmp_path):
     with pytest.raises(DropError, match="unknown study configuration 'DROP - dpu'. Did you mean 'DROP - DPU'"):
-        api.ablation_study(tmp_path, configs=("DROP - dpu",), progress=False)
+        run_study(tmp_path, configs=("DROP - dpu",), progress=False)

@@ -9,10 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from drop_cli.data import synthetic
-from drop_cli.data.synthetic import CAMERAS, IMAGE_HEIGHT, IMAGE_WIDTH, SyntheticItem, plan, render
 from drop_cli.errors import DropError
 from drop_cli.parts import PRESETS
+from drop_cli.synthetic import CAMERAS, IMAGE_HEIGHT, IMAGE_WIDTH, SyntheticItem, canvas, look, plan, render
 
 NUM_IDS, SEED = 100, 0
 DUKE_NAME = re.compile(r"([-\d]+)_c(\d)")
@@ -114,7 +113,7 @@ def test_render_rejects_items_of_another_dataset(items):
 def test_render_is_a_pure_function(items):
     picks = [items[0], split(items, "query")[0], split(items, "gallery")[3]]
     first = [render(it, NUM_IDS, SEED) for it in picks]
-    for cache in (synthetic._identity, synthetic._cameras, synthetic._tiles):  # as in a fresh process
+    for cache in (look._identity, look._cameras, canvas._tiles):  # as in a fresh process
         cache.cache_clear()
     again = [render(it, NUM_IDS, SEED) for it in reversed(picks)][::-1]
     for (image, parts), (image2, parts2) in zip(first, again):

@@ -1,6 +1,7 @@
 """`drop evaluate`: metrics, re-ranking and the ablation grid from a feature cache."""
 from __future__ import annotations
 
+import csv
 import json
 import time
 from dataclasses import dataclass
@@ -8,6 +9,8 @@ from pathlib import Path
 
 from .. import _ui
 from ..errors import DropError
+from ..evaluation.report import Rerank, ablation_grid, evaluate_grid, evaluate_setting, make_setting
+from ..features import FeatureFile
 
 
 @dataclass
@@ -47,11 +50,6 @@ def evaluate(features: str | Path, distance: str = "parts+foreground", visibilit
     Returns:
         An ``EvaluationResult``; metrics are fractions in [0, 1].
     """
-    import csv
-
-    from ..evaluation.report import Rerank, ablation_grid, evaluate_grid, evaluate_setting, make_setting
-    from ..features_h5 import FeatureFile
-
     start = time.perf_counter()
     params = Rerank(k1, k2, lambda_value)
     setting = make_setting(distance, visibility, rerank)

@@ -6,8 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data import load_dataset
+from ..data.datasets import dataset_folder
 from ..errors import DropError
+from ..evaluation.report import make_setting, setting_distances
+from ..features import FeatureFile
 from ..labels import LabelFile
+from ..viz import ImageSet, draw_embeddings, draw_labels, draw_parsing, draw_ranking, plot_training_curves, read_history
 from .features import split_features
 
 
@@ -41,9 +45,6 @@ def visualize_labels(labels: str | Path, root: str | Path | None = None, split: 
             where prepare-data puts it).
         split: draw from this split only; images: exactly these paths; count, seed: the random draw.
     """
-    from ..data.datasets import dataset_folder
-    from ..viz import draw_labels
-
     start = time.perf_counter()
     label_file = LabelFile(labels)
     dataset = label_file.attrs["dataset"]
@@ -63,9 +64,6 @@ def visualize_parsing(features: str | Path | None = None, labels: str | Path | N
                       out: str | Path | None = None, checkpoint: str | Path | None = None) -> VisualizeResult:
     """Draw predicted parsing next to the pseudo labels, from a features file with parsing maps or
     from a checkpoint (whose features, parsing maps included, are extracted and cached first)."""
-    from ..features_h5 import FeatureFile
-    from ..viz import draw_parsing
-
     start = time.perf_counter()
     if (features is None) == (checkpoint is None):
         raise DropError("give either --features or --checkpoint.",
@@ -89,10 +87,6 @@ def visualize_ranking(features: str | Path, distance: str = "parts+foreground", 
                       worst: int | None = None, count: int = 10, k: int = 10,
                       out: str | Path | None = None) -> VisualizeResult:
     """Draw query rows with their top-k gallery images, under the same distance `drop evaluate` scores."""
-    from ..evaluation.report import make_setting, setting_distances
-    from ..features_h5 import FeatureFile
-    from ..viz import ImageSet, draw_ranking
-
     start = time.perf_counter()
     cache = FeatureFile(features)
     cache.require(("query", "gallery"))
@@ -109,8 +103,6 @@ def visualize_ranking(features: str | Path, distance: str = "parts+foreground", 
 
 def visualize_training(run_dir: str | Path, out: str | Path | None = None) -> VisualizeResult:
     """Draw a run's loss terms, learning rate, rank-1, mAP and mINP against epochs from its metrics.csv."""
-    from ..viz import plot_training_curves, read_history
-
     start = time.perf_counter()
     metrics = Path(run_dir).expanduser() / "metrics.csv"
     if not metrics.is_file():
@@ -125,9 +117,6 @@ def visualize_embeddings(features: str | Path, split: str = "gallery", row: str 
                          ids: list[int] | None = None, method: str = "tsne", seed: int = 0,
                          out: str | Path | None = None) -> VisualizeResult:
     """Draw a 2-D projection (t-SNE or PCA) of one embedding row, coloured by identity."""
-    from ..features_h5 import FeatureFile
-    from ..viz import draw_embeddings
-
     start = time.perf_counter()
     cache = FeatureFile(features)
     data = cache.read(split)

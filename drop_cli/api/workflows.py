@@ -1,4 +1,4 @@
-"""Whole-loop runs on the synthetic set: `drop quickstart` and `drop ablation-study`."""
+"""`drop quickstart`: the whole loop on the synthetic set."""
 from __future__ import annotations
 
 import time
@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import _ui
+from ..errors import ModelFileError
+from ..labels.labelers.pose_model import pose_model_path
 from .data import make_synthetic, prepare_data
 from .evaluation import evaluate
 from .features import extract_features
@@ -29,9 +31,6 @@ class QuickstartResult:
 def synthetic_labeler() -> str:
     """The labeler for the synthetic set: `pose` when its model file can be had, else the synthetic
     ground truth (with a warning saying why)."""
-    from ..errors import ModelFileError
-    from ..labelers.pose_model import pose_model_path
-
     try:
         pose_model_path()
     except ModelFileError as e:
@@ -74,14 +73,3 @@ def quickstart(out: str | Path = "quickstart", ids: int = 100, overrides: list[s
               *visualize_ranking(features, worst=8).images,
               *visualize_training(run.run_dir).images]
     return QuickstartResult(run.run_dir, labeler, results, images, time.perf_counter() - start)
-
-
-def ablation_study(out: str | Path = "study", *, recipe: str | Path | None = None, seeds: tuple[int, ...] = (0, 1, 2),
-                   ids: int = 100, labeler: str = "pose", configs: tuple[str, ...] | None = None,
-                   overrides: list[str] = (), progress: bool = True):
-    """Train the baselines, DROP and each ablation for every seed, on the synthetic set or on ``recipe``'s
-    dataset; see drop_cli.study."""
-    from ..study import run_study
-
-    return run_study(out, recipe=recipe, seeds=seeds, ids=ids, labeler=labeler, configs=configs,
-                     overrides=overrides, progress=progress)

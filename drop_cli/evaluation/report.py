@@ -27,17 +27,29 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from ..errors import DropError, lookup
-from ..features_h5 import SplitFeatures
-from ..model.output import FIRST_PART, FOREGROUND, GLOBAL
+from ..parts import FIRST_PART, FOREGROUND, GLOBAL
 from ._device import compute_device
 from .distance import UNSHARED_DISTANCE, part_distance
 from .metrics import evaluate_rank
 from .rerank import check_re_rank_memory, re_rank
+
+
+class Split(Protocol):
+    """What the scoring needs of a set of images: embeddings [N, M, D] (L2-normalised rows global,
+    foreground, parts), visibility [N, M], pids [N] and camids [N] (a features file's split, or the
+    features training's evaluation extracts)."""
+
+    embeddings: np.ndarray
+    visibility: np.ndarray
+    pids: np.ndarray
+    camids: np.ndarray
+
 
 DISTANCES = ("global", "foreground", "parts", "parts+foreground")
 DEFAULT_DISTANCE = "parts+foreground"
@@ -126,7 +138,7 @@ def _index(rows: tuple[int, ...]) -> slice | list[int]:
     return list(rows)
 
 
-def _metrics(distmat: np.ndarray, query: SplitFeatures, gallery: SplitFeatures) -> dict:
+def _metrics(distmat: np.ndarray, query: Split, gallery: Split) -> dict:
     result = evaluate_rank(distmat, query.pids, gallery.pids, query.camids, gallery.camids)
     cmc = result["cmc"]
     return {"rank1": float(cmc[0]), "rank5": float(cmc[4]), "rank10": float(cmc[9]), "mAP": float(result["mAP"]),
@@ -149,7 +161,7 @@ def _check_rerank_memory(num_query: int, num_gallery: int, rerank: Rerank) -> No
 # ----------------------------------------------------------------------------- one setting
 
 
-def _distance(a: SplitFeatures, b: SplitFeatures, combo: _Combination,
+def _distance(a: Split, b: Split, combo: _Combination,
               device: str | torch.device | None = None) -> np.ndarray:
     """part_distance over the rows of ``combo``, weighted as it says."""
     rows = _index(combo.rows)
@@ -157,7 +169,7 @@ def _distance(a: SplitFeatures, b: SplitFeatures, combo: _Combination,
                          b.embeddings[:, rows], _weights(b.visibility, combo.visibility)[:, rows], device=device)
 
 
-def _re_ranked(distmat: np.ndarray, query: SplitFeatures, gallery: SplitFeatures, combo: _Combination,
+def _re_ranked(distmat: np.ndarray, query: Split, gallery: Split, combo: _Combination,
                rerank: Rerank, device: str | torch.device | None = None) -> np.ndarray:
     """``distmat`` (query-gallery under ``combo``) re-ranked with the same distance's query-query and
     gallery-gallery matrices."""
@@ -165,7 +177,7 @@ def _re_ranked(distmat: np.ndarray, query: SplitFeatures, gallery: SplitFeatures
                    rerank.k1, rerank.k2, rerank.lambda_value, device=device)
 
 
-def setting_distances(query: SplitFeatures, gallery: SplitFeatures, names: Sequence[str], setting: Setting,
+def setting_distances(query: Split, gallery: Split, names: Sequence[str], setting: Setting,
                       rerank: Rerank = Rerank()) -> np.ndarray:
     """The [Nq, Ng] distances of one setting: part_distance over the mode's rows (re-ranked when asked for).
 
@@ -183,7 +195,7 @@ def setting_distances(query: SplitFeatures, gallery: SplitFeatures, names: Seque
     return distmat
 
 
-def evaluate_setting(query: SplitFeatures, gallery: SplitFeatures, names: Sequence[str], setting: Setting,
+def evaluate_setting(query: Split, gallery: Split, names: Sequence[str], setting: Setting,
                      rerank: Rerank = Rerank()) -> dict:
     """Metrics of one setting (see :func:`setting_distances`): the setting's fields, rank1, rank5,
     rank10, mAP, mINP (fractions) and valid_queries."""
@@ -263,7 +275,7 @@ def _groups(combinations: list[_Combination], matrix_bytes: int) -> list[list[_C
     return [combinations[i:i + size] for i in range(0, len(combinations), size)]
 
 
-def evaluate_grid(query: SplitFeatures, gallery: SplitFeatures, names: Sequence[str], settings: Sequence[Setting],
+def evaluate_grid(query: Split, gallery: Split, names: Sequence[str], settings: Sequence[Setting],
                   rerank: Rerank = Rerank(), advance: Callable[[int], None] = lambda n: None,
                   device: str | torch.device | None = None) -> list[dict]:
     """Metrics of many settings (e.g. :func:`ablation_grid`), each distance matrix computed once.
@@ -301,7 +313,7 @@ def _by_combination(settings: Sequence[Setting], names: Sequence[str]) -> dict[_
     return groups
 
 
-def _grid_sweep(query: SplitFeatures, gallery: SplitFeatures, by_combination: dict[_Combination, list[Setting]],
+def _grid_sweep(query: Split, gallery: Split, by_combination: dict[_Combination, list[Setting]],
                 rerank: Rerank, advance: Callable[[int], None], device: torch.device) -> dict[Setting, dict]:
     """The grid on the CPU: matrices filled several at a time by :func:`combined_distances`."""
     q = (query.embeddings, _weights(query.visibility, True))  # the weights serve only combinations using them
@@ -334,7 +346,7 @@ def _grid_sweep(query: SplitFeatures, gallery: SplitFeatures, by_combination: di
                         advance(1)
     return results
 
-def _grid_per_matrix(query: SplitFeatures, gallery: SplitFeatures, by_combination: dict[_Combination, list[Setting]],
+def _grid_per_matrix(query: Split, gallery: Split, by_combination: dict[_Combination, list[Setting]],
                      rerank: Rerank, advance: Callable[[int], None], device: torch.device) -> dict[Setting, dict]:
     """The grid on ``device`` (meant for a GPU), one matrix at a time: each combination's query-gallery
     matrix serves its settings with and without re-ranking."""

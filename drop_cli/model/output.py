@@ -1,18 +1,11 @@
 """What `DropNet.forward` returns, in training and evaluation mode alike."""
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-# Order of the rows of `DropOutput.embeddings`: the two holistic embeddings, then the K parts.
-GLOBAL, FOREGROUND, FIRST_PART = 0, 1, 2
-
-
-def row_names(parts: Sequence[str]) -> tuple[str, ...]:
-    """The names of the embedding rows, in order, for a model with these parts."""
-    return ("global", "foreground", *parts)
+from ..parts import FIRST_PART
 
 
 @dataclass

@@ -5,22 +5,25 @@ checkpoint is data, never code. The model is rebuilt from the stored recipe.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
+from .._version import __version__
 from ..errors import DropError
+from ..model import build_model
+from ..parts import part_names
+from ..recipe import recipe_from_dict
+from .run_dir import git_commit
 
 FORMAT = "drop-checkpoint-1"
 
 
 def save_checkpoint(path: Path, **content) -> None:
     """Write ``content`` (state dicts, epoch, recipe, metrics, ...) plus format, version and date."""
-    from .. import __version__
-    from .run_dir import git_commit
-
     payload = {"format": FORMAT, "drop_version": __version__, "git_commit": git_commit(),
                "saved": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), **content}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -31,7 +34,7 @@ def save_checkpoint(path: Path, **content) -> None:
 def load_checkpoint(path: str | Path) -> dict:
     path = Path(path).expanduser()
     if not path.is_file():
-        raise DropError(f"checkpoint {path} not found.", hint="Pass a best.pt or last.pt from a run folder.")
+        raise DropError(f"checkpoint {path} not found.", hint="Pass a run folder's last.pt.")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 (torch raises many types for a file that is not a checkpoint)
@@ -45,12 +48,6 @@ def load_checkpoint(path: str | Path) -> dict:
 
 def model_from_checkpoint(checkpoint: dict) -> torch.nn.Module:
     """Rebuild the model a checkpoint was trained with (from its stored recipe) and load its weights."""
-    import dataclasses
-
-    from ..model import build_model
-    from ..parts import part_names
-    from ..recipe import recipe_from_dict
-
     recipe = recipe_from_dict(checkpoint["recipe"])
     model_cfg = {**dataclasses.asdict(recipe.model), "pretrained": False, "weights": None}  # weights come next
     model = build_model(checkpoint["num_classes"], len(part_names(recipe.data.preset)),

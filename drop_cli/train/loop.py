@@ -26,9 +26,11 @@ from torch.utils.data import DataLoader
 
 from .. import _ui
 from ..errors import DropError
-from ..model.output import row_names
+from ..evaluation.report import evaluate_setting, make_setting
+from ..features import extract_features
+from ..parts import row_names
+from ..viz.curves import plot_training_curves
 from .checkpoint import save_checkpoint
-from .features import extract_features
 from .schedule import lr_at
 from .step import StepContext, train_step
 
@@ -70,8 +72,6 @@ def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
 
 def evaluate(model, query_loader, gallery_loader, device, config: LoopConfig, dtype: torch.dtype | None) -> dict:
     """rank-1/5/10, mAP, mINP under the recipe's eval.distance (and eval.rerank), exactly as `drop evaluate`."""
-    from ..evaluation.report import evaluate_setting, make_setting
-
     q, g = (extract_features(model, loader, device, config.flip_tta, dtype, parts=config.parts,
                              part_embeddings=config.part_embeddings) for loader in (query_loader, gallery_loader))
     row = evaluate_setting(q, g, row_names(config.parts), make_setting(config.eval_distance, True, config.eval_rerank))
@@ -133,8 +133,6 @@ class MetricsLog:
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
             writer.writerows(history)
-        from ..viz.curves import plot_training_curves
-
         plot_training_curves(history, self.run_dir / "curves.png")
 
 

@@ -38,7 +38,8 @@ from ..losses import (
     part_averaged_triplet_loss,
     pct_loss,
 )
-from ..model.output import FOREGROUND, GLOBAL, DropOutput
+from ..model.output import DropOutput
+from ..parts import FOREGROUND, GLOBAL
 from ..recipe import LossConfig
 
 # The terms computed on the global batch (all ranks' shares): each compares images with each other.

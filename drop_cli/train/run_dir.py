@@ -8,6 +8,11 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+import timm
+import torch
+
+from .._version import __version__
+
 
 def new_run_dir(output: str | Path, name: str) -> Path:
     """``output/name``, or ``name-2``, ``name-3``, ... when that exists."""
@@ -32,11 +37,6 @@ def git_commit() -> str | None:
 
 def environment(device: str, seed: int, world_size: int) -> dict:
     """Versions, commit, device and command line, for env.json."""
-    import timm
-    import torch
-
-    from .. import __version__
-
     return {
         "drop_version": __version__, "git_commit": git_commit(), "python": sys.version.split()[0],
         "platform": platform.platform(), "torch": torch.__version__, "timm": timm.__version__,

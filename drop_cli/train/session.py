@@ -17,8 +17,8 @@ from ..data.images import ReidImages
 from ..data.samplers import PKBatchSampler, SeededBatches
 from ..data.transforms import EvalTransform, TrainTransform
 from ..errors import DropError, LabelsError
-from ..labelers.bpbreid import MASKS_FOLDER, missing_masks_error
 from ..labels import LabelFile, default_labels_path
+from ..labels.labelers.bpbreid import MASKS_FOLDER, missing_masks_error
 from ..model import build_model
 from ..parts import part_names
 from ..recipe import Recipe, recipe_differences

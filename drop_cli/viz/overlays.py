@@ -20,8 +20,8 @@ import numpy as np
 
 from ..errors import DropError
 from ..evaluation.parsing import parsing_iou, resize_nearest
-from ..labelers.base import FLAG_NAMES
 from ..labels import LabelFile
+from ..labels.base import FLAG_NAMES
 from . import palette
 from .canvas import CAPTION_H, MARGIN, MARKS_H, Canvas, header_height
 from .tiles import read_images, tile_for

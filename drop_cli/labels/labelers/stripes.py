@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..parts import part_names
-from .base import LabelResult
+from ...parts import part_names
+from ..base import LabelResult
 
 
 class StripesLabeler:

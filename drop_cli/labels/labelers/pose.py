@@ -47,8 +47,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..parts import PRESETS, from_eight, part_names
-from .base import FLAG_NO_PERSON, LabelResult
+from ...parts import PRESETS, from_eight, part_names
+from ..base import FLAG_NO_PERSON, LabelResult
 
 _INPUT_SIZE = 256  # the network's square input, in pixels
 _PAD = 1.25  # square side / the crop's longer side

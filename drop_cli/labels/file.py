@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from ._h5 import STR, AtomicH5Writer, plain_attrs, read_strings
-from .errors import LabelsError
-from .labelers.base import FLAG_NAMES
+from .._h5 import STR, AtomicH5Writer, created_timestamp, plain_attrs, read_strings
+from .._version import __version__
+from ..errors import LabelsError
+from .base import FLAG_NAMES
 
 FORMAT_VERSION = 1
 CHUNK_IMAGES = 16
@@ -44,13 +44,6 @@ def default_labels_path(folder: Path, labeler: str, preset: str, height: int | N
     size = (height, width) if height and width else default_label_size(labeler)
     suffix = "" if size == default_label_size(labeler) else f"-{size[0]}x{size[1]}"
     return folder / f"labels-{labeler}-{preset}{suffix}.h5"
-
-
-def created_timestamp() -> str:
-    """Now in ISO 8601 UTC, or ``$SOURCE_DATE_EPOCH`` when set (reproducible files)."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    when = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch else datetime.now(timezone.utc)
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class LabelFile:
@@ -152,8 +145,6 @@ class LabelWriter(AtomicH5Writer):
     """
 
     def __init__(self, path: str | Path, paths: list[str], height: int, width: int, attrs: dict):
-        from . import __version__
-
         super().__init__(path, {"format_version": FORMAT_VERSION, "height": height, "width": width,
                                 "created": created_timestamp(), "drop_version": __version__,
                                 "flag_names": json.dumps({str(k): v for k, v in FLAG_NAMES.items()}), **attrs})

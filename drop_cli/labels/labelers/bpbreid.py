@@ -27,10 +27,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .. import _ui
-from ..errors import DropError, LabelsError
-from ..parts import part_names
-from .base import FLAG_MISSING_SOURCE, LabelResult
+from ... import _ui
+from ...errors import DropError, LabelsError
+from ...parts import part_names
+from ..base import FLAG_MISSING_SOURCE, LabelResult
 
 NUM_CHANNELS = 36
 THRESHOLD = 0.5

@@ -1,5 +1,8 @@
 """The ablation study: does each DROP component help? On the synthetic set, or on any recipe and dataset.
 
+A project on top of the core: it runs the library's verbs (``drop_cli.api``) and nothing below
+imports it; ``drop ablation-study`` is its command line.
+
 Every configuration is a recipe plus base-free diffs from ``recipes/ablations/`` (the same files
 ``drop train --recipe R --recipe ablations/X`` stacks), trained once per seed on the same data and
 labels, and judged by the final epoch (the reported result; nothing is selected on the test split).
@@ -25,7 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _ui
+from .. import _ui, api
+from ..errors import DropError, lookup
+from ..evaluation import parsing_miou
+from ..features import FeatureFile
+from ..labels import LabelFile
+from ..parts import EIGHT_TO_FIVE
+from ..recipe import load_recipe
+from ..synthetic import plan
+from ..train.run_dir import write_json
 
 # Configuration -> the ablation files stacked on the study's recipe.
 CONFIGS: dict[str, list[str]] = {
@@ -69,27 +80,18 @@ def _slug(name: str) -> str:
 
 def _miou(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     """(left/right-agnostic part mIoU, `eight` part mIoU) of [N, h, w] maps against [N, H, W] truth."""
-    from .evaluation import parsing_miou
-    from .parts import EIGHT_TO_FIVE
-
     return (parsing_miou(EIGHT_TO_FIVE[pred], EIGHT_TO_FIVE[truth], num_classes=6),
             parsing_miou(pred, truth, num_classes=9))
 
 
 def _query_parsing_miou(checkpoint: Path, truth) -> tuple[float, float]:
     """The parsing mIoU of a run's model on the queries (features cached beside the checkpoint)."""
-    from .api.features import split_features
-    from .features_h5 import FeatureFile
-
-    query = FeatureFile(split_features(checkpoint, "query")).read("query", parsing=True)
+    query = FeatureFile(api.split_features(checkpoint, "query")).read("query", parsing=True)
     return _miou(query.parsing, np.stack([truth[path] for path in query.paths]))
 
 
 def _labels_against_truth(labels_path: Path, truth, ids: int, seed: int) -> dict:
     """The pseudo labels' mIoU against the ground truth on unoccluded and on occluded images."""
-    from .data.synthetic import plan
-    from .labels import LabelFile
-
     occluded = {item.relpath: item.occluded for item in plan(ids, seed)}
     with LabelFile(labels_path) as labels:
         maps = labels.read_all()
@@ -131,12 +133,6 @@ def run_study(out: str | Path, *, recipe: str | Path | None = None, seeds: tuple
         configs: a subset of `CONFIGS` keys.
         overrides: extra ``key=value`` changes for every run (e.g. ``data.root=...``, fewer epochs).
     """
-    from . import api
-    from .errors import DropError, lookup
-    from .labels import LabelFile
-    from .recipe import load_recipe
-    from .train.run_dir import write_json
-
     out = Path(out).expanduser()
     chosen = {name: lookup(CONFIGS, name, "study configuration") for name in (configs or tuple(CONFIGS))}
     if not seeds:

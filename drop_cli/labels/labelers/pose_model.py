@@ -28,7 +28,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from ..errors import ModelFileError
+from ...errors import ModelFileError
 
 MODEL_FILENAME = "pose_landmark_full.tflite"
 MODEL_SHA256 = "e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f"

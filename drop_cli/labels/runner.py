@@ -24,12 +24,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ._partial import finished_chunks, open_partial
-from .errors import DropError, LabelsError
+from .._partial import finished_chunks, open_partial
+from ..errors import DropError, LabelsError
+from ..parts import part_names
+from .base import FLAG_NAMES, FLAG_UNREADABLE, LabelResult
+from .file import LabelFile, LabelWriter
 from .labelers import LabelerSpec
-from .labelers.base import FLAG_NAMES, FLAG_UNREADABLE, LabelResult
-from .labels import LabelFile, LabelWriter
-from .parts import part_names
 
 BLOCK_SIZE = 64
 

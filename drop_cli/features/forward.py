@@ -15,8 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..model.output import FIRST_PART, FOREGROUND, DropOutput
-from ..parts import mirror_permutation
+from ..model.output import DropOutput
+from ..parts import FIRST_PART, FOREGROUND, mirror_permutation
 
 # Recipe key eval.part_embeddings: which embedding the part rows of the test features hold.
 PART_EMBEDDINGS = ("pre_bnneck", "bnneck")

@@ -6,8 +6,8 @@ Layout (``format_version`` 1)::
         paths       (N,)          UTF-8 image paths relative to the dataset folder, in dataset order
         pids        (N,)          int64 identities, as the dataset parser gives them
         camids      (N,)          int64 0-based cameras
-        embeddings  (N, M, D)     float32 (or float16): rows global, foreground, then the K parts,
-                                  BNNeck'd and L2-normalised; attribute ``names`` (the M row names)
+        embeddings  (N, M, D)     float32 (or float16): rows global, foreground, then the K parts, each
+                                  L2-normalised (``forward.test_embeddings``); attribute ``names``
         visibility  (N, M)        float32 in [0, 1]: 1 for global and foreground, then part visibility
         parsing     (N, h, w)     uint8, optional: the predicted label map at a quarter of the input
                                   size (0 = background, 1..K the parts); gzip
@@ -31,10 +31,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ._h5 import STR, AtomicH5Writer, plain_attrs, read_strings
-from ._partial import finished_chunks, open_partial
-from .errors import DropError
-from .labels import created_timestamp
+from .._h5 import STR, AtomicH5Writer, created_timestamp, plain_attrs, read_strings
+from .._partial import finished_chunks, open_partial
+from .._version import __version__
+from ..errors import DropError
 
 FORMAT_VERSION = 1
 CHUNK_IMAGES = 1024
@@ -164,8 +164,6 @@ class FeatureWriter(AtomicH5Writer):
     """
 
     def __init__(self, path: Path, names: tuple[str, ...], attrs: dict):
-        from . import __version__
-
         super().__init__(path, {**attrs, "format_version": FORMAT_VERSION, "names": list(names),
                                 "created": created_timestamp(), "drop_version": __version__})
         self.names = names

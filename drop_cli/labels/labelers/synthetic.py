@@ -6,9 +6,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..labels import LabelFile
-from ..parts import from_eight
-from .base import LabelResult
+from ...parts import from_eight
+from ..base import LabelResult
+from ..file import LabelFile
 
 
 class SyntheticLabeler:

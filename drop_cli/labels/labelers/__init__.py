@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import lookup
+from ...errors import lookup
 from .bpbreid import BpbreidLabeler
 from .pose import PoseLabeler
 from .stripes import StripesLabeler
