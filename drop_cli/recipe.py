@@ -57,6 +57,8 @@ class DataConfig:
     jitter_brightness: float = 0.2  # [base] brightness factor range 1 +- this
     jitter_contrast: float = 0.15  # [base]
     jitter_saturation: float = 0.0  # [base]
+    skip_flagged: bool = True  # [ours] leave out of training the images prepare-data flagged (unreadable, no
+    #                            person found, no BPBreID mask); the run folder's flagged.txt lists them
     num_instances: int = 4  # images per identity in a PK batch [base]
     workers: int = 4  # DataLoader worker processes
 
@@ -171,10 +173,11 @@ def _v1_loss(loss: dict) -> dict:
 
 
 def _v1_data(data: dict) -> dict:
-    """drop 0.1's augmentation: swapped sides on flips, Zhong's erasing, antialiasing, and a colour jitter
-    of one strength, always applied (``color_jitter`` was that strength; now it is a probability)."""
+    """drop 0.1's data: swapped sides on flips, Zhong's erasing, antialiasing, flagged images trained on,
+    and a colour jitter of one strength, always applied (``color_jitter`` was that strength; now it is a
+    probability)."""
     strength = data.get("color_jitter", 0.0)
-    return {**data, "flip_swap_sides": True, "erasing": "zhong", "antialias": True,
+    return {**data, "flip_swap_sides": True, "erasing": "zhong", "antialias": True, "skip_flagged": False,
             "color_jitter": 1.0 if strength else 0.0, "jitter_brightness": strength, "jitter_contrast": strength,
             "jitter_saturation": strength}
 

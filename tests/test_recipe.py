@@ -66,8 +66,8 @@ def test_a_drop_0_1_checkpoint_recipe_keeps_its_behaviour():
         ("shared", "weighted", "kaiming", False)
     assert (r.loss.triplet_weight, r.loss.pct_weight, r.loss.memory_positives, r.loss.triplet_visibility) == \
         (0.0, 1.0, True, True), "0.1's PCT replaced the part triplet and mined memory positives"
-    assert (r.data.flip_swap_sides, r.data.erasing, r.data.antialias, r.eval.part_embeddings) == \
-        (True, "zhong", True, "bnneck")
+    assert (r.data.flip_swap_sides, r.data.erasing, r.data.antialias, r.data.skip_flagged, r.eval.part_embeddings) == \
+        (True, "zhong", True, False, "bnneck")
     assert recipe_from_dict(r.to_dict()) == r, "a current recipe is read as it is"
     with pytest.raises(RecipeError, match="schema version 9"):
         recipe_from_dict({**r.to_dict(), "version": 9})

@@ -182,3 +182,28 @@ def test_a_drop_0_1_checkpoint_loads_and_gives_its_outputs():
         out = model(torch.from_numpy(expected["images"]))
     for name in ("embeddings", "bn_embeddings", "parsing_logits"):
         np.testing.assert_allclose(getattr(out, name).numpy(), expected[name], atol=1e-5, err_msg=name)
+
+
+def test_flagged_training_images_are_left_out(synthetic_labels, synthetic_root, tmp_path):
+    """An image prepare-data flagged (here: no person found) is not trained on unless asked for."""
+    import shutil
+
+    import h5py
+
+    from drop_cli.data import load_dataset
+
+    labels = tmp_path / "flagged.h5"
+    shutil.copy(synthetic_labels, labels)
+    train = [r.path for r in load_dataset("synthetic", synthetic_root).train]
+    with h5py.File(labels, "r+") as f:
+        paths = f["paths"].asstr()[()].tolist()
+        flags = f["flags"][()]
+        for path in train[:3]:
+            flags[paths.index(path)] = 2  # no_person
+        f["flags"][...] = flags
+    overrides = tiny_recipe(synthetic_root, **{"data.labels": str(labels), "train.epochs": 1})
+    run = api.train(TINY, overrides, output=tmp_path / "skip", progress=False).run_dir
+    assert (run / "flagged.txt").read_text().split() == sorted(train[:3])
+    assert f"({len(train) - 3:,} train images" in (run / "log.txt").read_text()
+    kept = api.train(TINY, [*overrides, "data.skip_flagged=false"], output=tmp_path / "keep", progress=False).run_dir
+    assert not (kept / "flagged.txt").exists() and f"({len(train):,} train images" in (kept / "log.txt").read_text()

@@ -146,12 +146,14 @@ def run_training(recipe: Recipe, output: str | Path | None = None, resume: str |
                                                                                data.test_root or data.root)
     labels = _open_labels(recipe, ds.folder)
     parts = labels.parts
-    train_set = ReidImages(ds.train, ds.folder, TrainTransform(
+    flagged = {r.path for r in ds.train if r.path in labels and labels.flags(r.path)} if data.skip_flagged else set()
+    train_records = [r for r in ds.train if r.path not in flagged]
+    train_set = ReidImages(train_records, ds.folder, TrainTransform(
         data.height, data.width, parts=parts, pad=data.pad, flip=data.flip, flip_swap_sides=data.flip_swap_sides,
         random_erasing=data.random_erasing, erasing=data.erasing, color_jitter=data.color_jitter,
         jitter_brightness=data.jitter_brightness, jitter_contrast=data.jitter_contrast,
         jitter_saturation=data.jitter_saturation, antialias=data.antialias), labels)
-    sampler = SeededBatches(PKBatchSampler([r.pid for r in ds.train], train_cfg.batch_size, data.num_instances,
+    sampler = SeededBatches(PKBatchSampler([r.pid for r in train_records], train_cfg.batch_size, data.num_instances,
                                            train_cfg.seed, rank, world_size))
     eval_transform = EvalTransform(data.height, data.width, antialias=data.antialias)
     query_loader, gallery_loader = (
@@ -159,7 +161,7 @@ def run_training(recipe: Recipe, output: str | Path | None = None, resume: str |
                    num_workers=data.workers)
         for records in (test_ds.query, test_ds.gallery))
 
-    num_classes = len({r.pid for r in ds.train})
+    num_classes = len({r.pid for r in ds.train})  # every identity keeps its class, flagged images or not
     model = build_model(num_classes, len(parts), ppe_height=data.height // 4,  # one position row per feature row
                         **dataclasses.asdict(recipe.model))
     if train_cfg.sync_bn and world_size > 1:
@@ -169,7 +171,7 @@ def run_training(recipe: Recipe, output: str | Path | None = None, resume: str |
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = place_model(model, dev, train_cfg.channels_last)
     objective = Objective(recipe.loss)
-    bank = objective.memory_bank(len(ds.train), len(parts), recipe.model.embed_dim)
+    bank = objective.memory_bank(len(train_records), len(parts), recipe.model.embed_dim)
     if bank is not None:
         bank.to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.optim.lr, weight_decay=recipe.optim.weight_decay,
@@ -202,7 +204,11 @@ def run_training(recipe: Recipe, output: str | Path | None = None, resume: str |
     if rank == 0:
         (run_dir / "recipe.yaml").write_text(recipe.to_yaml())
         write_json(run_dir / "env.json", environment(str(dev), train_cfg.seed, world_size))
-        log(f"run folder {run_dir}: {data.dataset} ({len(ds.train):,} train images, {num_classes} ids), "
+        if flagged:
+            (run_dir / "flagged.txt").write_text("".join(f"{path}\n" for path in sorted(flagged)))
+            _ui.warn(f"{len(flagged)} training image(s) that prepare-data flagged are left out ({run_dir / 'flagged.txt'}"
+                     "); data.skip_flagged: false keeps them.")
+        log(f"run folder {run_dir}: {data.dataset} ({len(train_records):,} train images, {num_classes} ids), "
             f"{recipe.model.backbone} on {dev}" + (f" x {world_size} processes" if world_size > 1 else "")
             + (f", resuming after epoch {state.epoch + 1}" if resume is not None else ""))
     config = LoopConfig(epochs=train_cfg.epochs, lr=recipe.optim.lr, warmup_epochs=recipe.optim.warmup_epochs,
