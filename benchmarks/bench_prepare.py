@@ -36,7 +36,7 @@ def main() -> None:
         for workers in args.workers:
             out = root / f"bench-{labeler}-{workers}.h5"
             start = time.perf_counter()
-            prepare_data("synthetic", root, labeler=labeler, workers=workers, out=out, overwrite=True, progress=False)
+            prepare_data("synthetic", root=root, labeler=labeler, workers=workers, out=out, overwrite=True, progress=False)
             seconds = time.perf_counter() - start
             table.add_row(labeler, str(workers), f"{seconds:.1f}", f"{images / seconds:.1f}",
                           f"{out.stat().st_size / images:.0f}")

@@ -50,7 +50,7 @@ def main() -> None:
         root = args.root or Path(tmp) / "data"
         out = args.out or Path(tmp) / "pictures"
         make_synthetic(root, ids=args.ids, seed=0, workers=0, progress=False)
-        labels_path = prepare_data("synthetic", root, labeler="synthetic", workers=0, progress=False).labels.path
+        labels_path = prepare_data("synthetic", root=root, labeler="synthetic", workers=0, progress=False).labels.path
         rows = run(load_dataset("synthetic", root), LabelFile(labels_path), out, args.repeat)
     print(f"{'picture':<34}{'best s':>8}{'median s':>10}{'PNG KB':>9}")
     for name, times, size in rows:

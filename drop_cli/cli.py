@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -19,12 +20,16 @@ from . import _ui, api, projects
 from ._version import __version__
 from .data.datasets import DATASET_NAMES
 from .errors import DropError
+from .recipe import EvalConfig
 
 app = typer.Typer(name="drop", no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
                   help="Occluded person re-identification with DROP: labels, training, features, evaluation.")
 stdout = Console(highlight=False)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout (logs go to stderr).")]
+DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda.")]
+DistanceOpt = Annotated[str, typer.Option(help="global | foreground | parts | parts+foreground.")]
+EVAL = EvalConfig()  # the defaults of the evaluation options are the recipe's eval section
 WorkersOpt = Annotated[int | None, typer.Option(help="Worker processes (default: CPU count, at most 8; 0 = none).")]
 RootOpt = Annotated[Path, typer.Option(help="Folder that contains the dataset folder.")]
 PatternOpt = Annotated[str | None, typer.Option(
@@ -95,7 +100,7 @@ def dataset_info(
 
     Example: drop dataset-info occluded_duke --root ~/data
     """
-    info = api.dataset_info(dataset, root, pattern)
+    info = api.dataset_info(dataset, root=root, pattern=pattern)
     for warning in info.warnings:
         _ui.warn(warning)
     _emit(info.to_json(), [_stats_table(info, f"{dataset} ({info.folder})")], json_out)
@@ -144,7 +149,7 @@ def prepare_data(
 
     Interrupted runs resume where they stopped. Example: drop prepare-data occluded_duke --root ~/data
     """
-    result = api.prepare_data(dataset, root, labeler=labeler, preset=preset, out=out, workers=workers,
+    result = api.prepare_data(dataset, root=root, labeler=labeler, preset=preset, out=out, workers=workers,
                               height=height, width=width, pose_model=pose_model, bpbreid_masks=bpbreid_masks,
                               pattern=pattern, overwrite=overwrite, progress=not json_out)
     splits = [k for k, v in result.info.splits.items() if v.images]
@@ -182,7 +187,7 @@ def train(
     set_: SetOpt = None,
     output: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<name>, numbered).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder from its last.pt.")] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
     """Train DROP from a recipe, evaluating and checkpointing into a run folder; the final epoch is the result.
@@ -238,7 +243,7 @@ def extract_features(
     half: Annotated[bool, typer.Option("--half", help="Store the embeddings as float16.")] = False,
     batch_size: Annotated[int | None, typer.Option(help="Images per batch (default: the recipe's "
                                                         "eval.batch_size).")] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    device: DeviceOpt = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing features file made with other "
                                                  "settings.")] = False,
     json_out: JsonOpt = False,
@@ -267,20 +272,21 @@ def extract_features(
 @_command
 def evaluate(
     features: Annotated[Path, typer.Option(help="A features file from drop extract-features.")],
-    distance: Annotated[str, typer.Option(help="global | foreground | parts | parts+foreground.")] = "parts+foreground",
+    distance: DistanceOpt = EVAL.distance,
     visibility: Annotated[bool, typer.Option("--visibility/--no-visibility", help="Weight parts by their "
                                                                                   "visibility.")] = True,
     rerank: Annotated[bool, typer.Option("--rerank", help="k-reciprocal re-ranking.")] = False,
-    k1: Annotated[int, typer.Option(help="Re-ranking k1.")] = 20,
-    k2: Annotated[int, typer.Option(help="Re-ranking k2.")] = 6,
+    k1: Annotated[int, typer.Option(help="Re-ranking k1.")] = EVAL.rerank_k1,
+    k2: Annotated[int, typer.Option(help="Re-ranking k2.")] = EVAL.rerank_k2,
     lambda_value: Annotated[float, typer.Option("--lambda", help="Re-ranking weight of the original "
-                                                                 "distance.")] = 0.3,
+                                                                 "distance.")] = EVAL.rerank_lambda,
     ablate: Annotated[bool, typer.Option("--ablate", help="Every distance x visibility x re-ranking, and each part "
                                                           "left out, in one table (instead of --distance, "
                                                           "--no-visibility and --rerank).")] = False,
     out: Annotated[Path | None, typer.Option(help="Folder for eval.json/eval.csv or ablate.json/ablate.csv "
                                                   "(default: the features file's).")] = None,
     dataset: Annotated[str | None, typer.Option(help="Check that the features come from this dataset.")] = None,
+    device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
     """Score cached features: rank-1/5/10, mAP and mINP under the Market-1501 protocol.
@@ -288,8 +294,8 @@ def evaluate(
     Example: drop evaluate --features runs/synthetic-drop/features.h5 --ablate
     """
     result = api.evaluate(features, distance=distance, visibility=visibility, rerank=rerank, k1=k1, k2=k2,
-                          lambda_value=lambda_value, ablate=ablate, out=out, dataset=dataset, progress=not json_out)
-    from rich import box
+                          lambda_value=lambda_value, ablate=ablate, out=out, dataset=dataset, device=device,
+                          progress=not json_out)
 
     table = Table(title=f"{result.dataset}: {result.queries:,} query x {result.gallery:,} gallery ({result.features})",
                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
@@ -342,7 +348,8 @@ def visualize_labels(
     Example: drop visualize labels --labels data/synthetic/labels-pose-eight.h5 --split query
     """
     paths = [p.strip() for p in images.split(",")] if images else None
-    _emit_images(api.visualize_labels(labels, root, split, count, paths, seed, out), json_out)
+    _emit_images(api.visualize_labels(labels, root=root, split=split, count=count, images=paths, seed=seed, out=out),
+                 json_out)
 
 
 @visualize_app.command("parsing")
@@ -361,14 +368,15 @@ def visualize_parsing(
 
     Example: drop visualize parsing --features runs/synthetic-drop/features.h5 --labels data/synthetic/labels-pose-eight.h5
     """
-    _emit_images(api.visualize_parsing(features, labels, split, count, None, seed, out, checkpoint), json_out)
+    _emit_images(api.visualize_parsing(features, labels=labels, split=split, count=count, seed=seed, out=out,
+                                       checkpoint=checkpoint), json_out)
 
 
 @visualize_app.command("ranking")
 @_command
 def visualize_ranking(
     features: FeaturesOpt,
-    distance: Annotated[str, typer.Option(help="global | foreground | parts | parts+foreground.")] = "parts+foreground",
+    distance: DistanceOpt = EVAL.distance,
     no_visibility: Annotated[bool, typer.Option("--no-visibility", help="Treat every part as visible.")] = False,
     rerank: Annotated[bool, typer.Option(help="k-reciprocal re-ranking.")] = False,
     queries: Annotated[str | None, typer.Option(help="Query indices, comma-separated.")] = None,
@@ -384,8 +392,8 @@ def visualize_ranking(
 
     Example: drop visualize ranking --features runs/synthetic-drop/features.h5 --worst 10
     """
-    result = api.visualize_ranking(features, distance, not no_visibility, rerank, _ints(queries), _ints(ids), worst,
-                                   count, k, out)
+    result = api.visualize_ranking(features, distance=distance, visibility=not no_visibility, rerank=rerank,
+                                   queries=_ints(queries), query_ids=_ints(ids), worst=worst, count=count, k=k, out=out)
     _emit_images(result, json_out)
 
 
@@ -400,7 +408,7 @@ def visualize_training(
 
     Example: drop visualize training runs/synthetic-drop
     """
-    _emit_images(api.visualize_training(run_dir, out), json_out)
+    _emit_images(api.visualize_training(run_dir, out=out), json_out)
 
 
 @visualize_app.command("embeddings")
@@ -420,7 +428,8 @@ def visualize_embeddings(
 
     Example: drop visualize embeddings --features runs/synthetic-drop/features.h5 --row torso
     """
-    _emit_images(api.visualize_embeddings(features, split, row, num_ids, _ints(ids), method, seed, out), json_out)
+    _emit_images(api.visualize_embeddings(features, split=split, row=row, num_ids=num_ids, ids=_ints(ids), method=method,
+                                          seed=seed, out=out), json_out)
 
 
 @app.command("quickstart")
@@ -435,7 +444,7 @@ def quickstart(
 
     Example: drop quickstart --out quickstart
     """
-    result = api.quickstart(out, ids, set_ or [], progress=not json_out)
+    result = api.quickstart(out, ids=ids, overrides=set_ or [], progress=not json_out)
     table = Table(title=f"quickstart: {result.labeler} labels, run {result.run_dir} ({result.seconds / 60:.1f} min)")
     for col in ("distance", "re-ranking", "rank-1", "rank-5", "mAP", "mINP"):
         table.add_column(col, justify="left" if col == "distance" else "right")

@@ -142,7 +142,10 @@ class EvalConfig:
     distance: Literal["global", "foreground", "parts", "parts+foreground"] = "parts+foreground"  # [base]
     part_embeddings: Literal["pre_bnneck", "bnneck"] = "pre_bnneck"  # [base] test features: BNNeck'd
     #                              foreground and pre-BNNeck parts (test_embeddings: [bn_foreg, parts])
-    rerank: bool = False
+    rerank: bool = False  # k-reciprocal re-ranking (Zhong et al., CVPR 2017) of the evaluation
+    rerank_k1: int = 20  # its k1 (Zhong et al.'s default; also `drop evaluate`'s)
+    rerank_k2: int = 6  # its k2
+    rerank_lambda: float = 0.3  # its lambda, the weight of the original distance
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,8 @@ _MIGRATIONS: dict[int, dict[str, Any]] = {
                                 "parsing_init": "kaiming", "align_corners": False},
         "loss": _v1_loss,
         "train": lambda train: {**train, "sync_bn": False},
-        "eval": lambda eval_: {**eval_, "part_embeddings": "bnneck"}},
+        "eval": lambda eval_: {**eval_, "part_embeddings": "bnneck", "rerank_k1": 20, "rerank_k2": 6,
+                               "rerank_lambda": 0.3}},
 }
 
 
@@ -371,7 +375,16 @@ def load_recipe(paths: str | Path | Sequence[str | Path] | None = None, override
         data = _merge(data, layer)
     for text in overrides:
         data = _merge(data, parse_override(text))
-    return _build(Recipe, data, "")
+    return _checked(_build(Recipe, data, ""))
+
+
+def _checked(recipe: Recipe) -> Recipe:
+    """The recipe, after the checks that involve several keys (one RecipeError line each)."""
+    if recipe.model.dpu and not recipe.model.decouple:
+        raise RecipeError("model.dpu: true needs model.decouple: true: without decoupling the parsing head reads "
+                          "the ReID map, so there is no parsing map for DPU to build.",
+                          hint="Set model.dpu: false, or model.decouple: true.")
+    return recipe
 
 
 def recipe_from_dict(data: dict) -> Recipe:
@@ -383,7 +396,7 @@ def recipe_from_dict(data: dict) -> Recipe:
     if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= SCHEMA_VERSION:
         raise RecipeError(f"recipe schema version {version!r} is not one this drop reads (1 to {SCHEMA_VERSION}).",
                           hint="Upgrade drop to read recipes made by a newer version.")
-    return _build(Recipe, _migrate(data, version) if version < SCHEMA_VERSION else data, "")
+    return _checked(_build(Recipe, _migrate(data, version) if version < SCHEMA_VERSION else data, ""))
 
 
 def recipe_differences(a: dict, b: dict, prefix: str = "") -> list[str]:

@@ -49,7 +49,7 @@ def synthetic_labels(synthetic_root) -> Path:
     """Ground-truth labels of the small synthetic set, at the default path the recipes expect."""
     from drop_cli.api import prepare_data
 
-    return prepare_data("synthetic", synthetic_root, labeler="synthetic", workers=0, progress=False).labels.path
+    return prepare_data("synthetic", root=synthetic_root, labeler="synthetic", workers=0, progress=False).labels.path
 
 
 # The recipe of a seconds-long CPU training run on the small synthetic set (with tiny_recipe's overrides).

@@ -209,8 +209,19 @@ def test_reid_images_names_missing_labels(synthetic_root, tmp_path):
 
     ds = load_dataset("synthetic", synthetic_root)
     out = tmp_path / "l.h5"
-    prepare_data("synthetic", synthetic_root, labeler="stripes", workers=0, out=out, progress=False)
+    prepare_data("synthetic", root=synthetic_root, labeler="stripes", workers=0, out=out, progress=False)
     labels = LabelFile(out)
     bogus = [type(ds.train[0])("bounding_box_train/9999_c1_f0000000.jpg", 0, 0)]
     with pytest.raises(LabelsError, match=r"1 image\(s\) have no labels .*`drop prepare-data synthetic"):
         ReidImages(ds.train[:2] + bogus, ds.folder, EvalTransform(64, 32), labels)
+
+
+def test_transforms_normalise_with_the_given_statistics():
+    """The backbone's mean/std (timm's pretrained config) normalise the images, ImageNet's by default."""
+    image = torch.full((3, 8, 4), 255, dtype=torch.uint8)
+    half = EvalTransform(8, 4, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))(image)[0]
+    assert torch.allclose(half, torch.full_like(half, 2.0))
+    imagenet = EvalTransform(8, 4)(image)[0]
+    assert torch.allclose(imagenet[0], torch.full((8, 4), (1 - 0.485) / 0.229))
+    train = TrainTransform(8, 4, parts=EIGHT, pad=0, random_erasing=0.0, mean=(0.5,) * 3, std=(0.25,) * 3)
+    assert torch.allclose(train(image, torch.zeros(8, 4, dtype=torch.uint8))[0], half)

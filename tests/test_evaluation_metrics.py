@@ -150,5 +150,5 @@ def test_no_valid_query_raises():
     ],
 )
 def test_bad_input_raises(distmat, q_pids, message):
-    with pytest.raises(DropError, match=message):
+    with pytest.raises(DropError if message.startswith("NaN") else ValueError, match=message):
         evaluate_rank(distmat, q_pids, np.array([1, 2, 3]), np.array([0, 1]), np.array([1, 1, 1]))

@@ -188,7 +188,8 @@ def test_evaluate_equals_evaluate_rank_of_part_distance(features, distance, visi
     for rerank in (False, True):
         distmat = re_rank(dist(q, g), dist(q, q), dist(g, g)) if rerank else dist(q, g)
         expected = evaluate_rank(distmat, q.pids, g.pids, q.camids, g.camids)
-        row = api.evaluate(features, distance, visibility, rerank, out=tmp_path, progress=False).results[0]
+        row = api.evaluate(features, distance=distance, visibility=visibility, rerank=rerank, out=tmp_path,
+                           progress=False).results[0]
         assert row["rank1"] == expected["cmc"][0] and row["rank10"] == expected["cmc"][9]
         assert row["mAP"] == expected["mAP"] and row["mINP"] == expected["mINP"]
 
@@ -206,8 +207,8 @@ def test_ablate_runs_the_grid_in_one_table(features, tmp_path):
     assert len(list(csv.DictReader((tmp_path / "ablate.csv").read_text().splitlines()))) == 20
     assert json.loads((tmp_path / "ablate.json").read_text())["results"] == rows
     for row in rows[:12]:  # the grid's shared computation gives the single-setting metrics
-        single = api.evaluate(features, row["distance"], row["visibility"], row["rerank"], out=tmp_path / "one",
-                              progress=False).results[0]
+        single = api.evaluate(features, distance=row["distance"], visibility=row["visibility"], rerank=row["rerank"],
+                              out=tmp_path / "one", progress=False).results[0]
         assert {k: single[k] for k in report.METRICS} == pytest.approx({k: row[k] for k in report.METRICS}, abs=1e-6)
 
 

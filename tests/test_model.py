@@ -86,7 +86,7 @@ def test_switches_forward_backward(decouple, dpu, ppe, pooling):
 
 
 def test_dpu_needs_decouple():
-    with pytest.raises(DropError, match="decouple"):
+    with pytest.raises(ValueError, match="decouple"):
         tiny_net(decouple=False, dpu=True)
 
 

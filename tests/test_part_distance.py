@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-from drop_cli.errors import DropError
 from drop_cli.evaluation import UNSHARED_DISTANCE, part_distance
 from drop_cli.evaluation.distance import _part_distance_torch
 
@@ -109,5 +108,5 @@ def test_chunking_does_not_change_results():
 )
 def test_bad_inputs_raise(change, message):
     q_emb, q_vis, g_emb, g_vis = case(4, soft=True)
-    with pytest.raises(DropError, match=message):
+    with pytest.raises(ValueError, match=message):
         part_distance(*change(q_emb, q_vis, g_emb, g_vis), device="cpu")

@@ -37,7 +37,7 @@ def test_stripes_labeler_bands():
 
 def test_prepare_round_trip_and_same_result_with_workers(tmp_path):
     folder = _tree(tmp_path)
-    result = api.prepare_data("occluded_duke", tmp_path, labeler="stripes", preset="eight", workers=0, progress=False)
+    result = api.prepare_data("occluded_duke", root=tmp_path, labeler="stripes", preset="eight", workers=0, progress=False)
     assert result.labels.path == folder / "labels-stripes-eight.h5"
     payload = result.to_json()
     assert payload["splits"]["train"] == {"images": 70, "ids": 7, "cameras": 3, "flagged": 0,
@@ -56,7 +56,7 @@ def test_prepare_round_trip_and_same_result_with_workers(tmp_path):
         assert first[0, 0] == 1 and first[-1, -1] == 8
         assert labels.quality("query/0020_c1_f0000000.jpg") == 1.0
         reference = labels.read_all()
-    parallel = api.prepare_data("occluded_duke", tmp_path, labeler="stripes", workers=2, out=tmp_path / "p.h5",
+    parallel = api.prepare_data("occluded_duke", root=tmp_path, labeler="stripes", workers=2, out=tmp_path / "p.h5",
                                 progress=False)
     with LabelFile(parallel.labels.path) as labels:
         assert np.array_equal(labels.read_all(), reference)
@@ -68,7 +68,7 @@ def test_unreadable_and_truncated_images_are_flagged(tmp_path):
     good = (folder / "query/0020_c1_f0000000.jpg").read_bytes()
     (folder / "query/0020_c1_f0000000.jpg").write_bytes(good[: len(good) // 2])  # truncated
     (folder / "bounding_box_test/0021_c2_f0000001.jpg").write_bytes(b"not an image")
-    result = api.prepare_data("occluded_duke", tmp_path, labeler="stripes", workers=0, progress=False)
+    result = api.prepare_data("occluded_duke", root=tmp_path, labeler="stripes", workers=0, progress=False)
     assert result.labels.flagged == {"train": 0, "query": 1, "gallery": 1}
     assert result.labels.flag_counts == {"unreadable": 2}
     with LabelFile(result.labels.path) as labels:
@@ -80,7 +80,7 @@ def test_unreadable_and_truncated_images_are_flagged(tmp_path):
 
 def test_interrupted_run_resumes_to_the_same_file(tmp_path, monkeypatch):
     _tree(tmp_path)
-    reference = api.prepare_data("occluded_duke", tmp_path, labeler="stripes", preset="five", workers=0,
+    reference = api.prepare_data("occluded_duke", root=tmp_path, labeler="stripes", preset="five", workers=0,
                                  out=tmp_path / "ref.h5", progress=False)
     calls = []
 
@@ -95,7 +95,7 @@ def test_interrupted_run_resumes_to_the_same_file(tmp_path, monkeypatch):
     assert not out.exists(), "an unfinished run must not leave a file under the final name"
     partial = out.with_name("labels.h5.partial")
     assert len(list(partial.glob("block-*.npz"))) == 1
-    resumed = api.prepare_data("occluded_duke", tmp_path, labeler="stripes", preset="five", workers=0, out=out,
+    resumed = api.prepare_data("occluded_duke", root=tmp_path, labeler="stripes", preset="five", workers=0, out=out,
                                progress=False)
     assert resumed.labels.resumed_blocks == 1
     with LabelFile(out) as a, LabelFile(reference.labels.path) as b:
@@ -121,7 +121,7 @@ def test_partial_blocks_from_other_settings_are_discarded(tmp_path):
     partial.mkdir()
     (partial / "manifest.json").write_text('{"preset": "eight"}')
     (partial / "block-000000.npz").write_bytes(b"stale")
-    result = api.prepare_data("occluded_duke", tmp_path, labeler="stripes", preset="five", workers=0, out=out,
+    result = api.prepare_data("occluded_duke", root=tmp_path, labeler="stripes", preset="five", workers=0, out=out,
                               progress=False)
     assert result.labels.resumed_blocks == 0 and LabelFile(out).attrs["preset"] == "five"
 
@@ -129,13 +129,13 @@ def test_partial_blocks_from_other_settings_are_discarded(tmp_path):
 def test_existing_file_same_settings_is_reused_other_settings_refused(tmp_path):
     _tree(tmp_path)
     out = tmp_path / "labels.h5"
-    api.prepare_data("occluded_duke", tmp_path, labeler="stripes", workers=0, out=out, progress=False)
-    again = api.prepare_data("occluded_duke", tmp_path, labeler="stripes", workers=0, out=out, progress=False)
+    api.prepare_data("occluded_duke", root=tmp_path, labeler="stripes", workers=0, out=out, progress=False)
+    again = api.prepare_data("occluded_duke", root=tmp_path, labeler="stripes", workers=0, out=out, progress=False)
     assert again.labels.already_complete and again.labels.images["train"] == 70
     with pytest.raises(LabelsError, match=r"already exists with preset 'eight' \(asked for 'five'\).*--overwrite"):
-        api.prepare_data("occluded_duke", tmp_path, labeler="stripes", preset="five", workers=0, out=out,
+        api.prepare_data("occluded_duke", root=tmp_path, labeler="stripes", preset="five", workers=0, out=out,
                          progress=False)
-    replaced = api.prepare_data("occluded_duke", tmp_path, labeler="stripes", preset="five", workers=0, out=out,
+    replaced = api.prepare_data("occluded_duke", root=tmp_path, labeler="stripes", preset="five", workers=0, out=out,
                                 overwrite=True, progress=False)
     assert not replaced.labels.already_complete and LabelFile(out).parts == ("head", "arms", "torso", "legs", "feet")
 
@@ -150,7 +150,7 @@ def test_incomplete_labels_file_is_never_taken_for_a_finished_one(tmp_path):
 @pytest.mark.parametrize("workers", [-1, 2.5, True])
 def test_bad_workers(tmp_path, workers):
     with pytest.raises(DropError, match="--workers must be a whole number"):
-        api.prepare_data("occluded_duke", tmp_path, labeler="stripes", workers=workers, progress=False)
+        api.prepare_data("occluded_duke", root=tmp_path, labeler="stripes", workers=workers, progress=False)
 
 
 def test_unwritable_output_and_full_disk(tmp_path, monkeypatch):
@@ -158,7 +158,7 @@ def test_unwritable_output_and_full_disk(tmp_path, monkeypatch):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     with pytest.raises(DropError, match="cannot write to .*a_file"):
-        api.prepare_data("occluded_duke", tmp_path, labeler="stripes", workers=0, out=blocker / "labels.h5",
+        api.prepare_data("occluded_duke", root=tmp_path, labeler="stripes", workers=0, out=blocker / "labels.h5",
                          progress=False)
 
     def full_disk(*args, **kwargs):
@@ -166,7 +166,7 @@ def test_unwritable_output_and_full_disk(tmp_path, monkeypatch):
 
     monkeypatch.setattr(prepare.np, "savez", full_disk)
     with pytest.raises(DropError, match="disk holding .* is full.*run the same command again"):
-        api.prepare_data("occluded_duke", tmp_path, labeler="stripes", workers=0, out=tmp_path / "l.h5",
+        api.prepare_data("occluded_duke", root=tmp_path, labeler="stripes", workers=0, out=tmp_path / "l.h5",
                          progress=False)
     assert not (tmp_path / "l.h5").exists()
 
@@ -265,7 +265,7 @@ def test_bpbreid_import_reports_missing_masks(tmp_path):
         target.parent.mkdir(parents=True, exist_ok=True)
         np.save(target, fields)
     assert mask_file(masks, paths[1], "occluded_duke").name.endswith(".jpg.confidence_fields.npy")
-    result = api.prepare_data("occluded_duke", tmp_path, labeler="bpbreid", workers=0, progress=False)
+    result = api.prepare_data("occluded_duke", root=tmp_path, labeler="bpbreid", workers=0, progress=False)
     assert result.labels.flag_counts == {"missing_source": 1}
     with LabelFile(result.labels.path) as labels:
         assert not labels[paths[0]].any()
@@ -277,7 +277,7 @@ def test_bpbreid_import_reports_missing_masks(tmp_path):
 def test_missing_bpbreid_masks_say_where_to_get_them(tmp_path):
     _tree(tmp_path, train=3, query=1, gallery=1)
     with pytest.raises(LabelsError) as error:
-        api.prepare_data("occluded_duke", tmp_path, labeler="bpbreid", workers=0, progress=False)
+        api.prepare_data("occluded_duke", root=tmp_path, labeler="bpbreid", workers=0, progress=False)
     message = str(error.value)
     assert "masks/pifpaf_maskrcnn_filtering" in message and "drive.google.com" in message
     assert "--set data.labeler=pose" in message
@@ -287,7 +287,7 @@ def test_bpbreid_without_any_mask_is_an_error(tmp_path):
     _tree(tmp_path, train=3, query=1, gallery=1)
     (tmp_path / "masks").mkdir()
     with pytest.raises(LabelsError, match="none of the 5 images has a BPBreID mask"):
-        api.prepare_data("occluded_duke", tmp_path, labeler="bpbreid", workers=0, bpbreid_masks=tmp_path / "masks",
+        api.prepare_data("occluded_duke", root=tmp_path, labeler="bpbreid", workers=0, bpbreid_masks=tmp_path / "masks",
                          progress=False)
 
 

@@ -104,6 +104,12 @@ def test_bad_overrides_are_one_clear_error(override, message):
     assert str(e.value) == message
 
 
+def test_dpu_without_decoupling_is_refused_when_the_recipe_loads():
+    with pytest.raises(RecipeError, match="model.dpu: true needs model.decouple: true"):
+        load_recipe(None, ["model.decouple=false"])
+    assert load_recipe(None, ["model.decouple=false", "model.dpu=false"]).model.dpu is False
+
+
 def test_bad_files(tmp_path):
     with pytest.raises(RecipeError, match="not found"):
         load_recipe(tmp_path / "missing.yaml")

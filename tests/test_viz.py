@@ -10,12 +10,11 @@ import pytest
 
 from drop_cli.data import load_dataset
 from drop_cli.errors import DropError
-from drop_cli.evaluation import evaluate_rank
+from drop_cli.evaluation import average_precision, evaluate_rank
 from drop_cli.evaluation.parsing import resize_nearest
 from drop_cli.labels import LabelFile, LabelWriter
 from drop_cli.viz import (
     ImageSet,
-    average_precision,
     canvas,
     draw_embeddings,
     draw_labels,

@@ -38,7 +38,7 @@ class DatasetInfo:
                 "splits": {k: v.to_json() for k, v in self.splits.items()}, "warnings": self.warnings}
 
 
-def dataset_info(dataset: str, root: str | Path, pattern: str | None = None) -> DatasetInfo:
+def dataset_info(dataset: str, *, root: str | Path, pattern: str | None = None) -> DatasetInfo:
     """Parse a dataset and compare its statistics with the published ones."""
     ds = load_dataset(dataset, root, pattern)
     stats = split_stats(ds)
@@ -90,7 +90,7 @@ def _labeler_options(labeler: str, dataset: str, folder: Path, relpaths: list[st
     return {}
 
 
-def prepare_data(dataset: str, root: str | Path, labeler: str = "pose", preset: str = "eight",
+def prepare_data(dataset: str, *, root: str | Path, labeler: str = "pose", preset: str = "eight",
                  out: str | Path | None = None, workers: int | None = None, height: int | None = None,
                  width: int | None = None,
                  pose_model: str | Path | None = None, bpbreid_masks: str | Path | None = None,
@@ -138,7 +138,7 @@ def prepare_data(dataset: str, root: str | Path, labeler: str = "pose", preset: 
     return PrepareResult(info, summary, labeler, preset, parts, time.perf_counter() - start)
 
 
-def make_synthetic(root: str | Path, ids: int = 100, seed: int = 0, workers: int | None = None,
+def make_synthetic(root: str | Path, *, ids: int = 100, seed: int = 0, workers: int | None = None,
                    overwrite: bool = False, progress: bool = True) -> SyntheticResult:
     """Generate the synthetic occluded-pedestrian set in ``<root>/synthetic/`` (Occluded-Duke layout).
 

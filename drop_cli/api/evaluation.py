@@ -9,8 +9,17 @@ from pathlib import Path
 
 from .. import _ui
 from ..errors import DropError
-from ..evaluation.report import Rerank, ablation_grid, evaluate_grid, evaluate_setting, make_setting
+from ..evaluation.report import (
+    DEFAULT_DISTANCE,
+    Rerank,
+    ablation_grid,
+    evaluate_grid,
+    evaluate_setting,
+    make_setting,
+)
+from ..evaluation.rerank import K1, K2, LAMBDA
 from ..features import FeatureFile
+from ..train.session import resolve_device
 
 
 @dataclass
@@ -31,9 +40,10 @@ class EvaluationResult:
                 "json": str(self.json_path), "csv": str(self.csv_path), "seconds": round(self.seconds, 3)}
 
 
-def evaluate(features: str | Path, distance: str = "parts+foreground", visibility: bool = True, rerank: bool = False,
-             k1: int = 20, k2: int = 6, lambda_value: float = 0.3, ablate: bool = False,
-             out: str | Path | None = None, dataset: str | None = None, progress: bool = True) -> EvaluationResult:
+def evaluate(features: str | Path, *, distance: str = DEFAULT_DISTANCE, visibility: bool = True, rerank: bool = False,
+             k1: int = K1, k2: int = K2, lambda_value: float = LAMBDA, ablate: bool = False,
+             out: str | Path | None = None, dataset: str | None = None, device: str = "auto",
+             progress: bool = True) -> EvaluationResult:
     """Score cached features (Market-1501 protocol): rank-1/5/10, mAP and mINP, written as JSON and CSV.
 
     Args:
@@ -46,11 +56,14 @@ def evaluate(features: str | Path, distance: str = "parts+foreground", visibilit
         out: folder for ``eval.json``/``eval.csv`` (``ablate.*`` with ``ablate``); default: the
             features file's folder.
         dataset: if given, the dataset the features must come from.
+        device: ``auto`` (CUDA when there is one), ``cpu`` or ``cuda``: where the distances and the
+            re-ranking are computed.
 
     Returns:
         An ``EvaluationResult``; metrics are fractions in [0, 1].
     """
     start = time.perf_counter()
+    dev = resolve_device(device)
     params = Rerank(k1, k2, lambda_value)
     setting = make_setting(distance, visibility, rerank)
     file = FeatureFile(features)
@@ -62,9 +75,9 @@ def evaluate(features: str | Path, distance: str = "parts+foreground", visibilit
     settings = ablation_grid(file.names[2:]) if ablate else [setting]
     with _ui.progress_bar("evaluate", len(settings), unit="run", enabled=progress and ablate) as advance:
         if ablate:
-            rows = evaluate_grid(query, gallery, file.names, settings, params, advance)
+            rows = evaluate_grid(query, gallery, file.names, settings, params, advance, device=dev)
         else:
-            rows = [evaluate_setting(query, gallery, file.names, setting, params)]
+            rows = [evaluate_setting(query, gallery, file.names, setting, params, device=dev)]
     folder = Path(out).expanduser() if out else file.path.parent
     stem = "ablate" if ablate else "eval"
     result = EvaluationResult(file.path, file.dataset, len(query.pids), len(gallery.pids),

@@ -122,9 +122,10 @@ def extract_features(checkpoint: str | Path, dataset: str | None = None, root: s
         return ExtractResult(out, dataset, counts, names, str(dev), 0, 0.0, time.perf_counter() - start,
                              already_complete=True)
 
-    how = Extraction(model=place_model(model_from_checkpoint(ckpt), dev, recipe.train.channels_last),  # as training
-                     device=dev, transform=EvalTransform(recipe.data.height, recipe.data.width,
-                                                         antialias=recipe.data.antialias),
+    model = place_model(model_from_checkpoint(ckpt), dev, recipe.train.channels_last)  # as training runs it
+    how = Extraction(model=model, device=dev,
+                     transform=EvalTransform(recipe.data.height, recipe.data.width, antialias=recipe.data.antialias,
+                                             mean=model.backbone.mean, std=model.backbone.std),
                      parts=parts, part_embeddings=recipe.eval.part_embeddings, flip_tta=flip_tta,
                      autocast_dtype=amp_dtype(dev, recipe.train.amp), batch_size=batch_size,
                      workers=recipe.data.workers, parsing=parsing)

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..data import load_dataset
 from ..data.datasets import dataset_folder
 from ..errors import DropError
-from ..evaluation.report import make_setting, setting_distances
+from ..evaluation.report import DEFAULT_DISTANCE, make_setting, setting_distances
 from ..features import FeatureFile
 from ..labels import LabelFile
 from ..viz import ImageSet, draw_embeddings, draw_labels, draw_parsing, draw_ranking, plot_training_curves, read_history
@@ -34,7 +34,7 @@ def _split_paths(dataset: str, folder: Path, split: str | None) -> list[str] | N
     return [r.path for r in records]
 
 
-def visualize_labels(labels: str | Path, root: str | Path | None = None, split: str | None = None,
+def visualize_labels(labels: str | Path, *, root: str | Path | None = None, split: str | None = None,
                      count: int | None = 16, images: list[str] | None = None, seed: int = 0,
                      out: str | Path | None = None) -> VisualizeResult:
     """Draw images with their pseudo labels overlaid (``figures/labels.png`` next to the labels file).
@@ -59,7 +59,7 @@ def _figures_dir(features_path: Path, out: str | Path | None, name: str) -> Path
     return Path(out) if out else features_path.parent / "figures" / name
 
 
-def visualize_parsing(features: str | Path | None = None, labels: str | Path | None = None, split: str = "query",
+def visualize_parsing(features: str | Path | None = None, *, labels: str | Path | None = None, split: str = "query",
                       count: int | None = 8, images: list[str] | None = None, seed: int = 0,
                       out: str | Path | None = None, checkpoint: str | Path | None = None) -> VisualizeResult:
     """Draw predicted parsing next to the pseudo labels, from a features file with parsing maps or
@@ -82,7 +82,7 @@ def visualize_parsing(features: str | Path | None = None, labels: str | Path | N
     return VisualizeResult([path], time.perf_counter() - start)
 
 
-def visualize_ranking(features: str | Path, distance: str = "parts+foreground", visibility: bool = True,
+def visualize_ranking(features: str | Path, *, distance: str = DEFAULT_DISTANCE, visibility: bool = True,
                       rerank: bool = False, queries: list[int] | None = None, query_ids: list[int] | None = None,
                       worst: int | None = None, count: int = 10, k: int = 10,
                       out: str | Path | None = None) -> VisualizeResult:
@@ -101,7 +101,7 @@ def visualize_ranking(features: str | Path, distance: str = "parts+foreground", 
     return VisualizeResult([path], time.perf_counter() - start)
 
 
-def visualize_training(run_dir: str | Path, out: str | Path | None = None) -> VisualizeResult:
+def visualize_training(run_dir: str | Path, *, out: str | Path | None = None) -> VisualizeResult:
     """Draw a run's loss terms, learning rate, rank-1, mAP and mINP against epochs from its metrics.csv."""
     start = time.perf_counter()
     metrics = Path(run_dir).expanduser() / "metrics.csv"
@@ -113,7 +113,7 @@ def visualize_training(run_dir: str | Path, out: str | Path | None = None) -> Vi
     return VisualizeResult([path], time.perf_counter() - start)
 
 
-def visualize_embeddings(features: str | Path, split: str = "gallery", row: str = "global", num_ids: int = 10,
+def visualize_embeddings(features: str | Path, *, split: str = "gallery", row: str = "global", num_ids: int = 10,
                          ids: list[int] | None = None, method: str = "tsne", seed: int = 0,
                          out: str | Path | None = None) -> VisualizeResult:
     """Draw a 2-D projection (t-SNE or PCA) of one embedding row, coloured by identity."""

@@ -39,7 +39,7 @@ def synthetic_labeler() -> str:
     return "pose"
 
 
-def quickstart(out: str | Path = "quickstart", ids: int = 100, overrides: list[str] = (),
+def quickstart(out: str | Path = "quickstart", *, ids: int = 100, overrides: list[str] = (),
                progress: bool = True) -> QuickstartResult:
     """The whole loop on the synthetic set, on a CPU: data, labels, training, features, evaluation, pictures.
 
@@ -55,7 +55,7 @@ def quickstart(out: str | Path = "quickstart", ids: int = 100, overrides: list[s
     make_synthetic(data, ids=ids, seed=0, progress=progress)
     labeler = synthetic_labeler()
     _ui.info(f"[bold]2/6[/] {labeler} labels")
-    labels = prepare_data("synthetic", data, labeler=labeler, progress=progress).labels.path
+    labels = prepare_data("synthetic", root=data, labeler=labeler, progress=progress).labels.path
     _ui.info("[bold]3/6[/] training (recipe `synthetic`)")
     run_dir = out / "runs" / "synthetic-drop"
     run = train("synthetic", [f"data.root={data}", f"data.labeler={labeler}", *overrides],
@@ -69,7 +69,7 @@ def quickstart(out: str | Path = "quickstart", ids: int = 100, overrides: list[s
                                    progress=progress).results]
     _ui.info("[bold]6/6[/] pictures")
     images = [*visualize_labels(labels, split="query").images,
-              *visualize_parsing(features, labels).images,
+              *visualize_parsing(features, labels=labels).images,
               *visualize_ranking(features, worst=8).images,
               *visualize_training(run.run_dir).images]
     return QuickstartResult(run.run_dir, labeler, results, images, time.perf_counter() - start)

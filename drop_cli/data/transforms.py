@@ -34,8 +34,11 @@ BOX_FILL = (0.485, 0.456, 0.406)
 ERASINGS = ("box", "zhong")
 
 
-def _normalise(image: torch.Tensor) -> torch.Tensor:
-    return F.normalize(F.to_dtype(image, torch.float32, scale=True), IMAGENET_MEAN, IMAGENET_STD)
+Stats = Sequence[float]
+
+
+def _normalise(image: torch.Tensor, mean: Stats, std: Stats) -> torch.Tensor:
+    return F.normalize(F.to_dtype(image, torch.float32, scale=True), list(mean), list(std))
 
 
 def _randint(low: int, high: int) -> int:
@@ -78,16 +81,18 @@ class TrainTransform:
         color_jitter: probability of a colour jitter of ``jitter_brightness`` / ``jitter_contrast`` /
             ``jitter_saturation`` (factors drawn in 1 +- each).
         antialias: antialiased resizing of the image.
+        mean, std: the normalisation the backbone's weights expect (``Backbone.mean``/``.std``; ImageNet's).
     """
 
     def __init__(self, height: int, width: int, *, parts: Sequence[str], pad: int = 10, flip: bool = False,
                  flip_swap_sides: bool = False, random_erasing: float = 0.5, erasing: str = "box",
                  color_jitter: float = 0.0, jitter_brightness: float = 0.2, jitter_contrast: float = 0.15,
-                 jitter_saturation: float = 0.0, antialias: bool = False):
+                 jitter_saturation: float = 0.0, antialias: bool = False, mean: Stats = IMAGENET_MEAN,
+                 std: Stats = IMAGENET_STD):
         if erasing not in ERASINGS:
             raise ValueError(f"erasing must be one of {ERASINGS}, not {erasing!r}")
         self.size = (height, width)
-        self.antialias = antialias
+        self.antialias, self.mean, self.std = antialias, tuple(mean), tuple(std)
         self.geometry = v2.Compose([v2.Pad(pad), v2.RandomCrop(self.size)]) if pad > 0 else None
         self.flip = flip
         self.mirror = torch.as_tensor(mirror_permutation(tuple(parts)), dtype=torch.uint8) if flip_swap_sides else None
@@ -107,7 +112,7 @@ class TrainTransform:
                 mask = self.mirror[mask.long()]
         if self.jitter is not None and torch.rand(1).item() < self.color_jitter:
             image = self.jitter(image)
-        image, mask = _normalise(image.as_subclass(torch.Tensor)), mask.as_subclass(torch.Tensor)[0]
+        image, mask = _normalise(image.as_subclass(torch.Tensor), self.mean, self.std), mask.as_subclass(torch.Tensor)[0]
         if self.random_erasing > 0 and torch.rand(1).item() < self.random_erasing:
             box = _box(*self.size) if self.erasing == "box" else _zhong_box(*self.size)
             if box is not None:
@@ -124,14 +129,16 @@ class EvalTransform:
     Args:
         height, width: network input size.
         antialias: antialiased resizing of the image ([base] false, as BPBreID's OpenCV bilinear).
+        mean, std: the normalisation the backbone's weights expect.
     """
 
-    def __init__(self, height: int, width: int, *, antialias: bool = False):
+    def __init__(self, height: int, width: int, *, antialias: bool = False, mean: Stats = IMAGENET_MEAN,
+                 std: Stats = IMAGENET_STD):
         self.size = [height, width]
-        self.antialias = antialias
+        self.antialias, self.mean, self.std = antialias, tuple(mean), tuple(std)
 
     def __call__(self, image: torch.Tensor, labels: torch.Tensor | None = None):
-        out = _normalise(F.resize(image, self.size, antialias=self.antialias))
+        out = _normalise(F.resize(image, self.size, antialias=self.antialias), self.mean, self.std)
         if labels is None:
             return out, None
         return out, F.resize(tv_tensors.Mask(labels[None]), self.size).as_subclass(torch.Tensor)[0]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import DropError
 from ._device import compute_device, to_tensor
 
 # The distance of a pair with no visible part in common: above 2, the largest euclidean distance
@@ -60,7 +59,7 @@ def part_distance(
         [Nq, Ng] float32 distances (numpy, on the CPU).
 
     Raises:
-        DropError: inconsistent shapes or visibility outside [0, 1].
+        ValueError: inconsistent shapes or visibility outside [0, 1] (a caller's contract).
     """
     q_emb, q_vis, g_emb, g_vis = _checked_inputs(q_emb, q_vis, g_emb, g_vis)
     device = compute_device(device)
@@ -71,10 +70,28 @@ def part_distance(
         else:
             chunk_size = max(1, _GPU_CHUNK_VALUES // max(num_parts * num_query, 1))
     elif chunk_size < 1:
-        raise DropError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
     if device.type == "cpu":
         return _part_distance_numpy(q_emb, q_vis, g_emb, g_vis, chunk_size)
     return _part_distance_torch(q_emb, q_vis, g_emb, g_vis, chunk_size, device)
+
+
+def unit_distance_into(minus_2a: np.ndarray, b_t: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """The formula's per-part term on the CPU, in place: ``||a - b|| = sqrt(max(2 - 2 a.b, 0))`` for unit
+    rows, from ``minus_2a`` [A, D] (the rows of a times -2) and ``b_t`` [D, B], into ``out`` [A, B]."""
+    np.matmul(minus_2a, b_t, out=out)  # -2 a.b
+    out += 2.0
+    np.maximum(out, 0.0, out=out)  # rounding can make 2 - 2 a.b slightly negative
+    return np.sqrt(out, out=out)
+
+
+def weighted_mean_into(weighted_sum: np.ndarray, weight: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """The formula's mean: ``weighted_sum / weight`` where the pair shares a part, :data:`UNSHARED_DISTANCE`
+    where the weights sum to 0, into ``out`` (which may be ``weighted_sum``)."""
+    shared = weight > 0
+    np.divide(weighted_sum, weight, out=out, where=shared)
+    np.copyto(out, UNSHARED_DISTANCE, where=~shared)
+    return out
 
 
 def _part_distance_numpy(
@@ -97,18 +114,11 @@ def _part_distance_numpy(
         weighted_sum = sum_buffer[: num_query * (stop - start)].reshape(num_query, -1)
         weighted_sum.fill(0.0)
         for part in range(num_parts):
-            np.matmul(queries[part], gallery[:, part].T, out=dist)  # -2 a.b
-            dist += 2.0
-            np.maximum(dist, 0.0, out=dist)  # rounding can make 2 - 2 a.b slightly negative
-            np.sqrt(dist, out=dist)
+            unit_distance_into(queries[part], gallery[:, part].T, dist)
             dist *= query_vis[:, part, None]
             dist *= gallery_vis[:, part]
             weighted_sum += dist
-        weight = query_vis @ gallery_vis.T
-        shared = weight > 0
-        target = out[:, start:stop]
-        np.divide(weighted_sum, weight, out=target, where=shared)
-        np.copyto(target, UNSHARED_DISTANCE, where=~shared)
+        weighted_mean_into(weighted_sum, query_vis @ gallery_vis.T, out[:, start:stop])
     return out
 
 
@@ -141,16 +151,16 @@ def _checked_inputs(
     """The four arrays as numpy, checked for shapes and visibility range."""
     q_emb, q_vis, g_emb, g_vis = (np.asarray(a) for a in (q_emb, q_vis, g_emb, g_vis))
     if q_emb.ndim != 3 or g_emb.ndim != 3 or q_emb.shape[1:] != g_emb.shape[1:]:
-        raise DropError(
+        raise ValueError(
             f"part embeddings must be [N, M, D] with the same M and D on both sides, "
             f"got {q_emb.shape} and {g_emb.shape}."
         )
     if q_vis.shape != q_emb.shape[:2] or g_vis.shape != g_emb.shape[:2]:
-        raise DropError(
+        raise ValueError(
             f"visibility must be [N, M] like the embeddings' first two dimensions, got {q_vis.shape} for "
             f"{q_emb.shape} and {g_vis.shape} for {g_emb.shape}."
         )
     for name, vis in (("query", q_vis), ("gallery", g_vis)):
         if vis.size and not (vis.min() >= 0 and vis.max() <= 1):
-            raise DropError(f"{name} visibility must be in [0, 1], got values in [{vis.min()}, {vis.max()}].")
+            raise ValueError(f"{name} visibility must be in [0, 1], got values in [{vis.min()}, {vis.max()}].")
     return q_emb, q_vis, g_emb, g_vis

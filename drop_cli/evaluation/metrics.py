@@ -54,14 +54,16 @@ def evaluate_rank(
         match is within the top k + 1; ``mAP``: mean average precision; ``mINP``: mean inverse
         negative penalty (Ye et al., TPAMI 2021): per query, the number of valid matches divided by
         the rank of the last one; ``num_valid_queries``: queries with at least one valid match (the
-        others are left out of every metric).
+        others are left out of every metric); ``ap``: [Nq] each query's average precision (NaN for a
+        query without a valid match).
 
     Raises:
-        DropError: inconsistent shapes, non-finite distances, or no query with a valid match.
+        ValueError: inconsistent shapes or arguments (a caller's contract).
+        DropError: non-finite distances, or no query with a valid match (a problem of the data).
     """
     distmat = np.asarray(distmat)
     if distmat.ndim != 2:
-        raise DropError(f"the distance matrix must be 2-D [queries, gallery], got shape {distmat.shape}.")
+        raise ValueError(f"the distance matrix must be 2-D [queries, gallery], got shape {distmat.shape}.")
     return evaluate_rank_chunked(
         lambda start, stop: distmat[start:stop], q_pids, g_pids, q_camids, g_camids, max_rank=max_rank
     )
@@ -100,21 +102,39 @@ def evaluate_rank_chunked(
         The dictionary of :func:`evaluate_rank`.
 
     Raises:
-        DropError: inconsistent shapes, non-finite distances, or no query with a valid match.
+        ValueError: inconsistent shapes or arguments (a caller's contract).
+        DropError: non-finite distances, or no query with a valid match (a problem of the data).
     """
+    return _rank_totals(query_distances, q_pids, g_pids, q_camids, g_camids, max_rank, chunk_size).result()
+
+
+def average_precision(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_camids: np.ndarray,
+                      g_camids: np.ndarray) -> np.ndarray:
+    """[Nq] float64 average precision of every query under the protocol, NaN for a query without a
+    valid match (what :func:`evaluate_rank` averages into mAP; no error when no query has a match)."""
+    distmat = np.asarray(distmat)
+    if distmat.ndim != 2:
+        raise ValueError(f"the distance matrix must be 2-D [queries, gallery], got shape {distmat.shape}.")
+    return _rank_totals(lambda start, stop: distmat[start:stop], q_pids, g_pids, q_camids, g_camids).ap
+
+
+def _rank_totals(query_distances: Callable[[int, int], np.ndarray], q_pids: np.ndarray, g_pids: np.ndarray,
+                 q_camids: np.ndarray, g_camids: np.ndarray, max_rank: int = 50,
+                 chunk_size: int | None = None) -> _Totals:
+    """The ranks of every query's valid matches, chunk by chunk, summed into a ``_Totals``."""
     q_pids, q_camids = _labels(q_pids, q_camids, "query")
     g_pids, g_camids = _labels(g_pids, g_camids, "gallery")
     if not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
-        raise DropError(f"max_rank must be a positive integer, got {max_rank!r}.")
+        raise ValueError(f"max_rank must be a positive integer, got {max_rank!r}.")
     num_query, num_gallery = len(q_pids), len(g_pids)
     if chunk_size is None:
         chunk_size = max(1, _CALL_PAIRS // max(num_gallery, 1))
     elif chunk_size < 1:
-        raise DropError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
     work_rows = max(1, _WORK_PAIRS // max(num_gallery, 1))
     work = _Workspace.allocate(work_rows, num_gallery)
     by_pid = _GalleryByPid(g_pids)
-    totals = _Totals(max_rank)
+    totals = _Totals(max_rank, num_query)
     for start in range(0, num_query, chunk_size):
         stop = min(start + chunk_size, num_query)
         dist = _distance_chunk(query_distances(start, stop), start, stop, num_gallery)
@@ -122,20 +142,20 @@ def evaluate_rank_chunked(
             last = min(first + work_rows, stop)
             block = dist[first - start : last - start]
             rows, ranks = _match_ranks(block, q_pids[first:last], q_camids[first:last], g_pids, g_camids, by_pid, work)
-            totals.add(rows, ranks)
-    return totals.result()
+            totals.add(rows + first, ranks)
+    return totals
 
 
 def _labels(pids: np.ndarray, camids: np.ndarray, side: str) -> tuple[np.ndarray, np.ndarray]:
     """Identity and camera arrays of one side as 1-D int64, checked to be the same length."""
     pids, camids = np.asarray(pids), np.asarray(camids)
     if pids.ndim != 1 or camids.shape != pids.shape:
-        raise DropError(
+        raise ValueError(
             f"{side} pids and camids must be 1-D arrays of one length, got shapes {pids.shape} and {camids.shape}."
         )
     for name, values in (("pids", pids), ("camids", camids)):
         if values.size and not np.issubdtype(values.dtype, np.integer):
-            raise DropError(f"{side} {name} must be integers, got dtype {values.dtype}.")
+            raise ValueError(f"{side} {name} must be integers, got dtype {values.dtype}.")
     return pids.astype(np.int64, copy=False), camids.astype(np.int64, copy=False)
 
 
@@ -143,7 +163,7 @@ def _distance_chunk(dist: np.ndarray, start: int, stop: int, num_gallery: int) -
     """The distances of queries start..stop-1 as a float array, checked for shape and finiteness."""
     dist = np.asarray(dist)
     if dist.shape != (stop - start, num_gallery):
-        raise DropError(
+        raise ValueError(
             f"distances of queries {start}..{stop - 1} have shape {dist.shape}, expected {(stop - start, num_gallery)} "
             "([queries, gallery], matching the pid and camid arrays)."
         )
@@ -267,24 +287,24 @@ def _position_in_runs(keys: np.ndarray) -> np.ndarray:
 
 
 class _Totals:
-    """Running sums of the per-query metrics over the chunks."""
+    """Running sums of the per-query metrics over the chunks, and each query's AP."""
 
-    def __init__(self, max_rank: int):
+    def __init__(self, max_rank: int, num_query: int):
         self.max_rank = max_rank
         self.first_rank_counts = np.zeros(max_rank + 2, np.int64)  # index max_rank + 1: beyond the curve
-        self.ap_sum = 0.0
+        self.ap = np.full(num_query, np.nan)  # NaN until the query's matches are seen (none: NaN stays)
         self.inp_sum = 0.0
         self.num_valid = 0
 
     def add(self, rows: np.ndarray, ranks: np.ndarray) -> None:
-        """Add the queries of one chunk, given the ``ranks`` [T] of their matches by ``rows`` [T]."""
+        """Add some queries, given the ``ranks`` [T] of their matches by query index ``rows`` [T] (grouped)."""
         if rows.size == 0:
             return
         hit = _position_in_runs(rows) + 1  # 1-based index of each match among its query's matches
         first = np.flatnonzero(hit == 1)
         last = np.r_[first[1:], len(rows)] - 1
         num_matches = hit[last]
-        self.ap_sum += float(np.sum(np.add.reduceat(hit / ranks, first) / num_matches))
+        self.ap[rows[first]] = np.add.reduceat(hit / ranks, first) / num_matches
         self.inp_sum += float(np.sum(num_matches / ranks[last]))
         self.first_rank_counts += np.bincount(np.minimum(ranks[first], self.max_rank + 1), minlength=self.max_rank + 2)
         self.num_valid += len(first)
@@ -298,7 +318,8 @@ class _Totals:
         cmc = np.cumsum(self.first_rank_counts[1 : self.max_rank + 1]) / self.num_valid
         return {
             "cmc": cmc,
-            "mAP": self.ap_sum / self.num_valid,
+            "mAP": float(np.nansum(self.ap)) / self.num_valid,
+            "ap": self.ap,
             "mINP": self.inp_sum / self.num_valid,
             "num_valid_queries": self.num_valid,
         }

@@ -17,7 +17,7 @@ gallery-gallery for every mode. Calling part_distance per matrix would redo each
 per matrix (36 gallery-gallery row products for the 6 re-ranked modes, minutes on a CPU at
 Occluded-Duke size). Instead :func:`combined_distances` fills several matrices in one sweep: each
 row's distances are computed once per block of images and added into every matrix that uses the
-row (the same formula as part_distance, equal up to float32 rounding). Gallery-gallery matrices
+row (with part_distance's own kernels: ``unit_distance_into``, ``weighted_mean_into``). Gallery-gallery matrices
 (1.25 GB each at Occluded-Duke size) are filled two at a time, modes that share rows together:
 19 row products instead of 36. They are symmetric, as are query-query ones, so only the upper
 triangle is computed. That sweep is the CPU path; on a GPU, where part_distance takes a fraction of a
@@ -35,9 +35,9 @@ import torch
 from ..errors import DropError, lookup
 from ..parts import FIRST_PART, FOREGROUND, GLOBAL
 from ._device import compute_device
-from .distance import UNSHARED_DISTANCE, part_distance
+from .distance import part_distance, unit_distance_into, weighted_mean_into
 from .metrics import evaluate_rank
-from .rerank import check_re_rank_memory, re_rank
+from .rerank import K1, K2, LAMBDA, check_re_rank_memory, re_rank
 
 
 class Split(Protocol):
@@ -74,11 +74,11 @@ class Setting:
 
 @dataclass(frozen=True)
 class Rerank:
-    """k-reciprocal re-ranking parameters (Zhong et al., CVPR 2017; their defaults k1 20, k2 6, lambda 0.3)."""
+    """k-reciprocal re-ranking parameters (Zhong et al., CVPR 2017; their defaults, ``rerank.K1`` ...)."""
 
-    k1: int = 20
-    k2: int = 6
-    lambda_value: float = 0.3
+    k1: int = K1
+    k2: int = K2
+    lambda_value: float = LAMBDA
 
     def __post_init__(self) -> None:
         for name in ("k1", "k2"):
@@ -178,7 +178,7 @@ def _re_ranked(distmat: np.ndarray, query: Split, gallery: Split, combo: _Combin
 
 
 def setting_distances(query: Split, gallery: Split, names: Sequence[str], setting: Setting,
-                      rerank: Rerank = Rerank()) -> np.ndarray:
+                      rerank: Rerank = Rerank(), device: str | torch.device | None = None) -> np.ndarray:
     """The [Nq, Ng] distances of one setting: part_distance over the mode's rows (re-ranked when asked for).
 
     Args:
@@ -186,20 +186,21 @@ def setting_distances(query: Split, gallery: Split, names: Sequence[str], settin
         names: the M row names (global, foreground, parts).
         setting: from :func:`make_setting`.
         rerank: the re-ranking parameters (used when ``setting.rerank``).
+        device: where to compute ("cpu" or a CUDA device; default CUDA when available).
     """
     combo = _combination(setting, names)
-    distmat = _distance(query, gallery, combo)
+    distmat = _distance(query, gallery, combo, device)
     if setting.rerank:
         _check_rerank_memory(len(query.pids), len(gallery.pids), rerank)
-        distmat = _re_ranked(distmat, query, gallery, combo, rerank)
+        distmat = _re_ranked(distmat, query, gallery, combo, rerank, device)
     return distmat
 
 
 def evaluate_setting(query: Split, gallery: Split, names: Sequence[str], setting: Setting,
-                     rerank: Rerank = Rerank()) -> dict:
+                     rerank: Rerank = Rerank(), device: str | torch.device | None = None) -> dict:
     """Metrics of one setting (see :func:`setting_distances`): the setting's fields, rank1, rank5,
     rank10, mAP, mINP (fractions) and valid_queries."""
-    return _row(setting, _metrics(setting_distances(query, gallery, names, setting, rerank), query, gallery))
+    return _row(setting, _metrics(setting_distances(query, gallery, names, setting, rerank, device), query, gallery))
 
 
 # ----------------------------------------------------------------------------- the grid
@@ -242,11 +243,8 @@ def combined_distances(a_emb: np.ndarray, a_weights: np.ndarray, b_emb: np.ndarr
         dist = dist_buffer[: shape[0] * shape[1]].reshape(shape)
         weighted = weighted_buffer[: shape[0] * shape[1]].reshape(shape)
         for index, m in enumerate(rows):
-            np.matmul(np.asarray(a_emb[start:stop, m], np.float32) * np.float32(-2), b_rows[index, first:].T,
-                      out=dist)  # -2 a.b
-            dist += 2.0
-            np.maximum(dist, 0.0, out=dist)  # rounding can make 2 - 2 a.b slightly negative
-            np.sqrt(dist, out=dist)
+            unit_distance_into(np.asarray(a_emb[start:stop, m], np.float32) * np.float32(-2), b_rows[index, first:].T,
+                               dist)
             users = [(c.visibility and m >= FIRST_PART, output) for c, output in zip(combinations, outputs)
                      if m in c.rows]
             if any(weigh for weigh, _ in users):
@@ -258,10 +256,7 @@ def combined_distances(a_emb: np.ndarray, a_weights: np.ndarray, b_emb: np.ndarr
             target = output[start:stop, first:]
             if combo.visibility:
                 cols = list(combo.rows)
-                weight = a_weights[start:stop][:, cols] @ b_weights[first:][:, cols].T
-                shared = weight > 0
-                np.divide(target, weight, out=target, where=shared)
-                np.copyto(target, UNSHARED_DISTANCE, where=~shared)
+                weighted_mean_into(target, a_weights[start:stop][:, cols] @ b_weights[first:][:, cols].T, target)
             else:
                 target /= np.float32(len(combo.rows))
             if symmetric:

@@ -38,7 +38,11 @@ import scipy.sparse as sp
 import torch
 
 from ..errors import DropError
+from ..recipe import EvalConfig
 from ._device import compute_device, to_tensor
+
+# The defaults of the parameters: Zhong et al.'s (as the recipe's eval section states them).
+K1, K2, LAMBDA = EvalConfig.rerank_k1, EvalConfig.rerank_k2, EvalConfig.rerank_lambda
 
 # Rows of A per block of the neighbour search: 2**22 float32 values (16 MB) per block.
 _BLOCK_VALUES = 2**22
@@ -52,7 +56,7 @@ _GPU_BLOCK_VALUES = 2**28
 
 
 def re_rank_memory_bytes(
-    num_query: int, num_gallery: int, k1: int = 20, k2: int = 6, include_inputs: bool = True
+    num_query: int, num_gallery: int, k1: int = K1, k2: int = K2, include_inputs: bool = True
 ) -> int:
     """Upper bound of the peak memory of :func:`re_rank` (typically a few hundred MB at Market size).
 
@@ -78,7 +82,7 @@ def re_rank_memory_bytes(
 
 
 def check_re_rank_memory(
-    num_query: int, num_gallery: int, k1: int = 20, k2: int = 6, include_inputs: bool = True
+    num_query: int, num_gallery: int, k1: int = K1, k2: int = K2, include_inputs: bool = True
 ) -> None:
     """Raise a DropError when re-ranking Nq x Ng may not fit in the memory available now.
 
@@ -136,9 +140,9 @@ def re_rank(
     q_g_dist: np.ndarray,
     q_q_dist: np.ndarray,
     g_g_dist: np.ndarray,
-    k1: int = 20,
-    k2: int = 6,
-    lambda_value: float = 0.3,
+    k1: int = K1,
+    k2: int = K2,
+    lambda_value: float = LAMBDA,
     device: str | torch.device | None = None,
 ) -> np.ndarray:
     """Re-ranked query-gallery distances (k-reciprocal encoding, Zhong et al., CVPR 2017).
@@ -156,7 +160,8 @@ def re_rank(
         [Nq, Ng] float32 re-ranked distances (numpy, on the CPU).
 
     Raises:
-        DropError: inconsistent shapes, bad parameters, non-finite distances, or not enough memory.
+        ValueError: inconsistent shapes or bad parameters (a caller's contract).
+        DropError: non-finite distances, or not enough memory.
     """
     q_g, q_q, g_g = (np.asarray(d) for d in (q_g_dist, q_q_dist, g_g_dist))
     _check_inputs(q_g, q_q, g_g, k1, k2, lambda_value)
@@ -193,17 +198,17 @@ def _expanded_weights(
 
 def _check_inputs(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k1: int, k2: int, lambda_value: float) -> None:
     if q_g.ndim != 2 or q_q.shape != (q_g.shape[0],) * 2 or g_g.shape != (q_g.shape[1],) * 2:
-        raise DropError(
+        raise ValueError(
             f"re-ranking needs q_g [Nq, Ng], q_q [Nq, Nq] and g_g [Ng, Ng] distances, got shapes "
             f"{q_g.shape}, {q_q.shape} and {g_g.shape}."
         )
     if min(q_g.shape) == 0:
-        raise DropError(f"re-ranking needs at least one query and one gallery image, got {q_g.shape}.")
+        raise ValueError(f"re-ranking needs at least one query and one gallery image, got {q_g.shape}.")
     for name, value in (("k1", k1), ("k2", k2)):
         if not isinstance(value, (int, np.integer)) or value < 1:
-            raise DropError(f"{name} must be a positive integer, got {value!r}.")
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
     if not 0.0 <= lambda_value <= 1.0:
-        raise DropError(f"lambda_value must be in [0, 1], got {lambda_value!r}.")
+        raise ValueError(f"lambda_value must be in [0, 1], got {lambda_value!r}.")
 
 
 class _ConcatenatedDistances:

@@ -45,7 +45,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import DropError
 from .backbone import Backbone
 from .dpu import DetailPreservingUpsampling, Projection, resize
 from .output import DropOutput
@@ -215,11 +214,9 @@ class DropNet(nn.Module):
     ):
         super().__init__()
         if dpu and not decouple:
-            raise DropError("dpu=true needs decouple=true: without decoupling the parsing head reads F, "
-                            "so there is no parsing map for DPU to build.",
-                            hint="Set model.dpu: false (or model.decouple: true).")
+            raise ValueError("dpu=True needs decouple=True: without decoupling the parsing head reads F")
         if num_parts < 1:
-            raise DropError(f"num_parts must be at least 1, not {num_parts}.")
+            raise ValueError(f"num_parts must be at least 1, not {num_parts}")
         self.pool_parts = pooling_function(pooling, "weighted")
         self.pool_foreground = pooling_function(pooling, foreground_pooling)
         self.num_parts, self.num_classes, self.embed_dim = num_parts, num_classes, embed_dim

@@ -143,7 +143,7 @@ def run_study(out: str | Path, *, recipe: str | Path | None = None, seeds: tuple
         recipe, overrides = "synthetic", [f"data.root={data}", f"data.labeler={labeler}", *overrides]
         base = load_recipe(recipe, overrides)  # typos in the overrides fail before any work
         api.make_synthetic(data, ids=ids, seed=0, progress=progress)
-        labels_path = api.prepare_data("synthetic", data, labeler=labeler, progress=progress).labels.path
+        labels_path = api.prepare_data("synthetic", root=data, labeler=labeler, progress=progress).labels.path
         truth = LabelFile(data / "synthetic" / api.GROUND_TRUTH_FILE)
     else:
         base = load_recipe(recipe, overrides)

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 
 from .. import _ui
 from ..errors import DropError
-from ..evaluation.report import evaluate_setting, make_setting
+from ..evaluation.report import Rerank, evaluate_setting, make_setting
 from ..features import extract_features
 from ..parts import row_names
 from ..viz.curves import plot_training_curves
@@ -54,6 +54,7 @@ class LoopConfig:
     flip_tta: bool = False
     eval_distance: str = "parts+foreground"
     eval_rerank: bool = False
+    rerank: Rerank = field(default_factory=Rerank)  # the re-ranking parameters, when eval_rerank
     part_embeddings: str = "pre_bnneck"
 
 
@@ -74,7 +75,8 @@ def evaluate(model, query_loader, gallery_loader, device, config: LoopConfig, dt
     """rank-1/5/10, mAP, mINP under the recipe's eval.distance (and eval.rerank), exactly as `drop evaluate`."""
     q, g = (extract_features(model, loader, device, config.flip_tta, dtype, parts=config.parts,
                              part_embeddings=config.part_embeddings) for loader in (query_loader, gallery_loader))
-    row = evaluate_setting(q, g, row_names(config.parts), make_setting(config.eval_distance, True, config.eval_rerank))
+    row = evaluate_setting(q, g, row_names(config.parts), make_setting(config.eval_distance, True, config.eval_rerank),
+                           config.rerank)
     return {k: row[k] for k in ("rank1", "rank5", "rank10", "mAP", "mINP")}
 
 

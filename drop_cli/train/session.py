@@ -17,6 +17,7 @@ from ..data.images import ReidImages
 from ..data.samplers import PKBatchSampler, SeededBatches
 from ..data.transforms import EvalTransform, TrainTransform
 from ..errors import DropError, LabelsError
+from ..evaluation.report import Rerank
 from ..labels import LabelFile, default_labels_path
 from ..labels.labelers.bpbreid import MASKS_FOLDER, missing_masks_error
 from ..model import build_model
@@ -148,22 +149,23 @@ def run_training(recipe: Recipe, output: str | Path | None = None, resume: str |
     parts = labels.parts
     flagged = {r.path for r in ds.train if r.path in labels and labels.flags(r.path)} if data.skip_flagged else set()
     train_records = [r for r in ds.train if r.path not in flagged]
+    num_classes = len({r.pid for r in ds.train})  # every identity keeps its class, flagged images or not
+    model = build_model(num_classes, len(parts), ppe_height=data.height // 4,  # one position row per feature row
+                        **dataclasses.asdict(recipe.model))
+    normalise = {"mean": model.backbone.mean, "std": model.backbone.std}  # what the backbone's weights expect
     train_set = ReidImages(train_records, ds.folder, TrainTransform(
         data.height, data.width, parts=parts, pad=data.pad, flip=data.flip, flip_swap_sides=data.flip_swap_sides,
         random_erasing=data.random_erasing, erasing=data.erasing, color_jitter=data.color_jitter,
         jitter_brightness=data.jitter_brightness, jitter_contrast=data.jitter_contrast,
-        jitter_saturation=data.jitter_saturation, antialias=data.antialias), labels)
+        jitter_saturation=data.jitter_saturation, antialias=data.antialias, **normalise), labels)
     sampler = SeededBatches(PKBatchSampler([r.pid for r in train_records], train_cfg.batch_size, data.num_instances,
                                            train_cfg.seed, rank, world_size))
-    eval_transform = EvalTransform(data.height, data.width, antialias=data.antialias)
+    eval_transform = EvalTransform(data.height, data.width, antialias=data.antialias, **normalise)
     query_loader, gallery_loader = (
         DataLoader(ReidImages(records, test_ds.folder, eval_transform), batch_size=recipe.eval.batch_size,
                    num_workers=data.workers)
         for records in (test_ds.query, test_ds.gallery))
 
-    num_classes = len({r.pid for r in ds.train})  # every identity keeps its class, flagged images or not
-    model = build_model(num_classes, len(parts), ppe_height=data.height // 4,  # one position row per feature row
-                        **dataclasses.asdict(recipe.model))
     if train_cfg.sync_bn and world_size > 1:
         if dev.type != "cuda":
             raise DropError("train.sync_bn needs CUDA (PyTorch synchronises batch norm on GPUs only).",
@@ -215,6 +217,7 @@ def run_training(recipe: Recipe, output: str | Path | None = None, resume: str |
                         milestones=recipe.optim.milestones, gamma=recipe.optim.gamma, eval_every=train_cfg.eval_every,
                         workers=data.workers, parts=parts, flip_tta=recipe.eval.flip_tta,
                         eval_distance=recipe.eval.distance, eval_rerank=recipe.eval.rerank,
+                        rerank=Rerank(recipe.eval.rerank_k1, recipe.eval.rerank_k2, recipe.eval.rerank_lambda),
                         part_embeddings=recipe.eval.part_embeddings)
     dtype = amp_dtype(dev, train_cfg.amp)
     context = StepContext(objective=objective, device=dev, autocast_dtype=dtype, channels_last=train_cfg.channels_last,

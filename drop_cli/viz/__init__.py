@@ -17,11 +17,10 @@ from .curves import plot_training_curves, read_history
 from .embeddings import draw_embeddings
 from .overlays import draw_labels, draw_parsing, overlay_parts
 from .palette import part_colours
-from .ranking import ImageSet, average_precision, draw_ranking
+from .ranking import ImageSet, draw_ranking
 
 __all__ = [
     "ImageSet",
-    "average_precision",
     "draw_embeddings",
     "draw_labels",
     "draw_parsing",

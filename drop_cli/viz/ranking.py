@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import DropError
 from ..evaluation.distance import UNSHARED_DISTANCE
+from ..evaluation.metrics import average_precision
 from ..evaluation.protocol import kept_in_ranking
 from . import palette
 from .canvas import CAPTION_H, CAPTION_SIZE, MARGIN, MARKS_H, Canvas, header_height
@@ -34,7 +35,6 @@ ROW_GAP = 10
 GUTTER = 40
 COLUMN_HEAD_H = 16
 MIN_WIDTH = 640
-_PAIRS = 2**22  # query-match pairs x gallery size compared at once in `average_precision`
 
 
 @dataclass(frozen=True)
@@ -79,48 +79,6 @@ def _check(distmat: np.ndarray, query: ImageSet, gallery: ImageSet) -> np.ndarra
     if query.parts != gallery.parts:
         raise DropError(f"query and gallery have different parts: {query.parts} and {gallery.parts}.")
     return distmat
-
-
-def average_precision(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_camids: np.ndarray,
-                      g_camids: np.ndarray) -> np.ndarray:
-    """Average precision of every query under the evaluation protocol.
-
-    The rank of a valid match is one plus the number of kept gallery images before it (smaller
-    distance, or the same distance and a lower gallery index: a stable sort), and AP is the mean
-    over the matches of (matches so far) / rank. Memory is bounded: the matches are compared with
-    their row a block at a time.
-
-    Args:
-        distmat: [Nq, Ng] distances.
-        q_pids, q_camids: [Nq] query identities and cameras.
-        g_pids, g_camids: [Ng] gallery identities and cameras.
-
-    Returns:
-        [Nq] float64 AP in [0, 1]; NaN for a query without a valid match.
-    """
-    distmat = np.asarray(distmat)
-    q_pids, q_camids = np.asarray(q_pids)[:, None], np.asarray(q_camids)[:, None]
-    g_pids, g_camids = np.asarray(g_pids)[None], np.asarray(g_camids)[None]
-    num_gallery = distmat.shape[1]
-    kept = kept_in_ranking(q_pids, q_camids, g_pids, g_camids)
-    rows, cols = np.nonzero(kept & (g_pids == q_pids))
-    ranks = np.empty(len(rows), np.int64)
-    columns = np.arange(num_gallery)
-    block = max(1, _PAIRS // max(num_gallery, 1))
-    for start in range(0, len(rows), block):
-        r, c = rows[start:start + block], cols[start:start + block]
-        row_d, match_d = distmat[r], distmat[r, c][:, None]
-        before = (row_d < match_d) | ((row_d == match_d) & (columns < c[:, None]))
-        ranks[start:start + block] = np.count_nonzero(before & kept[r], axis=1) + 1
-    order = np.lexsort((ranks, rows))
-    rows, ranks = rows[order], ranks[order]
-    ap = np.full(len(distmat), np.nan)
-    if len(rows) == 0:
-        return ap
-    first = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
-    hit = np.arange(len(rows)) - np.repeat(first, np.diff(np.r_[first, len(rows)])) + 1
-    ap[rows[first]] = np.add.reduceat(hit / ranks, first) / np.diff(np.r_[first, len(rows)])
-    return ap
 
 
 def pick_queries(q_pids: np.ndarray, ap: np.ndarray | None = None, *, queries: Sequence[int] | None = None,
