@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from drop_cli.evaluation.report import make_setting, setting_distances
+from drop_cli.evaluation.scoring import make_setting, setting_distances
 from drop_cli.features import extract_features
 from drop_cli.model import build_model
 from drop_cli.parts import FIRST_PART, FOREGROUND, GLOBAL, row_names

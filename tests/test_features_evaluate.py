@@ -18,7 +18,7 @@ from drop_cli import api
 from drop_cli.cli import app
 from drop_cli.data import load_dataset
 from drop_cli.errors import DropError
-from drop_cli.evaluation import evaluate_rank, part_distance, re_rank, report
+from drop_cli.evaluation import evaluate_rank, part_distance, re_rank, scoring
 from drop_cli.features import file as features_h5
 from drop_cli.features.file import FeatureFile, FeatureWriter, read_features
 
@@ -158,7 +158,7 @@ def test_extract_features_resumes_after_an_interruption(checkpoint, tmp_path, mo
 
 
 def test_evaluate_every_setting_from_the_command_line(features, tmp_path):
-    for distance in report.DISTANCES:
+    for distance in scoring.DISTANCES:
         for extra in ([], ["--no-visibility"], ["--rerank", "--k1", "5", "--k2", "2"]):
             out = tmp_path / f"{distance}-{len(extra)}"
             result = runner.invoke(app, ["evaluate", "--features", str(features), "--distance", distance,
@@ -168,12 +168,12 @@ def test_evaluate_every_setting_from_the_command_line(features, tmp_path):
             (row,) = payload["results"]
             assert row["distance"] == distance and row["rerank"] == ("--rerank" in extra)
             assert row["visibility"] == (distance in ("parts", "parts+foreground") and "--no-visibility" not in extra)
-            assert all(0 <= row[k] <= 1 for k in report.METRICS) and row["left_out"] is None
+            assert all(0 <= row[k] <= 1 for k in scoring.METRICS) and row["left_out"] is None
             assert json.loads((out / "eval.json").read_text())["results"] == [row]
             assert [r["distance"] for r in csv.DictReader((out / "eval.csv").read_text().splitlines())] == [distance]
 
 
-@pytest.mark.parametrize("distance", report.DISTANCES)
+@pytest.mark.parametrize("distance", scoring.DISTANCES)
 @pytest.mark.parametrize("visibility", [True, False])
 def test_evaluate_equals_evaluate_rank_of_part_distance(features, distance, visibility, tmp_path):
     data = read_features(features)
@@ -201,31 +201,31 @@ def test_ablate_runs_the_grid_in_one_table(features, tmp_path):
     rows = json.loads(result.stdout)["results"]
     assert len(rows) == 12 + 8 and [r["left_out"] for r in rows[12:]] == list(NAMES[2:])
     assert {(r["distance"], r["visibility"], r["rerank"]) for r in rows[:12]} == {
-        (d, v, r) for d in report.DISTANCES for v in (True, False) for r in (True, False)
+        (d, v, r) for d in scoring.DISTANCES for v in (True, False) for r in (True, False)
         if v is False or d.startswith("parts")}
-    assert all(0 <= r[k] <= 1 for r in rows for k in report.METRICS)
+    assert all(0 <= r[k] <= 1 for r in rows for k in scoring.METRICS)
     assert len(list(csv.DictReader((tmp_path / "ablate.csv").read_text().splitlines()))) == 20
     assert json.loads((tmp_path / "ablate.json").read_text())["results"] == rows
     for row in rows[:12]:  # the grid's shared computation gives the single-setting metrics
         single = api.evaluate(features, distance=row["distance"], visibility=row["visibility"], rerank=row["rerank"],
                               out=tmp_path / "one", progress=False).results[0]
-        assert {k: single[k] for k in report.METRICS} == pytest.approx({k: row[k] for k in report.METRICS}, abs=1e-6)
+        assert {k: single[k] for k in scoring.METRICS} == pytest.approx({k: row[k] for k in scoring.METRICS}, abs=1e-6)
 
 
 @pytest.mark.parametrize("symmetric", [False, True])
 def test_combined_distances_equal_part_distance(symmetric, monkeypatch):
-    monkeypatch.setattr(report, "_BLOCK_PAIRS", 40)  # several blocks
+    monkeypatch.setattr(scoring, "_BLOCK_PAIRS", 40)  # several blocks
     rng = np.random.default_rng(1)
     a = _random_split(rng, 23)
     b = a if symmetric else _random_split(rng, 17)
     a["visibility"][0, 2:] = 0  # shares no part with anything
-    settings = report.ablation_grid(NAMES[2:])
-    combos = list(dict.fromkeys(report._combination(s, NAMES) for s in settings))
-    weights = [report._weights(s["visibility"], True) for s in (a, b)]
-    got = report.combined_distances(a["embeddings"], weights[0], b["embeddings"], weights[1], combos, symmetric)
+    settings = scoring.ablation_grid(NAMES[2:])
+    combos = list(dict.fromkeys(scoring._combination(s, NAMES) for s in settings))
+    weights = [scoring._weights(s["visibility"], True) for s in (a, b)]
+    got = scoring.combined_distances(a["embeddings"], weights[0], b["embeddings"], weights[1], combos, symmetric)
     for combo, matrix in zip(combos, got):
         rows = list(combo.rows)
-        wa, wb = (report._weights(s["visibility"], combo.visibility)[:, rows] for s in (a, b))
+        wa, wb = (scoring._weights(s["visibility"], combo.visibility)[:, rows] for s in (a, b))
         expected = part_distance(a["embeddings"][:, rows], wa, b["embeddings"][:, rows], wb, device="cpu")
         # Squared: near 0 the square root turns float32 rounding (1e-7) into 5e-4 in both implementations.
         assert np.allclose(matrix**2, expected**2, atol=1e-5, rtol=0), combo
@@ -236,11 +236,11 @@ def test_grid_per_matrix_path_equals_the_cpu_sweep(features):
     the CPU gives the sweep's metrics."""
     file = FeatureFile(features)
     query, gallery = file.read("query"), file.read("gallery")
-    settings = report.ablation_grid(file.names[2:])
-    groups = report._by_combination(settings, file.names)
+    settings = scoring.ablation_grid(file.names[2:])
+    groups = scoring._by_combination(settings, file.names)
     cpu = torch.device("cpu")
-    swept = report._grid_sweep(query, gallery, groups, report.Rerank(), lambda n: None, cpu)
-    per_matrix = report._grid_per_matrix(query, gallery, groups, report.Rerank(), lambda n: None, cpu)
+    swept = scoring._grid_sweep(query, gallery, groups, scoring.Rerank(), lambda n: None, cpu)
+    per_matrix = scoring._grid_per_matrix(query, gallery, groups, scoring.Rerank(), lambda n: None, cpu)
     assert swept.keys() == per_matrix.keys() == set(settings)
     for setting in settings:
         assert per_matrix[setting] == pytest.approx(swept[setting], abs=1e-6), setting

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from .. import _ui
 from ..errors import DropError
-from ..evaluation.report import (
+from ..evaluation.rerank import K1, K2, LAMBDA
+from ..evaluation.scoring import (
     DEFAULT_DISTANCE,
     Rerank,
     ablation_grid,
@@ -17,7 +18,6 @@ from ..evaluation.report import (
     evaluate_setting,
     make_setting,
 )
-from ..evaluation.rerank import K1, K2, LAMBDA
 from ..features import FeatureFile
 from ..train.session import resolve_device
 
@@ -51,7 +51,7 @@ def evaluate(features: str | Path, *, distance: str = DEFAULT_DISTANCE, visibili
         distance: ``global``, ``foreground``, ``parts`` or ``parts+foreground`` (DROP's).
         visibility: weight the parts by their visibility (False: every part counts).
         rerank: k-reciprocal re-ranking with ``k1``, ``k2`` and ``lambda_value``.
-        ablate: evaluate the whole grid instead (:func:`drop_cli.evaluation.report.ablation_grid`):
+        ablate: evaluate the whole grid instead (:func:`drop_cli.evaluation.scoring.ablation_grid`):
             every distance x visibility x re-ranking, and each part left out of the default distance.
         out: folder for ``eval.json``/``eval.csv`` (``ablate.*`` with ``ablate``); default: the
             features file's folder.

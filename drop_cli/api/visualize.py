@@ -8,7 +8,7 @@ from pathlib import Path
 from ..data import load_dataset
 from ..data.datasets import dataset_folder
 from ..errors import DropError
-from ..evaluation.report import DEFAULT_DISTANCE, make_setting, setting_distances
+from ..evaluation.scoring import DEFAULT_DISTANCE, make_setting, setting_distances
 from ..features import FeatureFile
 from ..labels import LabelFile
 from ..viz import ImageSet, draw_embeddings, draw_labels, draw_parsing, draw_ranking, plot_training_curves, read_history

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 
 from .. import _ui
 from ..errors import DropError
-from ..evaluation.report import Rerank, evaluate_setting, make_setting
+from ..evaluation.scoring import Rerank, evaluate_setting, make_setting
 from ..features import extract_features
 from ..parts import row_names
 from ..viz.curves import plot_training_curves

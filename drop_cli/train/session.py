@@ -17,7 +17,7 @@ from ..data.images import ReidImages
 from ..data.samplers import PKBatchSampler, SeededBatches
 from ..data.transforms import EvalTransform, TrainTransform
 from ..errors import DropError, LabelsError
-from ..evaluation.report import Rerank
+from ..evaluation.scoring import Rerank
 from ..labels import LabelFile, default_labels_path
 from ..labels.labelers.bpbreid import MASKS_FOLDER, missing_masks_error
 from ..model import build_model

@@ -1,4 +1,4 @@
-"""What `drop evaluate` computes from cached features: one setting, or the ablation grid.
+"""Scoring embeddings: the distance of one setting and its metrics, or the whole ablation grid, over arrays.
 
 The embeddings are [N, M, D] with rows global, foreground, then the K parts. A distance mode picks
 rows and averages their euclidean distances, weighted by visibility (BPBreID's test distance):
