@@ -155,3 +155,16 @@ def test_unknown_dataset_suggests_closest():
     with pytest.raises(DropError) as e:
         load_dataset("occluded_dukes", ".")
     assert "Did you mean 'occluded_duke'?" in e.value.hint
+
+
+# Every dataset key with the test of its layout in this module: a new key must add one.
+LAYOUT_TESTS = {"market1501": test_market_like_layouts, "dukemtmcreid": test_market_like_layouts,
+                "occluded_duke": test_market_like_layouts, "synthetic": test_market_like_layouts,
+                "occluded_reid": test_occluded_reid, "partial_reid": test_partial_reid,
+                "p_dukemtmc_reid": test_p_dukemtmc_reid, "msmt17": test_msmt17, "folder": test_folder_dataset_with_user_pattern}
+
+
+def test_every_dataset_key_has_a_layout_test():
+    from drop_cli.data import DATASET_NAMES
+
+    assert set(DATASET_NAMES) == set(LAYOUT_TESTS), "a new dataset key needs a test of its layout in this file"

@@ -10,11 +10,12 @@ import pytest
 
 from drop_cli import api
 from drop_cli.errors import DropError, LabelsError
-from drop_cli.labels import LabelFile
+from drop_cli.labels import LABELERS, LabelerSpec, LabelFile
 from drop_cli.labels import runner as prepare
 from drop_cli.labels.base import FLAG_UNREADABLE
 from drop_cli.labels.labelers.bpbreid import fields_to_labels, mask_file
 from drop_cli.labels.labelers.stripes import StripesLabeler
+from drop_cli.parts import part_names
 
 from .conftest import jpeg_bytes, touch_tree
 
@@ -303,3 +304,34 @@ def test_make_synthetic_same_seed_same_bytes(tmp_path, monkeypatch):
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
     other = api.make_synthetic(tmp_path / "c", ids=6, seed=5, workers=0, progress=False)
     assert (other.folder / "ground_truth.h5").read_bytes() != (tmp_path / "a/synthetic/ground_truth.h5").read_bytes()
+
+
+def _labeler_options(name: str, tmp_path: Path, synthetic_root: Path) -> dict:
+    """The options each labeler needs, from files the tests make (a new labeler must add its case here)."""
+    if name == "pose":
+        from drop_cli.labels.labelers.pose_model import pose_model_path
+
+        return {"model_path": pose_model_path()}
+    if name == "bpbreid":
+        fields = np.zeros((36, 17, 9), np.float32)
+        fields[11:13, 6:10] = 1.0
+        (tmp_path / "masks" / "query").mkdir(parents=True)
+        np.save(tmp_path / "masks" / "query" / "x.npy", fields)
+        return {"masks_dir": tmp_path / "masks", "dataset": "market1501"}
+    if name == "synthetic":
+        return {"ground_truth": synthetic_root / "synthetic" / "ground_truth.h5"}
+    if name == "stripes":
+        return {}
+    raise AssertionError(f"no test case for labeler {name!r}: add one to _labeler_options")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.network) if n == "pose" else n
+                                  for n in sorted(LABELERS)])
+@pytest.mark.parametrize("preset", ["eight", "five"])
+def test_every_labeler_makes_label_maps_of_its_preset(name, preset, tmp_path, synthetic_root):
+    labeler = LabelerSpec(name, preset, 128, 64, _labeler_options(name, tmp_path, synthetic_root)).build()
+    relpath = "query/x.jpg" if name != "synthetic" else LabelFile(
+        synthetic_root / "synthetic" / "ground_truth.h5").paths[0]
+    result = labeler.label(np.full((256, 128, 3), 128, np.uint8), relpath)
+    assert result.mask.shape == (128, 64) and result.mask.dtype == np.uint8
+    assert result.mask.max() <= len(part_names(preset)) and 0.0 <= result.quality <= 1.0
