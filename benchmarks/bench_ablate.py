@@ -10,6 +10,7 @@ matrices for the 6 re-ranked ones. The default single setting is timed too.
     python benchmarks/bench_ablate.py                 # full size (needs about 5 GB of memory)
     python benchmarks/bench_ablate.py --scale 0.25    # a quick run
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,18 @@ from drop_cli.features.file import FeatureWriter
 
 OCCLUDED_DUKE = (2210, 17661)
 IDENTITIES, CAMERAS, DIM = 1110, 8, 512
-NAMES = ("global", "foreground", "head", "left_arm", "right_arm", "torso", "left_leg", "right_leg", "left_foot",
-         "right_foot")
+NAMES = (
+    "global",
+    "foreground",
+    "head",
+    "left_arm",
+    "right_arm",
+    "torso",
+    "left_leg",
+    "right_leg",
+    "left_foot",
+    "right_foot",
+)
 
 
 def write_cache(path: Path, num_query: int, num_gallery: int, rng: np.random.Generator) -> None:
@@ -38,10 +49,11 @@ def write_cache(path: Path, num_query: int, num_gallery: int, rng: np.random.Gen
     q_camids = (g_camids[q_pids] + 1) % CAMERAS  # gallery image q_pid (of identity q_pid) is from another camera
     with FeatureWriter(path, NAMES, {"dataset": "occluded_duke", "splits": ["query", "gallery"]}) as writer:
         for split, pids, camids in (("query", q_pids, q_camids), ("gallery", g_pids, g_camids)):
-            writer.add_split(split, [f"{split}/{i:06d}.jpg" for i in range(len(pids))], pids, camids, DIM,
-                             "float32", None)
+            writer.add_split(
+                split, [f"{split}/{i:06d}.jpg" for i in range(len(pids))], pids, camids, DIM, "float32", None
+            )
             for start in range(0, len(pids), 4096):
-                ids = pids[start:start + 4096]
+                ids = pids[start : start + 4096]
                 emb = centres[ids] + 3.0 * rng.standard_normal((len(ids), len(NAMES), DIM), dtype=np.float32)
                 emb /= np.linalg.norm(emb, axis=-1, keepdims=True)
                 vis = (rng.random((len(ids), len(NAMES))) < 0.7).astype(np.float32)
@@ -60,19 +72,25 @@ def main() -> None:
         path = Path(folder) / "features.h5"
         start = time.perf_counter()
         write_cache(path, num_query, num_gallery, np.random.default_rng(args.seed))
-        print(f"cache: {num_query:,} query x {num_gallery:,} gallery, {len(NAMES)} x {DIM}, "
-              f"{path.stat().st_size / 2**20:,.0f} MB, written in {time.perf_counter() - start:.1f} s")
+        print(
+            f"cache: {num_query:,} query x {num_gallery:,} gallery, {len(NAMES)} x {DIM}, "
+            f"{path.stat().st_size / 2**20:,.0f} MB, written in {time.perf_counter() - start:.1f} s"
+        )
         start = time.perf_counter()
         single = drop_cli.evaluate(path, out=folder, progress=False)
-        print(f"evaluate (parts+foreground, visibility): {time.perf_counter() - start:.1f} s, "
-              f"rank-1 {single.results[0]['rank1']:.3f}")
+        print(
+            f"evaluate (parts+foreground, visibility): {time.perf_counter() - start:.1f} s, "
+            f"rank-1 {single.results[0]['rank1']:.3f}"
+        )
         start = time.perf_counter()
         grid = drop_cli.evaluate(path, ablate=True, out=folder, progress=False)
         seconds = time.perf_counter() - start
     print(f"evaluate --ablate ({len(grid.results)} settings): {seconds:.1f} s (target <= 120 s at full size)")
     for row in grid.results:
-        print(f"  {row['distance']:<17} vis={row['visibility']!s:<5} rerank={row['rerank']!s:<5} "
-              f"left_out={row['left_out'] or '-':<10} rank-1 {row['rank1']:.3f} mAP {row['mAP']:.3f}")
+        print(
+            f"  {row['distance']:<17} vis={row['visibility']!s:<5} rerank={row['rerank']!s:<5} "
+            f"left_out={row['left_out'] or '-':<10} rank-1 {row['rank1']:.3f} mAP {row['mAP']:.3f}"
+        )
 
 
 if __name__ == "__main__":

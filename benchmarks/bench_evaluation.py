@@ -20,6 +20,7 @@ reusing it counts; elsewhere tracemalloc, numpy allocations only).
     python benchmarks/bench_evaluation.py --scale 0.2          # every size x 0.2 (a quick run)
     python benchmarks/bench_evaluation.py --device cuda        # GPU rows as well
 """
+
 from __future__ import annotations
 
 import argparse
@@ -272,8 +273,15 @@ def bench_part_distance(rng: np.random.Generator, size: tuple[int, int], gpu: bo
     if gpu:
         part_distance(q_emb[:10], q_vis[:10], g_emb[:10], g_vis[:10], device="cuda")  # warm-up
         on_gpu, *gpu_cost = measure(lambda: part_distance(q_emb, q_vis, g_emb, g_vis, device="cuda"))
-        gpu_rows = [row("part_distance", name, "drop (chunked, CUDA)", *gpu_cost,
-                        f"max diff to CPU {np.abs(on_gpu - ours).max():.1e}")]
+        gpu_rows = [
+            row(
+                "part_distance",
+                name,
+                "drop (chunked, CUDA)",
+                *gpu_cost,
+                f"max diff to CPU {np.abs(on_gpu - ours).max():.1e}",
+            )
+        ]
     return [
         row("part_distance", name, "drop (chunked, CPU)", *ours_cost),
         *gpu_rows,

@@ -5,6 +5,7 @@ their time is the network plus the input warp. Prints ms per image and images/s 
 
     python benchmarks/bench_pose.py [--threads 1] [--pose-model FILE]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,12 +42,16 @@ def main() -> None:
     args = parser.parse_args()
     labeler = PoseLabeler("eight", 128, 64, pose_model_path(args.pose_model), num_threads=args.threads)
     rng = np.random.default_rng(0)
-    runs = {"person crops, whole label()": person_crops(),
-            "noise crops, network only": list(rng.integers(0, 256, (NUM_CROPS, 256, 128, 3), dtype=np.uint8))}
+    runs = {
+        "person crops, whole label()": person_crops(),
+        "noise crops, network only": list(rng.integers(0, 256, (NUM_CROPS, 256, 128, 3), dtype=np.uint8)),
+    }
     for what, crops in runs.items():
         seconds, flagged = time_labels(labeler, crops)
-        print(f"{what}: {1000 * seconds / NUM_CROPS:.1f} ms/image, {NUM_CROPS / seconds:.1f} images/s "
-              f"({flagged}/{NUM_CROPS} flagged no_person, {args.threads} thread(s))")
+        print(
+            f"{what}: {1000 * seconds / NUM_CROPS:.1f} ms/image, {NUM_CROPS / seconds:.1f} images/s "
+            f"({flagged}/{NUM_CROPS} flagged no_person, {args.threads} thread(s))"
+        )
 
 
 if __name__ == "__main__":

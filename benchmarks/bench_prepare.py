@@ -5,6 +5,7 @@ timing the whole `drop_cli.prepare_data` call (worker start-up included).
 
     python benchmarks/bench_prepare.py --ids 100 --labelers pose stripes --workers 1 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,10 +37,13 @@ def main() -> None:
         for workers in args.workers:
             out = root / f"bench-{labeler}-{workers}.h5"
             start = time.perf_counter()
-            prepare_data("synthetic", root=root, labeler=labeler, workers=workers, out=out, overwrite=True, progress=False)
+            prepare_data(
+                "synthetic", root=root, labeler=labeler, workers=workers, out=out, overwrite=True, progress=False
+            )
             seconds = time.perf_counter() - start
-            table.add_row(labeler, str(workers), f"{seconds:.1f}", f"{images / seconds:.1f}",
-                          f"{out.stat().st_size / images:.0f}")
+            table.add_row(
+                labeler, str(workers), f"{seconds:.1f}", f"{images / seconds:.1f}", f"{out.stat().st_size / images:.0f}"
+            )
     Console().print(table)
 
 

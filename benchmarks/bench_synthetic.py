@@ -6,6 +6,7 @@ encoding; then times the whole `make_synthetic` writer (files and ground truth) 
 
     python benchmarks/bench_synthetic.py --images 500 --ids 100
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,10 +25,19 @@ def main() -> None:
     parser.add_argument("--ids", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quality", type=int, default=95)
-    parser.add_argument("--cv-threads", type=int, default=None,
-                        help="cv2.setNumThreads (default: leave OpenCV's own; worker processes may use 1)")
-    parser.add_argument("--writer-workers", type=int, nargs="*", default=[1, 2],
-                        help="also time the whole make_synthetic writer with these worker counts")
+    parser.add_argument(
+        "--cv-threads",
+        type=int,
+        default=None,
+        help="cv2.setNumThreads (default: leave OpenCV's own; worker processes may use 1)",
+    )
+    parser.add_argument(
+        "--writer-workers",
+        type=int,
+        nargs="*",
+        default=[1, 2],
+        help="also time the whole make_synthetic writer with these worker counts",
+    )
     args = parser.parse_args()
     if args.cv_threads is not None:
         cv2.setNumThreads(args.cv_threads)
@@ -35,7 +45,7 @@ def main() -> None:
     start = time.perf_counter()
     items = plan(args.ids, args.seed)
     plan_s = time.perf_counter() - start
-    items = items[::max(1, len(items) // args.images)][:args.images]  # all three splits
+    items = items[:: max(1, len(items) // args.images)][: args.images]  # all three splits
     occluded = sum(it.occluded for it in items)
     render(items[0], args.ids, args.seed)  # warm the identity, camera and noise caches
 
@@ -60,8 +70,10 @@ def main() -> None:
             made = make_synthetic(root, ids=args.ids, seed=args.seed, workers=workers, progress=False)
             seconds = time.perf_counter() - t0
         total = sum(made.images.values())
-        print(f"drop make-synthetic --ids {args.ids} --workers {workers}: {total} images (JPEG files + ground "
-              f"truth) in {seconds:.1f} s, {total / seconds:.0f} images/s")
+        print(
+            f"drop make-synthetic --ids {args.ids} --workers {workers}: {total} images (JPEG files + ground "
+            f"truth) in {seconds:.1f} s, {total / seconds:.0f} images/s"
+        )
 
 
 if __name__ == "__main__":

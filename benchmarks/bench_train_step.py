@@ -30,6 +30,7 @@ the defaults (1 warm-up and 3 timed steps of 16 images per configuration) take a
 configuration. When other processes share the cores, ``--threads 1`` avoids the stalls of
 oversubscribed OpenMP threads.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,11 +69,21 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
-    recipe = load_recipe(CONFIGS[name], ["model.pretrained=false", f"model.backbone={args.backbone}",
-                                         f"data.height={args.height}", f"data.width={args.width}"])
+    recipe = load_recipe(
+        CONFIGS[name],
+        [
+            "model.pretrained=false",
+            f"model.backbone={args.backbone}",
+            f"data.height={args.height}",
+            f"data.width={args.width}",
+        ],
+    )
     dtype = amp_dtype(device, recipe.train.amp)  # bf16 (or fp16) on CUDA, full precision on CPU
-    model = build_model(args.classes, args.parts, ppe_height=args.height // 4,
-                        **dataclasses.asdict(recipe.model)).train().to(device)
+    model = (
+        build_model(args.classes, args.parts, ppe_height=args.height // 4, **dataclasses.asdict(recipe.model))
+        .train()
+        .to(device)
+    )
     if cuda:
         torch.backends.cudnn.benchmark = True
         model = model.to(memory_format=torch.channels_last)
@@ -81,18 +92,29 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     num_images = args.batch * 8
     bank = objective.memory_bank(num_images, args.parts, recipe.model.embed_dim)
     if bank is not None:  # filled: the memory regime, as after warm-up
-        bank.to(device).update(torch.arange(num_images, device=device),
-                               torch.randn(num_images, args.parts, recipe.model.embed_dim, device=device),
-                               torch.ones(num_images, args.parts, dtype=torch.bool, device=device),
-                               torch.arange(num_images, device=device) // 4 % args.classes)
-    context = StepContext(objective=objective, device=device, autocast_dtype=dtype,
-                          channels_last=recipe.train.channels_last, bank=bank, use_memory=bank is not None,
-                          scaler=torch.amp.GradScaler() if dtype == torch.float16 else None)
-    batch = {"image": torch.randn(args.batch, 3, args.height, args.width, device=device),
-             "labels": torch.randint(0, args.parts + 1, (args.batch, args.height, args.width), dtype=torch.uint8,
-                                     device=device),
-             "pid": (torch.arange(args.batch) // 4 % args.classes).to(device),
-             "index": torch.arange(args.batch, device=device)}
+        bank.to(device).update(
+            torch.arange(num_images, device=device),
+            torch.randn(num_images, args.parts, recipe.model.embed_dim, device=device),
+            torch.ones(num_images, args.parts, dtype=torch.bool, device=device),
+            torch.arange(num_images, device=device) // 4 % args.classes,
+        )
+    context = StepContext(
+        objective=objective,
+        device=device,
+        autocast_dtype=dtype,
+        channels_last=recipe.train.channels_last,
+        bank=bank,
+        use_memory=bank is not None,
+        scaler=torch.amp.GradScaler() if dtype == torch.float16 else None,
+    )
+    batch = {
+        "image": torch.randn(args.batch, 3, args.height, args.width, device=device),
+        "labels": torch.randint(
+            0, args.parts + 1, (args.batch, args.height, args.width), dtype=torch.uint8, device=device
+        ),
+        "pid": (torch.arange(args.batch) // 4 % args.classes).to(device),
+        "index": torch.arange(args.batch, device=device),
+    }
     held_mb = _max_rss_mb()
     if args.graphs:
         images = batch["image"].contiguous(memory_format=torch.channels_last)
@@ -111,9 +133,15 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
         if index >= args.warmup:
             wall.append(time.perf_counter() - start)
             cpu.append(time.process_time() - start_cpu)
-    result = {"name": name, "recipe": CONFIGS[name], "steps_s": wall, "cpu_steps_s": cpu,
-              "peak_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else _max_rss_mb(),
-              "step_peak_mb": _max_rss_mb() - held_mb, "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
+    result = {
+        "name": name,
+        "recipe": CONFIGS[name],
+        "steps_s": wall,
+        "cpu_steps_s": cpu,
+        "peak_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else _max_rss_mb(),
+        "step_peak_mb": _max_rss_mb() - held_mb,
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+    }
     if args.profile:
         result["profile"] = _profile(step, 3, cuda)
     if args.ops:
@@ -153,9 +181,11 @@ def _profile(step, steps: int, cuda: bool) -> str:
     sort = "self_device_time_total" if cuda else "self_cpu_time_total"
     busy = sum(getattr(e, sort) for e in events)
     kernels = sum(e.count for e in events if cuda and e.self_device_time_total > 0)
-    return (events.table(sort_by=sort, row_limit=25) +
-            f"\n{'device' if cuda else 'CPU'} busy {busy / wall_us:.0%} of {wall_us / steps / 1e3:.1f} ms per step; "
-            f"{kernels / steps:.0f} operators with device time per step")
+    return (
+        events.table(sort_by=sort, row_limit=25)
+        + f"\n{'device' if cuda else 'CPU'} busy {busy / wall_us:.0%} of {wall_us / steps / 1e3:.1f} ms per step; "
+        f"{kernels / steps:.0f} operators with device time per step"
+    )
 
 
 def main() -> None:
@@ -170,8 +200,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1, help="alternating runs of each configuration")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
-                        help="cuda: bf16/fp16 autocast and channels_last as in training; peak = GPU memory")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        choices=["cpu", "cuda"],
+        help="cuda: bf16/fp16 autocast and channels_last as in training; peak = GPU memory",
+    )
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's top operators per configuration")
     parser.add_argument("--ops", action="store_true", help="also count the ATen operators of a forward + backward")
@@ -185,15 +219,20 @@ def main() -> None:
         print(json.dumps(run_one(args.child, args)))
         return
 
-    print(f"{args.backbone} at {args.height}x{args.width}, batch {args.batch}, K={args.parts}, "
-          f"{args.warmup} warm-up + {args.steps} timed steps x {args.rounds} round(s), {args.threads} thread(s)"
-          + (", backbone as CUDA graphs" if args.graphs else ""))
+    print(
+        f"{args.backbone} at {args.height}x{args.width}, batch {args.batch}, K={args.parts}, "
+        f"{args.warmup} warm-up + {args.steps} timed steps x {args.rounds} round(s), {args.threads} thread(s)"
+        + (", backbone as CUDA graphs" if args.graphs else "")
+    )
     results: dict[str, dict] = {}
     for _ in range(args.rounds):  # configurations alternate, so a busy spell on a shared machine hits both
         for name in args.configs:
             child = subprocess.run(
                 [sys.executable, "-m", "benchmarks.bench_train_step", *sys.argv[1:], "--child", name],
-                check=True, capture_output=True, text=True)
+                check=True,
+                capture_output=True,
+                text=True,
+            )
             run = json.loads(child.stdout.strip().splitlines()[-1])
             if name in results:
                 merged = results[name]
@@ -206,25 +245,40 @@ def main() -> None:
     for r in results.values():
         r["step_s"], r["cpu_s"] = statistics.median(r["steps_s"]), statistics.median(r["cpu_steps_s"])
         r["images_per_s"] = args.batch / r["step_s"]
-    print(f"{'configuration':<20} {'params':>8} {'step':>8} {'CPU time':>9} {'images/s':>9} {'peak mem':>10} "
-          f"{'step peak':>10}  steps")
+    print(
+        f"{'configuration':<20} {'params':>8} {'step':>8} {'CPU time':>9} {'images/s':>9} {'peak mem':>10} "
+        f"{'step peak':>10}  steps"
+    )
     for r in results.values():
-        print(f"{r['name']:<20} {r['params_m']:>7.1f}M {r['step_s']:>7.2f}s {r['cpu_s']:>8.2f}s "
-              f"{r['images_per_s']:>9.2f} "
-              f"{r['peak_mb']:>8.0f}MB {r['step_peak_mb']:>8.0f}MB  " + " ".join(f"{t:.2f}" for t in r["steps_s"])
-              + (f"  ({r['operators']:,} operators per forward + backward)" if "operators" in r else ""))
+        print(
+            f"{r['name']:<20} {r['params_m']:>7.1f}M {r['step_s']:>7.2f}s {r['cpu_s']:>8.2f}s "
+            f"{r['images_per_s']:>9.2f} "
+            f"{r['peak_mb']:>8.0f}MB {r['step_peak_mb']:>8.0f}MB  "
+            + " ".join(f"{t:.2f}" for t in r["steps_s"])
+            + (f"  ({r['operators']:,} operators per forward + backward)" if "operators" in r else "")
+        )
     for r in results.values():
         if "profile" in r:
             print(f"\n{r['name']}\n{r['profile']}")
-    summary = {"settings": {k: v for k, v in vars(args).items() if k not in ("child", "out")},
-               "results": {name: {k: v for k, v in r.items() if k != "profile"} for name, r in results.items()}}
+    summary = {
+        "settings": {k: v for k, v in vars(args).items() if k not in ("child", "out")},
+        "results": {name: {k: v for k, v in r.items() if k != "profile"} for name, r in results.items()},
+    }
     if len(results) == len(CONFIGS):
         base, drop = results["BPBreID-equivalent"], results["DROP"]
         ratio = drop["step_s"] / base["step_s"]
-        summary.update({"ratio": ratio, "cpu_ratio": drop["cpu_s"] / base["cpu_s"], "target_ratio": TARGET_RATIO,
-                        "meets_target": ratio <= TARGET_RATIO})
-        print(f"DROP step / BPBreID-equivalent step: {ratio:.2f}x wall, {summary['cpu_ratio']:.2f}x CPU time "
-              f"(target <= {TARGET_RATIO}: {'met' if ratio <= TARGET_RATIO else 'NOT met'})")
+        summary.update(
+            {
+                "ratio": ratio,
+                "cpu_ratio": drop["cpu_s"] / base["cpu_s"],
+                "target_ratio": TARGET_RATIO,
+                "meets_target": ratio <= TARGET_RATIO,
+            }
+        )
+        print(
+            f"DROP step / BPBreID-equivalent step: {ratio:.2f}x wall, {summary['cpu_ratio']:.2f}x CPU time "
+            f"(target <= {TARGET_RATIO}: {'met' if ratio <= TARGET_RATIO else 'NOT met'})"
+        )
     if args.out:
         args.out.write_text(json.dumps(summary, indent=1) + "\n")
 

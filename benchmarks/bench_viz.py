@@ -12,6 +12,7 @@ times and the PNG's size:
     python benchmarks/bench_viz.py                 # about 15 s on 2 cores
     python benchmarks/bench_viz.py --repeat 5 --out /tmp/viz    # keep the pictures
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,8 +64,13 @@ def run(ds, labels: LabelFile, out: Path, repeat: int) -> list[tuple[str, list[f
 
     def side(records) -> ImageSet:
         visibility = (rng.random((len(records), len(parts))) > 0.25).astype(np.float32)
-        return ImageSet([r.path for r in records], np.array([r.pid for r in records]),
-                        np.array([r.camid for r in records]), visibility, parts)
+        return ImageSet(
+            [r.path for r in records],
+            np.array([r.pid for r in records]),
+            np.array([r.camid for r in records]),
+            visibility,
+            parts,
+        )
 
     query, gallery = side(ds.query), side(ds.gallery)
     distmat = rng.random((len(ds.query), len(ds.gallery))).astype(np.float32)
@@ -73,19 +79,36 @@ def run(ds, labels: LabelFile, out: Path, repeat: int) -> list[tuple[str, list[f
     everyone = ds.query + ds.gallery
     pids = np.array([r.pid for r in everyone])
     embeddings = rng.normal(size=(len(everyone), 2, 64)).astype(np.float32) + pids[:, None, None] % 7
-    history = [{"epoch": e, "lr": 3.5e-4 * min(1, e / 10) * 0.1 ** ((e > 40) + (e > 70)), "id_global": 6 / e,
-                "parsing": 0.35 / math.sqrt(e), "loss": 6 / e + 0.35 / math.sqrt(e), "memory": int(e > 10),
-                **({"rank1": 0.6 * e / 120, "mAP": 0.5 * e / 120, "mINP": 0.2 * e / 120} if e % 10 == 0 else {})}
-               for e in range(1, 121)]
+    history = [
+        {
+            "epoch": e,
+            "lr": 3.5e-4 * min(1, e / 10) * 0.1 ** ((e > 40) + (e > 70)),
+            "id_global": 6 / e,
+            "parsing": 0.35 / math.sqrt(e),
+            "loss": 6 / e + 0.35 / math.sqrt(e),
+            "memory": int(e > 10),
+            **({"rank1": 0.6 * e / 120, "mAP": 0.5 * e / 120, "mINP": 0.2 * e / 120} if e % 10 == 0 else {}),
+        }
+        for e in range(1, 121)
+    ]
     jobs: list[tuple[str, str, Callable[[Path], Path]]] = [
-        (f"ranking {RANKING_QUERIES} x {RANKING_K + 1}", "ranking", lambda p: draw_ranking(
-            p, ds.folder, query, gallery, distmat, count=RANKING_QUERIES, k=RANKING_K)),
-        (f"ranking {RANKING_QUERIES} x {RANKING_K + 1}, worst by AP", "ranking_worst", lambda p: draw_ranking(
-            p, ds.folder, query, gallery, distmat, worst=RANKING_QUERIES, k=RANKING_K)),
+        (
+            f"ranking {RANKING_QUERIES} x {RANKING_K + 1}",
+            "ranking",
+            lambda p: draw_ranking(p, ds.folder, query, gallery, distmat, count=RANKING_QUERIES, k=RANKING_K),
+        ),
+        (
+            f"ranking {RANKING_QUERIES} x {RANKING_K + 1}, worst by AP",
+            "ranking_worst",
+            lambda p: draw_ranking(p, ds.folder, query, gallery, distmat, worst=RANKING_QUERIES, k=RANKING_K),
+        ),
         ("labels 16", "labels", lambda p: draw_labels(p, labels, ds.folder, count=16)),
         ("parsing 8", "parsing", lambda p: draw_parsing(p, ds.folder, sample, predicted, parts, labels)),
-        ("embeddings t-SNE", "embeddings", lambda p: draw_embeddings(p, embeddings, ("global", "foreground"), pids,
-                                                                     num_ids=10)),
+        (
+            "embeddings t-SNE",
+            "embeddings",
+            lambda p: draw_embeddings(p, embeddings, ("global", "foreground"), pids, num_ids=10),
+        ),
         ("curves 120 epochs", "curves", lambda p: plot_training_curves(history, p)),
     ]
     rows = []

@@ -30,6 +30,7 @@ embeddings of ``extract_test_embeddings``) is written here from that code's beha
 
 ``--json`` prints ``{"compared": {name: max_abs_diff}, "passed": bool, ...}``; a failure exits 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,16 +75,21 @@ PREFIXES: tuple[tuple[str, str], ...] = (
 # BPBreID tensors with no counterpart in drop, and why they enter no compared output and no loss.
 UNUSED: dict[str, str] = {
     "backbone_appearance_feature_extractor.cls_head.": "HRNet's own 1x1 reduction, not run with "
-                                                       "dim_reduce 'after_pooling'",
+    "dim_reduce 'after_pooling'",
     "background_after_pooling_dim_reduce.": "the background embedding: in no GiLt term, not a test embedding",
     "background_identity_classifier.": "the background embedding's classifier: in no GiLt term",
     "parts_identity_classifier.": "the per-part classifiers: GiLt weight parts.id is 0",
 }
 # Gradients reported one by one (the summary also has the maximum over every mapped parameter).
-NAMED_GRADIENTS = ("backbone.model.conv1.weight", "backbone.model.stage4.2.fuse_layers.0.3.0.weight",
-                   "backbone.model.incre_modules.3.0.conv3.weight", "parsing_head.1.weight",
-                   "embedding_head.reduction.parts.0.weight", "embedding_head.reduction.foreground.0.weight",
-                   "embedding_head.classifier.parts.weight")
+NAMED_GRADIENTS = (
+    "backbone.model.conv1.weight",
+    "backbone.model.stage4.2.fuse_layers.0.3.0.weight",
+    "backbone.model.incre_modules.3.0.conv3.weight",
+    "parsing_head.1.weight",
+    "embedding_head.reduction.parts.0.weight",
+    "embedding_head.reduction.foreground.0.weight",
+    "embedding_head.classifier.parts.weight",
+)
 
 
 class ParityError(Exception):
@@ -103,7 +109,7 @@ def map_state_dict(theirs: dict[str, torch.Tensor], ours: dict[str, torch.Tensor
         rule = next(((a, b) for a, b in PREFIXES if key.startswith(a)), None)
         if rule is None:
             raise ParityError(f"BPBreID tensor {key} is not mapped to drop's model (and not listed as unused)")
-        name = rule[1] + key[len(rule[0]):]
+        name = rule[1] + key[len(rule[0]) :]
         if name not in ours:
             raise ParityError(f"BPBreID tensor {key} maps to {name}, which drop's model does not have")
         if name in mapped:
@@ -210,8 +216,10 @@ def load_bpbreid(src: str | Path) -> types.SimpleNamespace:
     src = Path(src).expanduser()
     package = src / "torchreid" if (src / "torchreid").is_dir() else src
     if not (package / "models" / "bpbreid.py").is_file():
-        raise ParityError(f"{src} holds no BPBreID torchreid package (no models/bpbreid.py); see this "
-                          "script's docstring for how to extract it")
+        raise ParityError(
+            f"{src} holds no BPBreID torchreid package (no models/bpbreid.py); see this "
+            "script's docstring for how to extract it"
+        )
     _module("yacs", Path("."))
     _module("yacs.config", CfgNode=_ConfigNode)
     _module("torchmetrics", Accuracy=_Accuracy)
@@ -237,23 +245,42 @@ def load_bpbreid(src: str | Path) -> types.SimpleNamespace:
     bpa = _load("torchreid.losses.body_part_attention_loss", package / "losses" / "body_part_attention_loss.py")
     _module("torchreid.metrics", package / "metrics")
     distance = _load("torchreid.metrics.distance", package / "metrics" / "distance.py")
-    return types.SimpleNamespace(BPBreID=bpbreid.BPBreID, GiLtLoss=gilt.GiLtLoss,
-                                 BodyPartAttentionLoss=bpa.BodyPartAttentionLoss, distance=distance, c=constants)
+    return types.SimpleNamespace(
+        BPBreID=bpbreid.BPBreID,
+        GiLtLoss=gilt.GiLtLoss,
+        BodyPartAttentionLoss=bpa.BodyPartAttentionLoss,
+        distance=distance,
+        c=constants,
+    )
 
 
 def bpbreid_config(parts_num: int) -> _ConfigNode:
     """``config.model.bpbreid`` of configs/bpbreid/bpbreid_occ_duke_train.yaml over default_config.py."""
     return _ConfigNode(
-        masks=_ConfigNode(parts_num=parts_num), shared_parts_id_classifier=False, test_use_target_segmentation="none",
-        training_binary_visibility_score=True, testing_binary_visibility_score=True, backbone="hrnet32",
-        last_stride=1, dim_reduce="after_pooling", dim_reduce_output=512, hrnet_pretrained_path="",
-        normalization="identity", pooling="gwap", learnable_attention_enabled=True)
+        masks=_ConfigNode(parts_num=parts_num),
+        shared_parts_id_classifier=False,
+        test_use_target_segmentation="none",
+        training_binary_visibility_score=True,
+        testing_binary_visibility_score=True,
+        backbone="hrnet32",
+        last_stride=1,
+        dim_reduce="after_pooling",
+        dim_reduce_output=512,
+        hrnet_pretrained_path="",
+        normalization="identity",
+        pooling="gwap",
+        learnable_attention_enabled=True,
+    )
 
 
 def gilt_weights(c) -> dict:
     """The GiLt weights of bpbreid_occ_duke_train.yaml."""
-    return {c.GLOBAL: {"id": 1.0, "tr": 0.0}, c.FOREGROUND: {"id": 1.0, "tr": 0.0},
-            c.CONCAT_PARTS: {"id": 1.0, "tr": 0.0}, c.PARTS: {"id": 0.0, "tr": 1.0}}
+    return {
+        c.GLOBAL: {"id": 1.0, "tr": 0.0},
+        c.FOREGROUND: {"id": 1.0, "tr": 0.0},
+        c.CONCAT_PARTS: {"id": 1.0, "tr": 0.0},
+        c.PARTS: {"id": 0.0, "tr": 1.0},
+    }
 
 
 # ----------------------------------------------------------------------------- the run
@@ -300,9 +327,13 @@ def run_parity(src: str | Path, seed: int = 0, batch: int = 16, overrides: list[
     # resize (align_corners) to the logits' size and argmax.
     target_masks = F.interpolate(x["masks"], size=(height // 4, width // 4), mode="nearest")
     target_masks = F.interpolate(target_masks, size=pixel_scores.shape[2:], mode="bilinear", align_corners=True)
-    gilt_loss, summary = bp.GiLtLoss(gilt_weights(c), use_visibility_scores=False, triplet_margin=0.3,
-                                     loss_name="part_averaged_triplet_loss", writer=_Writer())(
-        emb, vis, id_scores, x["pids"])
+    gilt_loss, summary = bp.GiLtLoss(
+        gilt_weights(c),
+        use_visibility_scores=False,
+        triplet_margin=0.3,
+        loss_name="part_averaged_triplet_loss",
+        writer=_Writer(),
+    )(emb, vis, id_scores, x["pids"])
     pixel_loss, _ = bp.BodyPartAttentionLoss(loss_type="cl", label_smoothing=0.1)(pixel_scores, target_masks.argmax(1))
     their_total = gilt_loss + recipe.loss.parsing_weight * pixel_loss
     labels = x["masks"].argmax(1).to(torch.uint8)  # drop's label map: the argmax at the image size
@@ -335,7 +366,7 @@ def run_parity(src: str | Path, seed: int = 0, batch: int = 16, overrides: list[
     our_total.backward()
     their_total.backward()
     their_params = dict(theirs.named_parameters())
-    names = {rule[1] + k[len(rule[0]):]: k for k in their_params for rule in PREFIXES if k.startswith(rule[0])}
+    names = {rule[1] + k[len(rule[0]) :]: k for k in their_params for rule in PREFIXES if k.startswith(rule[0])}
     frozen = [name for name, p in ours.named_parameters() if p.requires_grad != their_params[names[name]].requires_grad]
     if frozen:
         raise ParityError(f"parameter {frozen[0]} is trained in one model and frozen in the other")
@@ -360,35 +391,73 @@ def run_parity(src: str | Path, seed: int = 0, batch: int = 16, overrides: list[
     their_visibility = torch.cat([vis[c.FOREGROUND][:, None], vis[c.PARTS]], dim=1)
     half = batch // 2
     their_dist, _ = bp.distance.compute_distance_matrix_using_bp_features(
-        their_features[:half], their_features[half:], their_visibility[:half], their_visibility[half:],
-        "mean", 500, False, "euclidean")
+        their_features[:half],
+        their_features[half:],
+        their_visibility[:half],
+        their_visibility[half:],
+        "mean",
+        500,
+        False,
+        "euclidean",
+    )
     loader = [{"image": test["images"], "pid": test["pids"], "camid": torch.arange(batch) % 2}]
-    features = extract_features(ours, loader, torch.device("cpu"), parts=tuple(f"p{k}" for k in range(num_parts)),
-                                part_embeddings=recipe.eval.part_embeddings)
-    query, gallery = (types.SimpleNamespace(embeddings=features.embeddings[rows], visibility=features.visibility[rows])
-                      for rows in (slice(0, half), slice(half, batch)))
-    our_dist = setting_distances(query, gallery, row_names([f"p{k}" for k in range(num_parts)]),
-                                 make_setting(recipe.eval.distance))
-    compared.update(compare({
-        "test embeddings (bn_foreg + parts, normalised)": (torch.from_numpy(features.embeddings[:, FOREGROUND:]),
-                                                           their_features),
-        "test visibility": (torch.from_numpy(features.visibility[:, FOREGROUND:]), their_visibility.float()),
-        "test distance matrix (8 x 8)": (torch.from_numpy(our_dist), their_dist),
-    }))
+    features = extract_features(
+        ours,
+        loader,
+        torch.device("cpu"),
+        parts=tuple(f"p{k}" for k in range(num_parts)),
+        part_embeddings=recipe.eval.part_embeddings,
+    )
+    query, gallery = (
+        types.SimpleNamespace(embeddings=features.embeddings[rows], visibility=features.visibility[rows])
+        for rows in (slice(0, half), slice(half, batch))
+    )
+    our_dist = setting_distances(
+        query, gallery, row_names([f"p{k}" for k in range(num_parts)]), make_setting(recipe.eval.distance)
+    )
+    compared.update(
+        compare(
+            {
+                "test embeddings (bn_foreg + parts, normalised)": (
+                    torch.from_numpy(features.embeddings[:, FOREGROUND:]),
+                    their_features,
+                ),
+                "test visibility": (torch.from_numpy(features.visibility[:, FOREGROUND:]), their_visibility.float()),
+                "test distance matrix (8 x 8)": (torch.from_numpy(our_dist), their_dist),
+            }
+        )
+    )
     visible = out.visibility.float().mean(0).tolist()
-    return {"recipe": RECIPE, "overrides": list(overrides), "batch": batch, "part_visible_share": visible, "input": [height, width], "parts": num_parts, "seed": seed,
-            "tolerance": TOLERANCE, "mapped_tensors": len(ours.state_dict()),
-            "unused_bpbreid_tensors": {prefix: reason for prefix, reason in UNUSED.items()},
-            "compared": compared, "passed": passed(compared)}
+    return {
+        "recipe": RECIPE,
+        "overrides": list(overrides),
+        "batch": batch,
+        "part_visible_share": visible,
+        "input": [height, width],
+        "parts": num_parts,
+        "seed": seed,
+        "tolerance": TOLERANCE,
+        "mapped_tensors": len(ours.state_dict()),
+        "unused_bpbreid_tensors": {prefix: reason for prefix, reason in UNUSED.items()},
+        "compared": compared,
+        "passed": passed(compared),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bpbreid-src", required=True, type=Path,
-                        help="folder holding an extraction of BPBreID's torchreid/ package")
+    parser.add_argument(
+        "--bpbreid-src", required=True, type=Path, help="folder holding an extraction of BPBreID's torchreid/ package"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="change drop's recipe, e.g. model.foreground_pooling=weighted (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change drop's recipe, e.g. model.foreground_pooling=weighted (repeatable)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument("--out", type=Path, help="also write the JSON report to this file")
     args = parser.parse_args(argv)

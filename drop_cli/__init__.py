@@ -3,15 +3,28 @@
 The command line (`drop ...`) is a thin layer over the functions re-exported here from
 ``drop_cli.api``; they are loaded on first use, so ``import drop_cli`` is cheap.
 """
+
 from __future__ import annotations
 
 import importlib
 
 from ._version import __version__
 
-__all__ = ["__version__", "dataset_info", "evaluate", "extract_features", "make_synthetic", "prepare_data",
-           "quickstart", "train", "visualize_embeddings", "visualize_labels", "visualize_parsing",
-           "visualize_ranking", "visualize_training"]
+__all__ = [
+    "__version__",
+    "dataset_info",
+    "evaluate",
+    "extract_features",
+    "make_synthetic",
+    "prepare_data",
+    "quickstart",
+    "train",
+    "visualize_embeddings",
+    "visualize_labels",
+    "visualize_parsing",
+    "visualize_ranking",
+    "visualize_training",
+]
 
 
 def __getattr__(name: str):

@@ -3,6 +3,7 @@
 Both are written under a temporary name and renamed when complete, so a file under its final name is
 always finished; both store their metadata as attributes, read back as plain Python values.
 """
+
 from __future__ import annotations
 
 import os

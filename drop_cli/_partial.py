@@ -1,5 +1,6 @@
 """The partial folder of a resumable job (prepare-data, extract-features): finished chunks of work,
 each an ``.npz`` renamed into place when complete, kept only while the job's settings match."""
+
 from __future__ import annotations
 
 import json

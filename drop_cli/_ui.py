@@ -1,4 +1,5 @@
 """Terminal output: progress and logs on stderr, so that stdout can carry one JSON object."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -38,8 +39,15 @@ def progress_bar(description: str, total: int, unit: str = "img", enabled: bool 
     if not enabled:
         yield lambda n=1: None
         return
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(unit),
-               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(unit),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n=1: progress.advance(task, n)

@@ -3,6 +3,7 @@
 A DropError becomes one red line with its hint and exit code 1 (with ``--json``, also a JSON object
 with ``error`` and ``hint`` on stdout); anything else is a bug and keeps its traceback.
 """
+
 from __future__ import annotations
 
 import functools
@@ -22,8 +23,13 @@ from .data.datasets import DATASET_NAMES
 from .errors import DropError
 from .recipe import EvalConfig
 
-app = typer.Typer(name="drop", no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
-                  help="Occluded person re-identification with DROP: labels, training, features, evaluation.")
+app = typer.Typer(
+    name="drop",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    help="Occluded person re-identification with DROP: labels, training, features, evaluation.",
+)
 stdout = Console(highlight=False)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout (logs go to stderr).")]
@@ -32,8 +38,12 @@ DistanceOpt = Annotated[str, typer.Option(help="global | foreground | parts | pa
 EVAL = EvalConfig()  # the defaults of the evaluation options are the recipe's eval section
 WorkersOpt = Annotated[int | None, typer.Option(help="Worker processes (default: CPU count, at most 8; 0 = none).")]
 RootOpt = Annotated[Path, typer.Option(help="Folder that contains the dataset folder.")]
-PatternOpt = Annotated[str | None, typer.Option(
-    help="For the `folder` dataset: regex with named groups pid and camid, e.g. '(?P<pid>\\d+)_c(?P<camid>\\d)'.")]
+PatternOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="For the `folder` dataset: regex with named groups pid and camid, e.g. '(?P<pid>\\d+)_c(?P<camid>\\d)'."
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -43,8 +53,11 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                                help="Print the version and exit.")] = False) -> None:
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
     """Occluded person re-identification with DROP: labels, training, features, evaluation."""
 
 
@@ -56,8 +69,9 @@ def _command(func):
         try:
             return func(*args, **kwargs)
         except DropError as e:
-            _ui.console.print(f"[bold red]error:[/] {e.message}" + (f" [dim]{e.hint}[/]" if e.hint else ""),
-                              soft_wrap=True)
+            _ui.console.print(
+                f"[bold red]error:[/] {e.message}" + (f" [dim]{e.hint}[/]" if e.hint else ""), soft_wrap=True
+            )
             if kwargs.get("json_out"):
                 print(json.dumps({"error": e.message, "hint": e.hint}))
             raise typer.Exit(1) from None
@@ -122,8 +136,10 @@ def make_synthetic(
     """
     result = api.make_synthetic(root, ids=ids, seed=seed, workers=workers, overwrite=overwrite, progress=not json_out)
     verb = "already there" if result.already_complete else f"written in {result.seconds:.1f} s"
-    _ui.info(f"synthetic set {verb}: {result.folder} ({sum(result.images.values()):,} images, "
-             f"ground truth {result.ground_truth.name})")
+    _ui.info(
+        f"synthetic set {verb}: {result.folder} ({sum(result.images.values()):,} images, "
+        f"ground truth {result.ground_truth.name})"
+    )
     _emit(result.to_json(), [], json_out)
 
 
@@ -136,10 +152,13 @@ def prepare_data(
     preset: Annotated[str, typer.Option(help="eight | five | five_v body parts (five_v: bpbreid only).")] = "eight",
     out: Annotated[Path | None, typer.Option(help="Labels file (default: inside the dataset folder).")] = None,
     workers: WorkersOpt = None,
-    height: Annotated[int | None, typer.Option(help="Label map height (default 256 for bpbreid, the input "
-                                                    "height; else 128).")] = None,
+    height: Annotated[
+        int | None, typer.Option(help="Label map height (default 256 for bpbreid, the input height; else 128).")
+    ] = None,
     width: Annotated[int | None, typer.Option(help="Label map width (default 128 for bpbreid; else 64).")] = None,
-    pose_model: Annotated[Path | None, typer.Option(help="BlazePose pose_landmark_full.tflite, for offline use.")] = None,
+    pose_model: Annotated[
+        Path | None, typer.Option(help="BlazePose pose_landmark_full.tflite, for offline use.")
+    ] = None,
     bpbreid_masks: Annotated[Path | None, typer.Option(help="Folder of BPBreID's masks for this dataset.")] = None,
     pattern: PatternOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing labels file made with other settings.")] = False,
@@ -149,9 +168,21 @@ def prepare_data(
 
     Interrupted runs resume where they stopped. Example: drop prepare-data occluded_duke --root ~/data
     """
-    result = api.prepare_data(dataset, root=root, labeler=labeler, preset=preset, out=out, workers=workers,
-                              height=height, width=width, pose_model=pose_model, bpbreid_masks=bpbreid_masks,
-                              pattern=pattern, overwrite=overwrite, progress=not json_out)
+    result = api.prepare_data(
+        dataset,
+        root=root,
+        labeler=labeler,
+        preset=preset,
+        out=out,
+        workers=workers,
+        height=height,
+        width=width,
+        pose_model=pose_model,
+        bpbreid_masks=bpbreid_masks,
+        pattern=pattern,
+        overwrite=overwrite,
+        progress=not json_out,
+    )
     splits = [k for k, v in result.info.splits.items() if v.images]
     table = Table(title=f"{dataset}: {result.labeler} labels ({result.preset}) in {result.labels.path}")
     for col in ("split", "images", "ids", "cameras", "flagged"):
@@ -168,16 +199,23 @@ def prepare_data(
     if result.labels.already_complete:
         _ui.info(f"{result.labels.path} is already complete; nothing to do (--overwrite to redo it).")
     else:
-        _ui.info(f"done in {result.seconds:.1f} s"
-                 + (f" (resumed {result.labels.resumed_blocks} finished blocks)" if result.labels.resumed_blocks else ""))
+        _ui.info(
+            f"done in {result.seconds:.1f} s"
+            + (f" (resumed {result.labels.resumed_blocks} finished blocks)" if result.labels.resumed_blocks else "")
+        )
     _emit(result.to_json(), [table, shares], json_out)
 
 
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key: --set optim.lr=1e-4 "
-                                                                "(repeatable).")]
-RecipeOpt = Annotated[list[str] | None, typer.Option(
-    help="YAML recipe or a shipped recipe's name (see recipes/); repeat to stack base-free files: "
-         "--recipe occluded_duke --recipe ablations/no_dpu.")]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a recipe key: --set optim.lr=1e-4 (repeatable).")
+]
+RecipeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="YAML recipe or a shipped recipe's name (see recipes/); repeat to stack base-free files: "
+        "--recipe occluded_duke --recipe ablations/no_dpu."
+    ),
+]
 
 
 @app.command("train")
@@ -231,35 +269,57 @@ def recipe_show(recipe: RecipeOpt = None, set_: SetOpt = None, json_out: JsonOpt
 def extract_features(
     checkpoint: Annotated[Path, typer.Option(help="A run folder's last.pt.")],
     dataset: Annotated[str | None, typer.Option(help="Dataset key (default: the recipe's test dataset).")] = None,
-    root: Annotated[Path | None, typer.Option(help="Folder that contains the dataset folder (default: "
-                                                   "the recipe's).")] = None,
+    root: Annotated[
+        Path | None, typer.Option(help="Folder that contains the dataset folder (default: the recipe's).")
+    ] = None,
     splits: Annotated[str, typer.Option(help="Comma-separated: train, query, gallery.")] = "query,gallery",
-    out: Annotated[Path | None, typer.Option(help="Features file (default: features.h5 next to the "
-                                                  "checkpoint).")] = None,
-    flip_tta: Annotated[bool | None, typer.Option("--flip-tta/--no-flip-tta", help="Also embed the mirrored "
-                                                  "image (default: the recipe's eval.flip_tta).")] = None,
-    parsing: Annotated[bool, typer.Option("--parsing/--no-parsing", help="Store the predicted parsing maps "
-                                                                         "(for drop visualize).")] = True,
+    out: Annotated[
+        Path | None, typer.Option(help="Features file (default: features.h5 next to the checkpoint).")
+    ] = None,
+    flip_tta: Annotated[
+        bool | None,
+        typer.Option(
+            "--flip-tta/--no-flip-tta", help="Also embed the mirrored image (default: the recipe's eval.flip_tta)."
+        ),
+    ] = None,
+    parsing: Annotated[
+        bool, typer.Option("--parsing/--no-parsing", help="Store the predicted parsing maps (for drop visualize).")
+    ] = True,
     half: Annotated[bool, typer.Option("--half", help="Store the embeddings as float16.")] = False,
-    batch_size: Annotated[int | None, typer.Option(help="Images per batch (default: the recipe's "
-                                                        "eval.batch_size).")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Images per batch (default: the recipe's eval.batch_size).")
+    ] = None,
     device: DeviceOpt = "auto",
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing features file made with other "
-                                                 "settings.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an existing features file made with other settings.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Embed a dataset's query and gallery with a trained model into one HDF5 features file.
 
     Interrupted runs resume where they stopped. Example: drop extract-features --checkpoint runs/synthetic-drop/last.pt
     """
-    result = api.extract_features(checkpoint, dataset=dataset, root=root, splits=splits, out=out, flip_tta=flip_tta,
-                                  batch_size=batch_size, device=device, parsing=parsing, half=half,
-                                  overwrite=overwrite, progress=not json_out)
+    result = api.extract_features(
+        checkpoint,
+        dataset=dataset,
+        root=root,
+        splits=splits,
+        out=out,
+        flip_tta=flip_tta,
+        batch_size=batch_size,
+        device=device,
+        parsing=parsing,
+        half=half,
+        overwrite=overwrite,
+        progress=not json_out,
+    )
     if result.already_complete:
         _ui.info(f"{result.features} is already complete; nothing to do (--overwrite to redo it).")
     else:
-        _ui.info(f"done in {result.seconds:.1f} s ({result.images_per_s or 0:.1f} images/s)"
-                 + (f", resumed {result.resumed_chunks} finished chunks" if result.resumed_chunks else ""))
+        _ui.info(
+            f"done in {result.seconds:.1f} s ({result.images_per_s or 0:.1f} images/s)"
+            + (f", resumed {result.resumed_chunks} finished chunks" if result.resumed_chunks else "")
+        )
     table = Table(title=f"{result.dataset} features in {result.features}")
     for col in ("split", "images", "rows"):
         table.add_column(col, justify="left" if col == "split" else "right")
@@ -273,18 +333,28 @@ def extract_features(
 def evaluate(
     features: Annotated[Path, typer.Option(help="A features file from drop extract-features.")],
     distance: DistanceOpt = EVAL.distance,
-    visibility: Annotated[bool, typer.Option("--visibility/--no-visibility", help="Weight parts by their "
-                                                                                  "visibility.")] = True,
+    visibility: Annotated[
+        bool, typer.Option("--visibility/--no-visibility", help="Weight parts by their visibility.")
+    ] = True,
     rerank: Annotated[bool, typer.Option("--rerank", help="k-reciprocal re-ranking.")] = False,
     k1: Annotated[int, typer.Option(help="Re-ranking k1.")] = EVAL.rerank_k1,
     k2: Annotated[int, typer.Option(help="Re-ranking k2.")] = EVAL.rerank_k2,
-    lambda_value: Annotated[float, typer.Option("--lambda", help="Re-ranking weight of the original "
-                                                                 "distance.")] = EVAL.rerank_lambda,
-    ablate: Annotated[bool, typer.Option("--ablate", help="Every distance x visibility x re-ranking, and each part "
-                                                          "left out, in one table (instead of --distance, "
-                                                          "--no-visibility and --rerank).")] = False,
-    out: Annotated[Path | None, typer.Option(help="Folder for eval.json/eval.csv or ablate.json/ablate.csv "
-                                                  "(default: the features file's).")] = None,
+    lambda_value: Annotated[
+        float, typer.Option("--lambda", help="Re-ranking weight of the original distance.")
+    ] = EVAL.rerank_lambda,
+    ablate: Annotated[
+        bool,
+        typer.Option(
+            "--ablate",
+            help="Every distance x visibility x re-ranking, and each part "
+            "left out, in one table (instead of --distance, "
+            "--no-visibility and --rerank).",
+        ),
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for eval.json/eval.csv or ablate.json/ablate.csv (default: the features file's)."),
+    ] = None,
     dataset: Annotated[str | None, typer.Option(help="Check that the features come from this dataset.")] = None,
     device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
@@ -293,25 +363,49 @@ def evaluate(
 
     Example: drop evaluate --features runs/synthetic-drop/features.h5 --ablate
     """
-    result = api.evaluate(features, distance=distance, visibility=visibility, rerank=rerank, k1=k1, k2=k2,
-                          lambda_value=lambda_value, ablate=ablate, out=out, dataset=dataset, device=device,
-                          progress=not json_out)
+    result = api.evaluate(
+        features,
+        distance=distance,
+        visibility=visibility,
+        rerank=rerank,
+        k1=k1,
+        k2=k2,
+        lambda_value=lambda_value,
+        ablate=ablate,
+        out=out,
+        dataset=dataset,
+        device=device,
+        progress=not json_out,
+    )
 
-    table = Table(title=f"{result.dataset}: {result.queries:,} query x {result.gallery:,} gallery ({result.features})",
-                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table = Table(
+        title=f"{result.dataset}: {result.queries:,} query x {result.gallery:,} gallery ({result.features})",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     left_out = any(row["left_out"] for row in result.results)
     for col in ("distance", "vis", "rerank", *(("left out",) if left_out else ()), "R-1", "R-5", "R-10", "mAP", "mINP"):
         table.add_column(col, justify="left" if col in ("distance", "left out") else "right", no_wrap=True)
     for row in result.results:
-        table.add_row(row["distance"], "on" if row["visibility"] else "off", "on" if row["rerank"] else "off",
-                      *((row["left_out"] or "",) if left_out else ()),
-                      *(f"{100 * row[k]:.1f}" for k in ("rank1", "rank5", "rank10", "mAP", "mINP")))
+        table.add_row(
+            row["distance"],
+            "on" if row["visibility"] else "off",
+            "on" if row["rerank"] else "off",
+            *((row["left_out"] or "",) if left_out else ()),
+            *(f"{100 * row[k]:.1f}" for k in ("rank1", "rank5", "rank10", "mAP", "mINP")),
+        )
     _ui.info(f"wrote {result.json_path} and {result.csv_path.name} in {result.seconds:.1f} s")
     _emit(result.to_json(), [table], json_out)
 
-visualize_app = typer.Typer(no_args_is_help=True, help="Draw PNG pictures: labels, parsing, rankings, curves, embeddings.")
+
+visualize_app = typer.Typer(
+    no_args_is_help=True, help="Draw PNG pictures: labels, parsing, rankings, curves, embeddings."
+)
 app.add_typer(visualize_app, name="visualize")
-OutPng = Annotated[Path | None, typer.Option("--out", help="PNG to write (default: a figures/ folder next to the input).")]
+OutPng = Annotated[
+    Path | None, typer.Option("--out", help="PNG to write (default: a figures/ folder next to the input).")
+]
 FeaturesOpt = Annotated[Path, typer.Option("--features", help="Features file from `drop extract-features`.")]
 
 
@@ -334,8 +428,9 @@ def _emit_images(result, json_out: bool) -> None:
 @_command
 def visualize_labels(
     labels: Annotated[Path, typer.Option(help="Labels file from `drop prepare-data`.")],
-    root: Annotated[Path | None, typer.Option(help="Folder that contains the dataset folder "
-                                                  "(default: the labels file's folder).")] = None,
+    root: Annotated[
+        Path | None, typer.Option(help="Folder that contains the dataset folder (default: the labels file's folder).")
+    ] = None,
     split: Annotated[str | None, typer.Option(help="train | query | gallery (default: all images).")] = None,
     count: Annotated[int, typer.Option(help="How many images (drawn at random with --seed).")] = 16,
     images: Annotated[str | None, typer.Option(help="Comma-separated image paths to show instead.")] = None,
@@ -348,8 +443,9 @@ def visualize_labels(
     Example: drop visualize labels --labels data/synthetic/labels-pose-eight.h5 --split query
     """
     paths = [p.strip() for p in images.split(",")] if images else None
-    _emit_images(api.visualize_labels(labels, root=root, split=split, count=count, images=paths, seed=seed, out=out),
-                 json_out)
+    _emit_images(
+        api.visualize_labels(labels, root=root, split=split, count=count, images=paths, seed=seed, out=out), json_out
+    )
 
 
 @visualize_app.command("parsing")
@@ -368,8 +464,12 @@ def visualize_parsing(
 
     Example: drop visualize parsing --features runs/synthetic-drop/features.h5 --labels data/synthetic/labels-pose-eight.h5
     """
-    _emit_images(api.visualize_parsing(features, labels=labels, split=split, count=count, seed=seed, out=out,
-                                       checkpoint=checkpoint), json_out)
+    _emit_images(
+        api.visualize_parsing(
+            features, labels=labels, split=split, count=count, seed=seed, out=out, checkpoint=checkpoint
+        ),
+        json_out,
+    )
 
 
 @visualize_app.command("ranking")
@@ -392,8 +492,18 @@ def visualize_ranking(
 
     Example: drop visualize ranking --features runs/synthetic-drop/features.h5 --worst 10
     """
-    result = api.visualize_ranking(features, distance=distance, visibility=not no_visibility, rerank=rerank,
-                                   queries=_ints(queries), query_ids=_ints(ids), worst=worst, count=count, k=k, out=out)
+    result = api.visualize_ranking(
+        features,
+        distance=distance,
+        visibility=not no_visibility,
+        rerank=rerank,
+        queries=_ints(queries),
+        query_ids=_ints(ids),
+        worst=worst,
+        count=count,
+        k=k,
+        out=out,
+    )
     _emit_images(result, json_out)
 
 
@@ -428,8 +538,12 @@ def visualize_embeddings(
 
     Example: drop visualize embeddings --features runs/synthetic-drop/features.h5 --row torso
     """
-    _emit_images(api.visualize_embeddings(features, split=split, row=row, num_ids=num_ids, ids=_ints(ids), method=method,
-                                          seed=seed, out=out), json_out)
+    _emit_images(
+        api.visualize_embeddings(
+            features, split=split, row=row, num_ids=num_ids, ids=_ints(ids), method=method, seed=seed, out=out
+        ),
+        json_out,
+    )
 
 
 @app.command("quickstart")
@@ -449,8 +563,11 @@ def quickstart(
     for col in ("distance", "re-ranking", "rank-1", "rank-5", "mAP", "mINP"):
         table.add_column(col, justify="left" if col == "distance" else "right")
     for row in result.evaluate:
-        table.add_row(row["distance"], "on" if row["rerank"] else "off",
-                      *(f"{100 * row[k]:.1f}" for k in ("rank1", "rank5", "mAP", "mINP")))
+        table.add_row(
+            row["distance"],
+            "on" if row["rerank"] else "off",
+            *(f"{100 * row[k]:.1f}" for k in ("rank1", "rank5", "mAP", "mINP")),
+        )
     files = Table(title="where everything is", show_header=False)
     for what, path in (("run folder", result.run_dir), *(("picture", p) for p in result.images)):
         files.add_row(what, str(path))
@@ -461,14 +578,21 @@ def quickstart(
 @_command
 def ablation_study(
     out: Annotated[Path, typer.Option(help="Folder for the runs and study.json / study.csv.")] = Path("study"),
-    recipe: Annotated[str | None, typer.Option(help="A DROP recipe to study on its own dataset (e.g. occluded_duke "
-                                                     "with --set data.root=~/data); default: the synthetic set.")] = None,
+    recipe: Annotated[
+        str | None,
+        typer.Option(
+            help="A DROP recipe to study on its own dataset (e.g. occluded_duke "
+            "with --set data.root=~/data); default: the synthetic set."
+        ),
+    ] = None,
     seeds: Annotated[str, typer.Option(help="Training seeds, comma-separated.")] = "0,1,2",
     ids: Annotated[int, typer.Option(help="Identities of the synthetic set.")] = 100,
-    labeler: Annotated[str, typer.Option(help="Labels of the synthetic set: pose, or synthetic (the ground "
-                                              "truth).")] = "pose",
-    configs: Annotated[str | None, typer.Option(help="A subset of the configurations, comma-separated "
-                                                    "(default: all).")] = None,
+    labeler: Annotated[
+        str, typer.Option(help="Labels of the synthetic set: pose, or synthetic (the ground truth).")
+    ] = "pose",
+    configs: Annotated[
+        str | None, typer.Option(help="A subset of the configurations, comma-separated (default: all).")
+    ] = None,
     set_: SetOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -480,11 +604,21 @@ def ablation_study(
     """
     chosen = tuple(c.strip() for c in configs.split(",")) if configs else None
     study = projects.ablation_study
-    result = study.run_study(out, recipe=recipe, seeds=tuple(_ints(seeds) or ()), ids=ids, labeler=labeler,
-                             configs=chosen, overrides=set_ or [], progress=not json_out)
+    result = study.run_study(
+        out,
+        recipe=recipe,
+        seeds=tuple(_ints(seeds) or ()),
+        ids=ids,
+        labeler=labeler,
+        configs=chosen,
+        overrides=set_ or [],
+        progress=not json_out,
+    )
     synthetic = recipe is None
-    table = Table(title=f"{result.title}{', occluded queries' if synthetic else ''} (final epoch, mean ± std over "
-                        f"seeds): {result.json_path}")
+    table = Table(
+        title=f"{result.title}{', occluded queries' if synthetic else ''} (final epoch, mean ± std over "
+        f"seeds): {result.json_path}"
+    )
     table.add_column("configuration", no_wrap=True)  # the names are what the table is read by
     headers = {"runs": "runs", "mAP": "mAP", "rank1": "rank-1", "parts_miou": "mIoU l/r", "eight_miou": "mIoU 8"}
     metrics = study.METRICS if synthetic else study.METRICS[:2]  # mIoU l/r: left/right merged; 8: eight parts
@@ -494,8 +628,10 @@ def ablation_study(
     if paper:
         table.add_column("paper R-1 / mAP", justify="right")
     for row in result.summary:
-        cells = [f"{100 * row[f'{m}_mean']:.1f}±{100 * row[f'{m}_std']:.1f}"
-                 if row[f"{m}_mean"] is not None else "-" for m in metrics]
+        cells = [
+            f"{100 * row[f'{m}_mean']:.1f}±{100 * row[f'{m}_std']:.1f}" if row[f"{m}_mean"] is not None else "-"
+            for m in metrics
+        ]
         if paper:
             cells.append(f"{row['paper_rank1']:.1f} / {row['paper_mAP']:.1f}" if row["paper_mAP"] is not None else "")
         table.add_row(row["config"], str(row["runs"]), *cells)

@@ -12,6 +12,7 @@ names: ``left_x`` and ``right_x`` swap, every other part stays.
 The embedding rows: the model, the features file and the evaluation all order a set of embeddings as
 global, foreground, then the K parts (``GLOBAL``, ``FOREGROUND``, ``FIRST_PART``, ``row_names``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -54,8 +55,8 @@ def mirror_permutation(parts: tuple[str, ...] | list[str]) -> np.ndarray:
     out = np.arange(len(parts) + 1, dtype=np.int64)
     for name, k in index.items():
         for side, other in (("left_", "right_"), ("right_", "left_")):
-            if name.startswith(side) and other + name[len(side):] in index:
-                out[k] = index[other + name[len(side):]]
+            if name.startswith(side) and other + name[len(side) :] in index:
+                out[k] = index[other + name[len(side) :]]
     return out
 
 
@@ -63,6 +64,8 @@ def from_eight(labels: np.ndarray, preset: str) -> np.ndarray:
     """Convert a label map in the `eight` preset to ``preset`` (exact: `five` merges left and right)."""
     part_names(preset)
     if preset not in _FROM_EIGHT:
-        raise DropError(f"preset {preset} cannot be made from eight-part labels: it groups BPBreID's keypoint "
-                        "fields differently.", hint="Use the bpbreid labeler for it, or preset eight or five.")
+        raise DropError(
+            f"preset {preset} cannot be made from eight-part labels: it groups BPBreID's keypoint fields differently.",
+            hint="Use the bpbreid labeler for it, or preset eight or five.",
+        )
     return _FROM_EIGHT[preset][labels]

@@ -12,6 +12,7 @@ The defaults are BPBreID's (VlSomers/bpbreid, ``configs/bpbreid/bpbreid_occ_duke
 labelled [ours]. ``version`` is the schema: a recipe stored by an older drop (in a checkpoint) gets
 the values of the keys added since that reproduce what that drop did (``_MIGRATIONS``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -168,11 +169,17 @@ class Recipe:
 def _v1_loss(loss: dict) -> dict:
     """drop 0.1's objective: PCT replaced the part triplet, mined memory positives, masked triplets."""
     pct = loss.get("pct", True)
-    return {**loss, "triplet_visibility": True, "foreground_triplet_weight": 0.0, "memory_positives": True,
-            "pct_normalize": True, "pct_margin": loss.get("triplet_margin", 0.3),
-            "pct_weight": loss.get("triplet_weight", 1.0) if pct else 1.0,
-            "triplet_weight": 0.0 if pct else loss.get("triplet_weight", 1.0),
-            "parsing_target_resize": "nearest-exact"}
+    return {
+        **loss,
+        "triplet_visibility": True,
+        "foreground_triplet_weight": 0.0,
+        "memory_positives": True,
+        "pct_normalize": True,
+        "pct_margin": loss.get("triplet_margin", 0.3),
+        "pct_weight": loss.get("triplet_weight", 1.0) if pct else 1.0,
+        "triplet_weight": 0.0 if pct else loss.get("triplet_weight", 1.0),
+        "parsing_target_resize": "nearest-exact",
+    }
 
 
 def _v1_data(data: dict) -> dict:
@@ -180,21 +187,41 @@ def _v1_data(data: dict) -> dict:
     and a colour jitter of one strength, always applied (``color_jitter`` was that strength; now it is a
     probability)."""
     strength = data.get("color_jitter", 0.0)
-    return {**data, "flip_swap_sides": True, "erasing": "zhong", "antialias": True, "skip_flagged": False,
-            "color_jitter": 1.0 if strength else 0.0, "jitter_brightness": strength, "jitter_contrast": strength,
-            "jitter_saturation": strength}
+    return {
+        **data,
+        "flip_swap_sides": True,
+        "erasing": "zhong",
+        "antialias": True,
+        "skip_flagged": False,
+        "color_jitter": 1.0 if strength else 0.0,
+        "jitter_brightness": strength,
+        "jitter_contrast": strength,
+        "jitter_saturation": strength,
+    }
 
 
 # Stored schema version -> section -> a function from that version's section to the next version's:
 # the keys added since get the values that reproduce what the older drop did.
 _MIGRATIONS: dict[int, dict[str, Any]] = {
-    1: {"data": _v1_data,
-        "model": lambda model: {**model, "foreground_pooling": "weighted", "reduction": "shared",
-                                "parsing_init": "kaiming", "align_corners": False},
+    1: {
+        "data": _v1_data,
+        "model": lambda model: {
+            **model,
+            "foreground_pooling": "weighted",
+            "reduction": "shared",
+            "parsing_init": "kaiming",
+            "align_corners": False,
+        },
         "loss": _v1_loss,
         "train": lambda train: {**train, "sync_bn": False},
-        "eval": lambda eval_: {**eval_, "part_embeddings": "bnneck", "rerank_k1": 20, "rerank_k2": 6,
-                               "rerank_lambda": 0.3}},
+        "eval": lambda eval_: {
+            **eval_,
+            "part_embeddings": "bnneck",
+            "rerank_k1": 20,
+            "rerank_k2": 6,
+            "rerank_lambda": 0.3,
+        },
+    },
 }
 
 
@@ -265,8 +292,7 @@ def _build(cls, data: Any, prefix: str):
         if key not in names:
             raise RecipeError(f"unknown recipe key {full!r}.", hint=_suggest(str(key), prefix, names))
         tp = hints[key]
-        kwargs[key] = (_build(tp, value, f"{full}.") if dataclasses.is_dataclass(tp)
-                       else _coerce(value, tp, full))
+        kwargs[key] = _build(tp, value, f"{full}.") if dataclasses.is_dataclass(tp) else _coerce(value, tp, full)
     return cls(**kwargs)
 
 
@@ -275,8 +301,11 @@ def _suggest(key: str, prefix: str, names: list[str]) -> str:
     close = difflib.get_close_matches(key, names, n=1)
     if close:
         return f"Did you mean {prefix}{close[0]}?"
-    elsewhere = [f"{section}.{key}" for section, tp in typing.get_type_hints(Recipe).items()
-                 if dataclasses.is_dataclass(tp) and key in {f.name for f in dataclasses.fields(tp)}]
+    elsewhere = [
+        f"{section}.{key}"
+        for section, tp in typing.get_type_hints(Recipe).items()
+        if dataclasses.is_dataclass(tp) and key in {f.name for f in dataclasses.fields(tp)}
+    ]
     return f"Did you mean {elsewhere[0]}?" if elsewhere else f"Valid keys here: {', '.join(names)}."
 
 
@@ -293,8 +322,9 @@ def _shipped() -> list[str]:
 
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
-        raise RecipeError(f"recipe {path} not found.", hint="Pass a YAML file or a shipped recipe: "
-                                                            + ", ".join(_shipped()) + ".")
+        raise RecipeError(
+            f"recipe {path} not found.", hint="Pass a YAML file or a shipped recipe: " + ", ".join(_shipped()) + "."
+        )
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
@@ -318,8 +348,10 @@ def _read_with_bases(path: Path) -> dict:
             raise RecipeError(f"recipe {path}: base must be a file name or a list of them, got {base!r}.")
         base_data = _read_yaml((path.parent / base).resolve())
         if "base" in base_data:
-            raise RecipeError(f"recipe {base} has a base of its own; only one level of base: is allowed.",
-                              hint="Stack the files instead: base: [first.yaml, second.yaml].")
+            raise RecipeError(
+                f"recipe {base} has a base of its own; only one level of base: is allowed.",
+                hint="Stack the files instead: base: [first.yaml, second.yaml].",
+            )
         merged = _merge(merged, base_data)
     return _merge(merged, data)
 
@@ -381,9 +413,11 @@ def load_recipe(paths: str | Path | Sequence[str | Path] | None = None, override
 def _checked(recipe: Recipe) -> Recipe:
     """The recipe, after the checks that involve several keys (one RecipeError line each)."""
     if recipe.model.dpu and not recipe.model.decouple:
-        raise RecipeError("model.dpu: true needs model.decouple: true: without decoupling the parsing head reads "
-                          "the ReID map, so there is no parsing map for DPU to build.",
-                          hint="Set model.dpu: false, or model.decouple: true.")
+        raise RecipeError(
+            "model.dpu: true needs model.decouple: true: without decoupling the parsing head reads "
+            "the ReID map, so there is no parsing map for DPU to build.",
+            hint="Set model.dpu: false, or model.decouple: true.",
+        )
     return recipe
 
 
@@ -394,8 +428,10 @@ def recipe_from_dict(data: dict) -> Recipe:
         raise RecipeError(f"a stored recipe must be a mapping, got {type(data).__name__}.")
     version = data.get("version", 1)
     if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= SCHEMA_VERSION:
-        raise RecipeError(f"recipe schema version {version!r} is not one this drop reads (1 to {SCHEMA_VERSION}).",
-                          hint="Upgrade drop to read recipes made by a newer version.")
+        raise RecipeError(
+            f"recipe schema version {version!r} is not one this drop reads (1 to {SCHEMA_VERSION}).",
+            hint="Upgrade drop to read recipes made by a newer version.",
+        )
     return _checked(_build(Recipe, _migrate(data, version) if version < SCHEMA_VERSION else data, ""))
 
 

@@ -1,5 +1,6 @@
 """The package's layering, checked on the source: imports only point down, no circles, no internal imports
 hidden in functions, and the command line starts without torch."""
+
 from __future__ import annotations
 
 import ast
@@ -35,12 +36,13 @@ def internal_imports(name: str, path: Path) -> list[tuple[str, int, bool]]:
     """(imported drop_cli module, line, inside a function) for every import of ``name``'s source."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     tree = ast.parse(path.read_text())
-    functions = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
-                 for n in ast.walk(f)}
+    functions = {
+        id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in ast.walk(f)
+    }
     out = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            base = package.split(".")[:len(package.split(".")) - node.level + 1] if node.level else []
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
             target = ".".join([*base, node.module] if node.module else base) if node.level else node.module
             if target and target.split(".")[0] == "drop_cli":
                 names = [f"{target}.{a.name}" for a in node.names] if not node.module or node.level else [target]
@@ -66,10 +68,12 @@ def test_every_module_has_a_layer():
 
 
 def test_no_internal_import_inside_a_function():
-    hidden = [f"{m}:{line} imports {t}" for m, p in modules().items() for t, line, inside in internal_imports(m, p)
-              if inside]
-    assert not hidden, "hoist these to the top of their module (one that cannot be hoisted is a circle):\n" + \
-        "\n".join(hidden)
+    hidden = [
+        f"{m}:{line} imports {t}" for m, p in modules().items() for t, line, inside in internal_imports(m, p) if inside
+    ]
+    assert not hidden, "hoist these to the top of their module (one that cannot be hoisted is a circle):\n" + "\n".join(
+        hidden
+    )
 
 
 def test_imports_only_point_down():
@@ -89,8 +93,9 @@ def test_imports_only_point_down():
 
 def test_no_import_circles():
     known = modules()
-    graph = {m: {resolved(t, known) for t, _, inside in internal_imports(m, p) if not inside} - {m}
-             for m, p in known.items()}
+    graph = {
+        m: {resolved(t, known) for t, _, inside in internal_imports(m, p) if not inside} - {m} for m, p in known.items()
+    }
     # a package imports its submodules; a submodule importing its own package is not a circle by itself
     state: dict[str, int] = {}
     cycles = []
@@ -101,7 +106,7 @@ def test_no_import_circles():
             if nxt not in graph:
                 continue
             if state.get(nxt) == 1:
-                cycle = stack[stack.index(nxt):] + [nxt]
+                cycle = [*stack[stack.index(nxt) :], nxt]
                 if not all(a.startswith(b + ".") or b.startswith(a + ".") for a, b in itertools.pairwise(cycle)):
                     cycles.append(" -> ".join(cycle))
             elif nxt not in state:
@@ -116,9 +121,11 @@ def test_no_import_circles():
 
 @pytest.mark.parametrize("args", [["--version"], ["--help"], ["train", "--help"]])
 def test_the_command_line_starts_without_torch(args):
-    code = ("import sys; from drop_cli.cli import app\n"
-            f"try:\n    app({args!r}, prog_name='drop')\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('torch', 'timm', 'cv2', 'h5py') if m in sys.modules))")
+    code = (
+        "import sys; from drop_cli.cli import app\n"
+        f"try:\n    app({args!r}, prog_name='drop')\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('torch', 'timm', 'cv2', 'h5py') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
 

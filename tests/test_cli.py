@@ -1,4 +1,5 @@
 """The command line in-process (typer's CliRunner) and, for kill -9, as a real process."""
+
 from __future__ import annotations
 
 import json
@@ -50,8 +51,24 @@ def test_every_command_has_help_with_an_example_and_is_in_the_readme(command):
 
 def test_prepare_data_json(synthetic_root, tmp_path):
     out = tmp_path / "labels.h5"
-    result = runner.invoke(app, ["prepare-data", "synthetic", "--root", str(synthetic_root), "--labeler", "synthetic",
-                                 "--preset", "five", "--out", str(out), "--workers", "0", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "prepare-data",
+            "synthetic",
+            "--root",
+            str(synthetic_root),
+            "--labeler",
+            "synthetic",
+            "--preset",
+            "five",
+            "--out",
+            str(out),
+            "--workers",
+            "0",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert set(payload) >= {"dataset", "splits", "labels", "labeler", "preset", "flagged", "seconds"}
@@ -83,13 +100,22 @@ def test_table_titles_stay_on_one_line(synthetic_root, tmp_path, monkeypatch):
     assert f"synthetic ({root / 'synthetic'})" in result.stdout
 
 
-@pytest.mark.parametrize("args,message", [
-    (["prepare-data", "nope", "--root", "."], "error: unknown dataset 'nope'."),
-    (["prepare-data", "synthetic", "--root", ".", "--labeler", "psoe"], "error: unknown labeler 'psoe'. Did you mean 'pose'?"),
-    (["prepare-data", "synthetic", "--root", ".", "--preset", "six"], "error: unknown preset 'six'."),
-    (["prepare-data", "synthetic", "--root", ".", "--workers", "-1"], "error: --workers must be a whole number >= 0"),
-    (["dataset-info", "market1501", "--root", "/nonexistent"], "error: market1501: dataset folder"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["prepare-data", "nope", "--root", "."], "error: unknown dataset 'nope'."),
+        (
+            ["prepare-data", "synthetic", "--root", ".", "--labeler", "psoe"],
+            "error: unknown labeler 'psoe'. Did you mean 'pose'?",
+        ),
+        (["prepare-data", "synthetic", "--root", ".", "--preset", "six"], "error: unknown preset 'six'."),
+        (
+            ["prepare-data", "synthetic", "--root", ".", "--workers", "-1"],
+            "error: --workers must be a whole number >= 0",
+        ),
+        (["dataset-info", "market1501", "--root", "/nonexistent"], "error: market1501: dataset folder"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_1(args, message):
     result = runner.invoke(app, args)
     assert result.exit_code == 1
@@ -114,10 +140,23 @@ def test_make_synthetic_refuses_other_settings(synthetic_root):
 def test_kill_9_then_resume_gives_the_uninterrupted_file(synthetic_root, tmp_path):
     """prepare-data killed with SIGKILL mid-run, then run again, ends with the same labels."""
     killed, reference = tmp_path / "killed.h5", tmp_path / "reference.h5"
-    cmd = [sys.executable, "-m", "drop_cli", "prepare-data", "synthetic", "--root", str(synthetic_root),
-           "--labeler", "pose", "--workers", "1", "--json"]
-    proc = subprocess.Popen(cmd + ["--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "drop_cli",
+        "prepare-data",
+        "synthetic",
+        "--root",
+        str(synthetic_root),
+        "--labeler",
+        "pose",
+        "--workers",
+        "1",
+        "--json",
+    ]
+    proc = subprocess.Popen(
+        [*cmd, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     first_block = killed.with_name("killed.h5.partial") / "block-000000.npz"
     deadline = time.monotonic() + 120
     while not first_block.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -125,9 +164,9 @@ def test_kill_9_then_resume_gives_the_uninterrupted_file(synthetic_root, tmp_pat
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert first_block.exists() and not killed.exists(), "the run must be killed after its first block"
-    resumed = subprocess.run(cmd + ["--out", str(killed)], capture_output=True, text=True, check=True)
+    resumed = subprocess.run([*cmd, "--out", str(killed)], capture_output=True, text=True, check=True)
     assert json.loads(resumed.stdout)["labels"] == str(killed)
-    subprocess.run(cmd + ["--out", str(reference), "--workers", "2"], capture_output=True, check=True)
+    subprocess.run([*cmd, "--out", str(reference), "--workers", "2"], capture_output=True, check=True)
     with LabelFile(killed) as a, LabelFile(reference) as b:
         assert a.paths == b.paths
         assert np.array_equal(a.read_all(), b.read_all())

@@ -1,4 +1,5 @@
 """Joint image + label-map augmentation, the PK sampler and the image dataset."""
+
 from __future__ import annotations
 
 import pytest
@@ -111,8 +112,17 @@ def test_colour_jitter_is_applied_with_its_probability():
     image = torch.full((3, 64, 32), 120, dtype=torch.uint8)
     labels = torch.zeros(32, 16, dtype=torch.uint8)
     plain = TrainTransform(64, 32, parts=EIGHT, pad=0, random_erasing=0.0)(image, labels)[0]
-    transform = TrainTransform(64, 32, parts=EIGHT, pad=0, random_erasing=0.0, color_jitter=0.5,
-                               jitter_brightness=0.2, jitter_contrast=0.15, jitter_saturation=0.0)
+    transform = TrainTransform(
+        64,
+        32,
+        parts=EIGHT,
+        pad=0,
+        random_erasing=0.0,
+        color_jitter=0.5,
+        jitter_brightness=0.2,
+        jitter_contrast=0.15,
+        jitter_saturation=0.0,
+    )
     changed = []
     for seed in range(40):
         torch.manual_seed(seed)

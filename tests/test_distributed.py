@@ -1,5 +1,6 @@
 """Multi-process training trains the one-process objective: one step on 2 gloo ranks, each holding half of
 a 64-image batch, gives the loss, the gradients and the memory bank of the one-process step on the 64 images."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,15 +22,25 @@ CONFIG = LossConfig(foreground_triplet_weight=1.0, memory_start_epoch=0)  # DROP
 
 def make_model() -> DropNet:
     torch.manual_seed(0)
-    return DropNet(backbone="test_resnet", num_parts=K, num_classes=IDS, embed_dim=D, dpu_channels=8,
-                   parsing_channels=16, ppe_height=16).train()
+    return DropNet(
+        backbone="test_resnet",
+        num_parts=K,
+        num_classes=IDS,
+        embed_dim=D,
+        dpu_channels=8,
+        parsing_channels=16,
+        ppe_height=16,
+    ).train()
 
 
 def make_batch() -> dict:
     gen = torch.Generator().manual_seed(1)
-    return {"image": torch.randn(BATCH, 3, 64, 32, generator=gen),
-            "labels": torch.randint(0, K + 1, (BATCH, 64, 32), generator=gen, dtype=torch.uint8),
-            "pid": torch.arange(IDS).repeat_interleave(BATCH // IDS), "index": torch.arange(BATCH)}
+    return {
+        "image": torch.randn(BATCH, 3, 64, 32, generator=gen),
+        "labels": torch.randint(0, K + 1, (BATCH, 64, 32), generator=gen, dtype=torch.uint8),
+        "pid": torch.arange(IDS).repeat_interleave(BATCH // IDS),
+        "index": torch.arange(BATCH),
+    }
 
 
 def make_bank() -> PartsMemoryBank:
@@ -37,8 +48,12 @@ def make_bank() -> PartsMemoryBank:
     gen = torch.Generator().manual_seed(2)
     bank = PartsMemoryBank(BATCH + 16, K, D)
     pids = torch.cat([torch.arange(IDS).repeat_interleave(BATCH // IDS), torch.arange(IDS, IDS + 4).repeat(4)])
-    bank.update(torch.arange(BATCH + 16), torch.randn(BATCH + 16, K, D, generator=gen),
-                torch.rand(BATCH + 16, K, generator=gen) > 0.2, pids)
+    bank.update(
+        torch.arange(BATCH + 16),
+        torch.randn(BATCH + 16, K, D, generator=gen),
+        torch.rand(BATCH + 16, K, generator=gen) > 0.2,
+        pids,
+    )
     return bank
 
 
@@ -52,12 +67,17 @@ def freeze_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
 
 def share(batch: dict, rank: int, world_size: int) -> dict:
     size = BATCH // world_size
-    return {key: value[rank * size:(rank + 1) * size] for key, value in batch.items()}
+    return {key: value[rank * size : (rank + 1) * size] for key, value in batch.items()}
 
 
 def context(rank: int = 0, world_size: int = 1, bank: PartsMemoryBank | None = None) -> StepContext:
-    return StepContext(objective=Objective(CONFIG), device=torch.device("cpu"), gather=GlobalBatch(rank, world_size),
-                       bank=bank if bank is not None else make_bank(), use_memory=True)
+    return StepContext(
+        objective=Objective(CONFIG),
+        device=torch.device("cpu"),
+        gather=GlobalBatch(rank, world_size),
+        bank=bank if bank is not None else make_bank(),
+        use_memory=True,
+    )
 
 
 def grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -75,17 +95,27 @@ def _rank(rank: int, world_size: int, folder: str) -> None:
         ddp = torch.nn.parallel.DistributedDataParallel(model)
         step = context(rank, world_size)
         terms = train_step(ddp, share(make_batch(), rank, world_size), step, torch.optim.SGD(ddp.parameters(), lr=0.0))
-        results[frozen] = {"terms": {k: v.item() for k, v in terms.items()}, "grads": grads(model),
-                           "memory": step.bank.memory.clone(), "filled": step.bank.filled.clone()}
+        results[frozen] = {
+            "terms": {k: v.item() for k, v in terms.items()},
+            "grads": grads(model),
+            "memory": step.bank.memory.clone(),
+            "filled": step.bank.filled.clone(),
+        }
     torch.save(results, Path(folder) / f"rank{rank}.pt")
     dist.destroy_process_group()
 
 
 def concat(outputs: list[DropOutput]) -> DropOutput:
-    return DropOutput(**{field.name: ({k: torch.cat([getattr(o, field.name)[k] for o in outputs]) for k in
-                                        outputs[0].id_logits} if field.name == "id_logits" else
-                                       torch.cat([getattr(o, field.name) for o in outputs]))
-                         for field in dataclasses.fields(DropOutput)})
+    return DropOutput(
+        **{
+            field.name: (
+                {k: torch.cat([getattr(o, field.name)[k] for o in outputs]) for k in outputs[0].id_logits}
+                if field.name == "id_logits"
+                else torch.cat([getattr(o, field.name) for o in outputs])
+            )
+            for field in dataclasses.fields(DropOutput)
+        }
+    )
 
 
 def reference_per_share_batch_norm() -> tuple[dict[str, float], dict[str, torch.Tensor]]:

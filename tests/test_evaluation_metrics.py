@@ -1,4 +1,5 @@
 """evaluate_rank against a per-query loop oracle, a hand-worked example and its error cases."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """drop extract-features and drop evaluate: the features file, resume, every distance mode, the ablation grid,
 and one clear line for each bad input."""
+
 from __future__ import annotations
 
 import csv
@@ -25,8 +26,18 @@ from drop_cli.features.file import FeatureFile, FeatureWriter, read_features
 from .conftest import TINY, tiny_recipe
 
 runner = CliRunner()
-NAMES = ("global", "foreground", "head", "left_arm", "right_arm", "torso", "left_leg", "right_leg", "left_foot",
-         "right_foot")
+NAMES = (
+    "global",
+    "foreground",
+    "head",
+    "left_arm",
+    "right_arm",
+    "torso",
+    "left_leg",
+    "right_leg",
+    "left_foot",
+    "right_foot",
+)
 ROWS = {"global": [0], "foreground": [1], "parts": list(range(2, 10)), "parts+foreground": list(range(1, 10))}
 
 
@@ -66,8 +77,17 @@ def test_feature_file_round_trip(tmp_path):
     path = tmp_path / "f.h5"
     splits = {"query": 5, "gallery": 9}
     data = {}
-    with FeatureWriter(path, NAMES, {"dataset": "synthetic", "checkpoint_sha256": "ab" * 32, "recipe": "data: {}\n",
-                                     "model": "{}", "splits": list(splits)}) as writer:
+    with FeatureWriter(
+        path,
+        NAMES,
+        {
+            "dataset": "synthetic",
+            "checkpoint_sha256": "ab" * 32,
+            "recipe": "data: {}\n",
+            "model": "{}",
+            "splits": list(splits),
+        },
+    ) as writer:
         for split, n in splits.items():
             arrays = _random_split(rng, n)
             arrays["parsing"] = rng.integers(0, 9, (n, 8, 4), dtype=np.uint8)
@@ -118,8 +138,23 @@ def test_extract_features_writes_the_documented_layout(checkpoint, features, syn
 
 def test_extract_features_json_float16_without_parsing(checkpoint, tmp_path):
     out = tmp_path / "half.h5"
-    result = runner.invoke(app, ["extract-features", "--checkpoint", str(checkpoint), "--out", str(out), "--half",
-                                 "--no-parsing", "--splits", "query", "--batch-size", "4", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "extract-features",
+            "--checkpoint",
+            str(checkpoint),
+            "--out",
+            str(out),
+            "--half",
+            "--no-parsing",
+            "--splits",
+            "query",
+            "--batch-size",
+            "4",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert set(payload) >= {"features", "splits", "seconds", "images_per_s"} and payload["images_per_s"] > 0
@@ -161,8 +196,10 @@ def test_evaluate_every_setting_from_the_command_line(features, tmp_path):
     for distance in scoring.DISTANCES:
         for extra in ([], ["--no-visibility"], ["--rerank", "--k1", "5", "--k2", "2"]):
             out = tmp_path / f"{distance}-{len(extra)}"
-            result = runner.invoke(app, ["evaluate", "--features", str(features), "--distance", distance,
-                                         "--out", str(out), "--json", *extra])
+            result = runner.invoke(
+                app,
+                ["evaluate", "--features", str(features), "--distance", distance, "--out", str(out), "--json", *extra],
+            )
             assert result.exit_code == 0, result.output
             payload = json.loads(result.stdout)
             (row,) = payload["results"]
@@ -181,34 +218,48 @@ def test_evaluate_equals_evaluate_rank_of_part_distance(features, distance, visi
     rows = ROWS[distance]
 
     def dist(a, b):
-        weights = [np.ones_like(s.visibility[:, rows]) if not visibility else
-                   np.where(np.arange(10)[rows] >= 2, s.visibility[:, rows], 1.0) for s in (a, b)]
+        weights = [
+            np.ones_like(s.visibility[:, rows])
+            if not visibility
+            else np.where(np.arange(10)[rows] >= 2, s.visibility[:, rows], 1.0)
+            for s in (a, b)
+        ]
         return part_distance(a.embeddings[:, rows], weights[0], b.embeddings[:, rows], weights[1])
 
     for rerank in (False, True):
         distmat = re_rank(dist(q, g), dist(q, q), dist(g, g)) if rerank else dist(q, g)
         expected = evaluate_rank(distmat, q.pids, g.pids, q.camids, g.camids)
-        row = api.evaluate(features, distance=distance, visibility=visibility, rerank=rerank, out=tmp_path,
-                           progress=False).results[0]
+        row = api.evaluate(
+            features, distance=distance, visibility=visibility, rerank=rerank, out=tmp_path, progress=False
+        ).results[0]
         assert row["rank1"] == expected["cmc"][0] and row["rank10"] == expected["cmc"][9]
         assert row["mAP"] == expected["mAP"] and row["mINP"] == expected["mINP"]
 
 
 def test_ablate_runs_the_grid_in_one_table(features, tmp_path):
-    result = runner.invoke(app, ["evaluate", "--features", str(features), "--ablate", "--out", str(tmp_path),
-                                 "--json"])
+    result = runner.invoke(app, ["evaluate", "--features", str(features), "--ablate", "--out", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["results"]
     assert len(rows) == 12 + 8 and [r["left_out"] for r in rows[12:]] == list(NAMES[2:])
     assert {(r["distance"], r["visibility"], r["rerank"]) for r in rows[:12]} == {
-        (d, v, r) for d in scoring.DISTANCES for v in (True, False) for r in (True, False)
-        if v is False or d.startswith("parts")}
+        (d, v, r)
+        for d in scoring.DISTANCES
+        for v in (True, False)
+        for r in (True, False)
+        if v is False or d.startswith("parts")
+    }
     assert all(0 <= r[k] <= 1 for r in rows for k in scoring.METRICS)
     assert len(list(csv.DictReader((tmp_path / "ablate.csv").read_text().splitlines()))) == 20
     assert json.loads((tmp_path / "ablate.json").read_text())["results"] == rows
     for row in rows[:12]:  # the grid's shared computation gives the single-setting metrics
-        single = api.evaluate(features, distance=row["distance"], visibility=row["visibility"], rerank=row["rerank"],
-                              out=tmp_path / "one", progress=False).results[0]
+        single = api.evaluate(
+            features,
+            distance=row["distance"],
+            visibility=row["visibility"],
+            rerank=row["rerank"],
+            out=tmp_path / "one",
+            progress=False,
+        ).results[0]
         assert {k: single[k] for k in scoring.METRICS} == pytest.approx({k: row[k] for k in scoring.METRICS}, abs=1e-6)
 
 
@@ -260,16 +311,19 @@ def _replace(f: h5py.File, name: str, values: np.ndarray) -> None:
     f[name] = values
 
 
-@pytest.mark.parametrize("case,message", [
-    ("missing", "error: features file /nonexistent/features.h5 not found."),
-    ("dataset", "error: {path} holds features of synthetic, not market1501."),
-    ("split", "error: {path} has no gallery split (it holds: query)."),
-    ("dimensions", "error: {path}: the embedding sizes differ between splits"),
-    ("identities", "error: no query has a valid match in the gallery, so the metrics are undefined."),
-    ("nan", "error: {path}: the query embeddings of 1 image(s) are NaN or infinite, e.g. {query1}."),
-    ("memory", "error: re-ranking 11 queries x 55 gallery images needs about"),
-    ("distance", "error: unknown distance 'part'. Did you mean 'parts'?"),
-])
+@pytest.mark.parametrize(
+    "case,message",
+    [
+        ("missing", "error: features file /nonexistent/features.h5 not found."),
+        ("dataset", "error: {path} holds features of synthetic, not market1501."),
+        ("split", "error: {path} has no gallery split (it holds: query)."),
+        ("dimensions", "error: {path}: the embedding sizes differ between splits"),
+        ("identities", "error: no query has a valid match in the gallery, so the metrics are undefined."),
+        ("nan", "error: {path}: the query embeddings of 1 image(s) are NaN or infinite, e.g. {query1}."),
+        ("memory", "error: re-ranking 11 queries x 55 gallery images needs about"),
+        ("distance", "error: unknown distance 'part'. Did you mean 'parts'?"),
+    ],
+)
 def test_evaluate_bad_input_is_one_line_and_exit_1(features, tmp_path, monkeypatch, case, message):
     path = _copy(features, tmp_path)
     args = ["evaluate", "--features", str(path)]

@@ -1,4 +1,5 @@
 """DROP learns on the synthetic set: occluded-query mAP far above chance, parsing far above the untrained model's."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,26 +38,41 @@ def parsing_scores(model: torch.nn.Module, ds, truth: LabelFile) -> tuple[float,
     loader = DataLoader(ReidImages(ds.query, ds.folder, EvalTransform(128, 64)), batch_size=64)
     parsing = extract_features(model, loader, torch.device("cpu"), keep_parsing=True, parts=PRESETS["eight"]).parsing
     target = np.stack([truth[r.path] for r in ds.query])
-    return (parsing_iou(parsing > 0, target > 0, num_classes=2)[1],
-            parsing_miou(EIGHT_TO_FIVE[parsing], EIGHT_TO_FIVE[target], num_classes=6),
-            parsing_miou(parsing, target, num_classes=9))
+    return (
+        parsing_iou(parsing > 0, target > 0, num_classes=2)[1],
+        parsing_miou(EIGHT_TO_FIVE[parsing], EIGHT_TO_FIVE[target], num_classes=6),
+        parsing_miou(parsing, target, num_classes=9),
+    )
 
 
 @pytest.mark.slow
 def test_drop_learns_on_synthetic_occlusion(tmp_path):
     api.make_synthetic(tmp_path, ids=100, seed=7, workers=2, progress=False)
     api.prepare_data("synthetic", root=tmp_path, labeler="synthetic", workers=0, progress=False)
-    result = api.train(RECIPE, [f"data.root={tmp_path}", "data.labeler=synthetic", "train.epochs=12",
-                                "train.eval_every=12", "optim.milestones=[10]"],
-                       output=tmp_path / "run", progress=False)
+    result = api.train(
+        RECIPE,
+        [
+            f"data.root={tmp_path}",
+            "data.labeler=synthetic",
+            "train.epochs=12",
+            "train.eval_every=12",
+            "optim.milestones=[10]",
+        ],
+        output=tmp_path / "run",
+        progress=False,
+    )
 
     ds = load_dataset("synthetic", tmp_path)
     q_pids = np.array([r.pid for r in ds.query])
     g_pids = np.array([r.pid for r in ds.gallery])
     q_cams, g_cams = np.array([r.camid for r in ds.query]), np.array([r.camid for r in ds.gallery])
     rng = np.random.default_rng(0)
-    chance = np.mean([evaluate_rank(rng.random((len(q_pids), len(g_pids))), q_pids, g_pids, q_cams, g_cams)["mAP"]
-                      for _ in range(20)])
+    chance = np.mean(
+        [
+            evaluate_rank(rng.random((len(q_pids), len(g_pids))), q_pids, g_pids, q_cams, g_cams)["mAP"]
+            for _ in range(20)
+        ]
+    )
     assert result.final["mAP"] > MIN_MAP_OVER_CHANCE * chance, (result.final, chance)
 
     checkpoint = load_checkpoint(result.run_dir / "last.pt")
@@ -64,11 +80,14 @@ def test_drop_learns_on_synthetic_occlusion(tmp_path):
     person, parts, eight = parsing_scores(model_from_checkpoint(checkpoint), ds, truth)
     recipe = recipe_from_dict(checkpoint["recipe"])
     torch.manual_seed(recipe.train.seed)
-    untrained = build_model(checkpoint["num_classes"], 8, ppe_height=32,
-                            **{**dataclasses.asdict(recipe.model), "pretrained": False}).eval()
+    untrained = build_model(
+        checkpoint["num_classes"], 8, ppe_height=32, **{**dataclasses.asdict(recipe.model), "pretrained": False}
+    ).eval()
     person0, parts0, _ = parsing_scores(untrained, ds, truth)
-    print(f"mAP {result.final['mAP']:.3f} (chance {chance:.3f}), rank-1 {result.final['rank1']:.3f}; occluded "
-          f"queries: person IoU {person:.3f} (untrained {person0:.3f}), five-part mIoU {parts:.3f} (untrained "
-          f"{parts0:.3f}), eight-part mIoU {eight:.3f}")
+    print(
+        f"mAP {result.final['mAP']:.3f} (chance {chance:.3f}), rank-1 {result.final['rank1']:.3f}; occluded "
+        f"queries: person IoU {person:.3f} (untrained {person0:.3f}), five-part mIoU {parts:.3f} (untrained "
+        f"{parts0:.3f}), eight-part mIoU {eight:.3f}"
+    )
     assert person > MIN_PERSON_IOU_GAIN * person0
     assert parts > MIN_PARTS_MIOU_GAIN * parts0

@@ -1,4 +1,5 @@
 """Losses on hand-made tiny batches: torch references, slow loop oracles and known answers."""
+
 from __future__ import annotations
 
 import pytest
@@ -41,8 +42,14 @@ def oracle_part_averaged(parts: torch.Tensor, vis: torch.Tensor, pids: torch.Ten
 
 
 def oracle_pct(
-    parts: torch.Tensor, vis: torch.Tensor, pids: torch.Tensor, indices: torch.Tensor,
-    bank: PartsMemoryBank | None, margin: float, compact_weight: float, memory_positives: bool = False,
+    parts: torch.Tensor,
+    vis: torch.Tensor,
+    pids: torch.Tensor,
+    indices: torch.Tensor,
+    bank: PartsMemoryBank | None,
+    margin: float,
+    compact_weight: float,
+    memory_positives: bool = False,
     normalize: bool = True,
 ) -> tuple[float, float]:
     """Loop version of pct_loss: per part, candidates are the other batch images and the memory (as
@@ -58,7 +65,8 @@ def oracle_pct(
                 cands += [
                     (bank.memory[m, p], bank.pids[m].item())
                     for m in range(len(bank.pids))
-                    if bank.filled[m, p] and m != indices[a]
+                    if bank.filled[m, p]
+                    and m != indices[a]
                     and (memory_positives or bank.pids[m].item() != pids[a].item())
                 ]
             pos = [(e - z[a, p]).norm().item() for e, q in cands if q == pids[a]]
@@ -69,7 +77,10 @@ def oracle_pct(
                 members = [z[a, p]] + [e for e, q in cands if q == pids[a]]
                 centre = torch.stack(members).mean(0)
                 spreads.append((z[a, p] - centre).pow(2).sum().item())
-    mean = lambda xs: sum(xs) / len(xs) if xs else 0.0
+
+    def mean(xs):
+        return sum(xs) / len(xs) if xs else 0.0
+
     return mean(hinges), compact_weight * mean(spreads)
 
 
@@ -217,8 +228,17 @@ def test_pct_matches_loop_oracle(seed, with_bank, memory_positives, normalize):
     parts, vis = random_batch(seed)
     indices = torch.arange(7)
     bank = filled_bank(seed + 10, normalize=normalize) if with_bank else None
-    got = pct_loss(parts, vis, PIDS, indices, bank, margin=0.3, compact_weight=0.5, normalize=normalize,
-                   memory_positives=memory_positives)
+    got = pct_loss(
+        parts,
+        vis,
+        PIDS,
+        indices,
+        bank,
+        margin=0.3,
+        compact_weight=0.5,
+        normalize=normalize,
+        memory_positives=memory_positives,
+    )
     triplet, compact = oracle_pct(parts, vis, PIDS, indices, bank, 0.3, 0.5, memory_positives, normalize)
     assert got["pct_triplet"].item() == pytest.approx(triplet, abs=1e-5)
     assert got["pct_compact"].item() == pytest.approx(compact, abs=1e-5)
@@ -279,7 +299,9 @@ def test_pct_compactness_is_zero_when_an_identity_coincides():
     bank = PartsMemoryBank(6, 2, 3)
     all_visible = torch.ones(2, 2, dtype=torch.bool)
     bank.update(torch.tensor([4, 5]), parts[[0, 2]] * 5, all_visible, torch.tensor([0, 1]))
-    assert pct_loss(parts, vis, pids, indices, bank, memory_positives=True)["pct_compact"].item() == pytest.approx(0.0, abs=1e-6)
+    assert pct_loss(parts, vis, pids, indices, bank, memory_positives=True)["pct_compact"].item() == pytest.approx(
+        0.0, abs=1e-6
+    )
     stray = torch.tensor([[[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]])  # identity 1 seen elsewhere in memory
     bank.update(torch.tensor([5]), stray, all_visible[:1], torch.tensor([1]))
     assert pct_loss(parts, vis, pids, indices, bank, memory_positives=True)["pct_compact"].item() > 1e-3

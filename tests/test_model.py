@@ -1,4 +1,5 @@
 """DropNet and its blocks, on CPU with timm's tiny ``test_resnet`` at 64x32 (a few seconds in all)."""
+
 from __future__ import annotations
 
 import itertools
@@ -34,7 +35,13 @@ def one_thread():
 
 def tiny_net(**kwargs) -> DropNet:
     torch.manual_seed(0)
-    args = {"backbone": "test_resnet", "num_parts": K, "num_classes": CLASSES, "embed_dim": DIM, "ppe_height": HEIGHT // 4}
+    args = {
+        "backbone": "test_resnet",
+        "num_parts": K,
+        "num_classes": CLASSES,
+        "embed_dim": DIM,
+        "ppe_height": HEIGHT // 4,
+    }
     return DropNet(**{**args, **kwargs})
 
 
@@ -72,8 +79,11 @@ def test_switches_forward_backward(decouple, dpu, ppe, pooling):
     total(out).backward()
     assert torch.equal(x, x_before)
     backbone_first = next(net.backbone.parameters())
-    for name, param in [("backbone", backbone_first), ("parsing head", net.parsing_head[1].weight),
-                        *(("reduction", weight) for weight in reduction_weights(net))]:
+    for name, param in [
+        ("backbone", backbone_first),
+        ("parsing head", net.parsing_head[1].weight),
+        *(("reduction", weight) for weight in reduction_weights(net)),
+    ]:
         assert param.grad is not None and param.grad.abs().sum() > 0, name
     if decouple:
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parsing_stream.parameters())
@@ -120,8 +130,10 @@ def test_channels_last_and_autocast():
 def _maps(net: DropNet, x: torch.Tensor):
     """Forward with hooks: (output, F, the parsing head's input)."""
     seen = {}
-    hooks = [net.reid_stream.register_forward_hook(lambda m, i, o: seen.__setitem__("F", o)),
-             net.parsing_head.register_forward_hook(lambda m, i, o: seen.__setitem__("head_in", i[0]))]
+    hooks = [
+        net.reid_stream.register_forward_hook(lambda m, i, o: seen.__setitem__("F", o)),
+        net.parsing_head.register_forward_hook(lambda m, i, o: seen.__setitem__("head_in", i[0])),
+    ]
     out = net(x)
     for hook in hooks:
         hook.remove()
@@ -159,11 +171,14 @@ def test_decoupled_without_dpu_projects_f():
 # ---------------------------------------------------------------- backbones
 
 
-@pytest.mark.parametrize("name,last_stride_one,strides", [
-    ("test_resnet", True, (4, 8, 16, 16)),
-    ("test_resnet", False, (4, 8, 16, 32)),
-    ("resnet50", True, (4, 8, 16, 16)),
-])
+@pytest.mark.parametrize(
+    "name,last_stride_one,strides",
+    [
+        ("test_resnet", True, (4, 8, 16, 16)),
+        ("test_resnet", False, (4, 8, 16, 32)),
+        ("resnet50", True, (4, 8, 16, 16)),
+    ],
+)
 def test_declared_levels_match_maps(name, last_stride_one, strides):
     backbone = Backbone(name, last_stride_one=last_stride_one).eval()
     assert backbone.strides == strides
@@ -275,7 +290,9 @@ def test_fused_product_max_matches_chunked():
     values, indices = _product_max(weights, features)
     assert values.dtype == torch.float32 and values.shape == indices.shape == (3, 4, 6)
     assert torch.equal(values, max_pool(weights, features, 7))
-    assert torch.equal(values, torch.gather(weights[:, :, None] * features[:, None].float(), 3, indices[..., None])[..., 0])
+    assert torch.equal(
+        values, torch.gather(weights[:, :, None] * features[:, None].float(), 3, indices[..., None])[..., 0]
+    )
 
 
 @pytest.mark.gpu
@@ -314,10 +331,12 @@ def test_avg_pool_matches_naive_and_gradcheck():
 def test_pooling_table():
     assert set(POOLING) == {"avg", "max", "avg+max"}
     weights, features = torch.rand(2, 3, 10), torch.randn(2, 5, 10)
-    torch.testing.assert_close(pooling_function("avg+max")(weights, features),
-                               naive_avg(weights, features) + naive_max(weights, features))
-    torch.testing.assert_close(pooling_function("avg", "mean")(weights, features),
-                               (weights[:, :, None] * features[:, None]).mean(dim=3))
+    torch.testing.assert_close(
+        pooling_function("avg+max")(weights, features), naive_avg(weights, features) + naive_max(weights, features)
+    )
+    torch.testing.assert_close(
+        pooling_function("avg", "mean")(weights, features), (weights[:, :, None] * features[:, None]).mean(dim=3)
+    )
     torch.testing.assert_close(pooling_function("max", "mean")(weights, features), naive_max(weights, features))
     with pytest.raises(ValueError, match="avg\\+max"):
         tiny_net(pooling="avgmax")
@@ -344,11 +363,17 @@ def test_pooled_vectors_follow_the_switches(foreground_pooling, pooling):
     flat = reid_map.flatten(2)
     attention = out.parsing_logits.softmax(1)[:, 1:].flatten(2)
     foreground = attention.amax(1, keepdim=True)
-    fg_avg = (foreground[:, :, None] * flat[:, None]).mean(3) if foreground_pooling == "mean" else \
-        naive_avg(foreground, flat)
+    fg_avg = (
+        (foreground[:, :, None] * flat[:, None]).mean(3)
+        if foreground_pooling == "mean"
+        else naive_avg(foreground, flat)
+    )
     expected_fg, expected_parts = fg_avg, naive_avg(attention, flat)
     if pooling == "avg+max":
-        expected_fg, expected_parts = expected_fg + naive_max(foreground, flat), expected_parts + naive_max(attention, flat)
+        expected_fg, expected_parts = (
+            expected_fg + naive_max(foreground, flat),
+            expected_parts + naive_max(attention, flat),
+        )
     pooled = seen["pooled"]
     torch.testing.assert_close(pooled[:, 0], reid_map.mean(dim=(2, 3)))
     torch.testing.assert_close(pooled[:, 1:2], expected_fg)
@@ -399,8 +424,9 @@ def test_reid_stream_upsamples_with_the_chosen_alignment(align_corners):
     maps = [torch.randn(1, 2, 8, 4), torch.randn(1, 3, 4, 2)]
     out = ReidStream([2, 3], align_corners=align_corners)(maps)
     assert out.shape == (1, 5, 8, 4)
-    torch.testing.assert_close(out[:, 2:], F.interpolate(maps[1], size=(8, 4), mode="bilinear",
-                                                         align_corners=align_corners))
+    torch.testing.assert_close(
+        out[:, 2:], F.interpolate(maps[1], size=(8, 4), mode="bilinear", align_corners=align_corners)
+    )
     other = F.interpolate(maps[1], size=(8, 4), mode="bilinear", align_corners=not align_corners)
     assert not torch.allclose(out[:, 2:], other)
 
@@ -432,9 +458,22 @@ def test_ppe_adds_a_row_embedding_and_interpolates():
 
 
 def test_build_model_maps_the_recipe_section():
-    net = build_model(CLASSES, K, backbone="test_resnet", embed_dim=DIM, decouple=False, dpu=False,
-                      ppe=False, pooling="avg", weights=None, ppe_height=None, reduction="shared",
-                      parsing_init="kaiming", align_corners=False, foreground_pooling="weighted")
+    net = build_model(
+        CLASSES,
+        K,
+        backbone="test_resnet",
+        embed_dim=DIM,
+        decouple=False,
+        dpu=False,
+        ppe=False,
+        pooling="avg",
+        weights=None,
+        ppe_height=None,
+        reduction="shared",
+        parsing_init="kaiming",
+        align_corners=False,
+        foreground_pooling="weighted",
+    )
     assert (net.decouple, net.dpu, net.ppe, net.pooling) == (False, False, False, "avg")
     assert not isinstance(net.embedding_head.reduction, torch.nn.ModuleDict) and not net.reid_stream.align_corners
     assert net.num_parts == K and net.num_classes == CLASSES and net.embed_dim == DIM

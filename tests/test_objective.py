@@ -1,4 +1,5 @@
 """The training objective: which terms a loss section switches on, and their values on a hand-made batch."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,9 +20,13 @@ def fake_output(seed: int = 0) -> tuple[DropOutput, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     embeddings = torch.randn(N, 2 + K, D, generator=gen)
     visibility = torch.rand(N, K, generator=gen) > 0.3
-    out = DropOutput(embeddings=embeddings, bn_embeddings=torch.randn(N, 2 + K, D, generator=gen),
-                     id_logits={name: torch.randn(N, CLASSES, generator=gen) for name in ("global", "foreground", "parts")},
-                     parsing_logits=torch.randn(N, K + 1, 4, 2, generator=gen), visibility=visibility)
+    out = DropOutput(
+        embeddings=embeddings,
+        bn_embeddings=torch.randn(N, 2 + K, D, generator=gen),
+        id_logits={name: torch.randn(N, CLASSES, generator=gen) for name in ("global", "foreground", "parts")},
+        parsing_logits=torch.randn(N, K + 1, 4, 2, generator=gen),
+        visibility=visibility,
+    )
     labels = torch.randint(0, K + 1, (N, 16, 8), generator=gen, dtype=torch.uint8)
     return out, labels
 
@@ -46,8 +51,15 @@ def test_drop_adds_pct_to_gilt():
     out, labels = fake_output(1)
     objective = Objective(dataclasses.replace(config, pct_weight=2.0, compact_weight=0.25))
     terms = objective(out, labels, PIDS, torch.arange(N))
-    assert set(terms) == {"id_global", "id_foreground", "id_parts", "part_triplet", "pct_triplet", "pct_compact",
-                          "parsing"}
+    assert set(terms) == {
+        "id_global",
+        "id_foreground",
+        "id_parts",
+        "part_triplet",
+        "pct_triplet",
+        "pct_compact",
+        "parsing",
+    }
     pct = pct_loss(out.parts, out.visibility, PIDS, torch.arange(N), None, 0.3, 0.25, False)
     torch.testing.assert_close(terms["pct_triplet"], 2.0 * pct["pct_triplet"])
     torch.testing.assert_close(terms["pct_compact"], pct["pct_compact"])
@@ -63,7 +75,9 @@ def test_foreground_triplet_and_switches():
     masked = Objective(LossConfig(pct=False))(out, labels, PIDS, torch.arange(N))["part_triplet"]
     torch.testing.assert_close(masked, part_averaged_triplet_loss(out.parts, None, PIDS))
     visible_only = Objective(LossConfig(pct=False, triplet_visibility=True))(out, labels, PIDS, torch.arange(N))
-    torch.testing.assert_close(visible_only["part_triplet"], part_averaged_triplet_loss(out.parts, out.visibility, PIDS))
+    torch.testing.assert_close(
+        visible_only["part_triplet"], part_averaged_triplet_loss(out.parts, out.visibility, PIDS)
+    )
 
 
 def test_global_baseline_terms():

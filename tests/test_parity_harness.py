@@ -1,5 +1,6 @@
 """benchmarks/bpbreid_parity.py's own machinery, on drop's side only (CI has no BPBreID code): the name
 mapping refuses anything unmapped, and the comparison fails on a perturbed tensor."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,7 +23,7 @@ def as_bpbreid(ours: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     theirs = {}
     for name, tensor in ours.items():
         bp_prefix, our_prefix = next((a, b) for a, b in parity.PREFIXES if name.startswith(b))
-        theirs[bp_prefix + name[len(our_prefix):]] = tensor.clone()
+        theirs[bp_prefix + name[len(our_prefix) :]] = tensor.clone()
     theirs["background_identity_classifier.bn.weight"] = torch.ones(512)
     theirs["parts_identity_classifier.3.classifier.weight"] = torch.zeros(5, 512)
     theirs["backbone_appearance_feature_extractor.cls_head.0.weight"] = torch.zeros(256, 1920, 1, 1)
@@ -40,7 +41,9 @@ def test_an_unmapped_bpbreid_tensor_is_named():
     ours = our_state()
     theirs = as_bpbreid(ours)
     theirs["foreground_attention_pooling_head.normalization.weight"] = torch.ones(3)
-    with pytest.raises(parity.ParityError, match="foreground_attention_pooling_head.normalization.weight is not mapped"):
+    with pytest.raises(
+        parity.ParityError, match="foreground_attention_pooling_head.normalization.weight is not mapped"
+    ):
         parity.map_state_dict(theirs, ours)
 
 
@@ -57,8 +60,9 @@ def test_a_drop_tensor_without_a_bpbreid_one_is_named():
 
 
 def test_a_shared_reduction_cannot_be_mapped_onto_bpbreids_separate_ones():
-    recipe = load_recipe(parity.RECIPE, ["model.pretrained=false", "model.backbone=test_resnet",
-                                         "model.reduction=shared"])
+    recipe = load_recipe(
+        parity.RECIPE, ["model.pretrained=false", "model.backbone=test_resnet", "model.reduction=shared"]
+    )
     shared = build_model(5, 8, ppe_height=16, **dataclasses.asdict(recipe.model)).state_dict()
     with pytest.raises(parity.ParityError, match="global_after_pooling_dim_reduce.layers.0.weight maps to"):
         parity.map_state_dict(as_bpbreid(our_state()), shared)

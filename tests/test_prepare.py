@@ -1,4 +1,5 @@
 """prepare-data on generated trees: the labels file round trip, flags, resume, refusals."""
+
 from __future__ import annotations
 
 import errno
@@ -22,9 +23,11 @@ from .conftest import jpeg_bytes, touch_tree
 
 def _tree(root: Path, train: int = 70, query: int = 6, gallery: int = 12) -> Path:
     folder = root / "Occluded_Duke"
-    names = ([f"bounding_box_train/{1 + i % 7:04d}_c{1 + i % 3}_f{i:07d}.jpg" for i in range(train)]
-             + [f"query/{20 + i % 3:04d}_c1_f{i:07d}.jpg" for i in range(query)]
-             + [f"bounding_box_test/{20 + i % 3:04d}_c2_f{i:07d}.jpg" for i in range(gallery)])
+    names = (
+        [f"bounding_box_train/{1 + i % 7:04d}_c{1 + i % 3}_f{i:07d}.jpg" for i in range(train)]
+        + [f"query/{20 + i % 3:04d}_c1_f{i:07d}.jpg" for i in range(query)]
+        + [f"bounding_box_test/{20 + i % 3:04d}_c2_f{i:07d}.jpg" for i in range(gallery)]
+    )
     for i, name in enumerate(names):
         touch_tree(folder, [name], jpeg_bytes(i))
     return folder
@@ -38,18 +41,33 @@ def test_stripes_labeler_bands():
 
 def test_prepare_round_trip_and_same_result_with_workers(tmp_path):
     folder = _tree(tmp_path)
-    result = api.prepare_data("occluded_duke", root=tmp_path, labeler="stripes", preset="eight", workers=0, progress=False)
+    result = api.prepare_data(
+        "occluded_duke", root=tmp_path, labeler="stripes", preset="eight", workers=0, progress=False
+    )
     assert result.labels.path == folder / "labels-stripes-eight.h5"
     payload = result.to_json()
-    assert payload["splits"]["train"] == {"images": 70, "ids": 7, "cameras": 3, "flagged": 0,
-                                          "part_share": payload["splits"]["train"]["part_share"]}
+    assert payload["splits"]["train"] == {
+        "images": 70,
+        "ids": 7,
+        "cameras": 3,
+        "flagged": 0,
+        "part_share": payload["splits"]["train"]["part_share"],
+    }
     assert payload["flagged"] == 0 and payload["labeler"] == "stripes"
     assert payload["splits"]["query"]["part_share"]["head"] == pytest.approx(1 / 8)
     with LabelFile(result.labels.path) as labels:
         assert len(labels) == 88
         assert labels.paths[0] == "bounding_box_train/0001_c1_f0000000.jpg"
-        assert labels.parts == ("head", "left_arm", "right_arm", "torso", "left_leg", "right_leg", "left_foot",
-                                "right_foot")
+        assert labels.parts == (
+            "head",
+            "left_arm",
+            "right_arm",
+            "torso",
+            "left_leg",
+            "right_leg",
+            "left_foot",
+            "right_foot",
+        )
         assert labels.attrs["dataset"] == "occluded_duke" and labels.attrs["labeler"] == "stripes"
         assert (labels.height, labels.width) == (128, 64)
         first = labels["query/0020_c1_f0000000.jpg"]
@@ -57,8 +75,9 @@ def test_prepare_round_trip_and_same_result_with_workers(tmp_path):
         assert first[0, 0] == 1 and first[-1, -1] == 8
         assert labels.quality("query/0020_c1_f0000000.jpg") == 1.0
         reference = labels.read_all()
-    parallel = api.prepare_data("occluded_duke", root=tmp_path, labeler="stripes", workers=2, out=tmp_path / "p.h5",
-                                progress=False)
+    parallel = api.prepare_data(
+        "occluded_duke", root=tmp_path, labeler="stripes", workers=2, out=tmp_path / "p.h5", progress=False
+    )
     with LabelFile(parallel.labels.path) as labels:
         assert np.array_equal(labels.read_all(), reference)
     assert not list(tmp_path.rglob("*.partial"))
@@ -81,8 +100,15 @@ def test_unreadable_and_truncated_images_are_flagged(tmp_path):
 
 def test_interrupted_run_resumes_to_the_same_file(tmp_path, monkeypatch):
     _tree(tmp_path)
-    reference = api.prepare_data("occluded_duke", root=tmp_path, labeler="stripes", preset="five", workers=0,
-                                 out=tmp_path / "ref.h5", progress=False)
+    reference = api.prepare_data(
+        "occluded_duke",
+        root=tmp_path,
+        labeler="stripes",
+        preset="five",
+        workers=0,
+        out=tmp_path / "ref.h5",
+        progress=False,
+    )
     calls = []
 
     def interrupt_after_first_block(n):
@@ -96,8 +122,9 @@ def test_interrupted_run_resumes_to_the_same_file(tmp_path, monkeypatch):
     assert not out.exists(), "an unfinished run must not leave a file under the final name"
     partial = out.with_name("labels.h5.partial")
     assert len(list(partial.glob("block-*.npz"))) == 1
-    resumed = api.prepare_data("occluded_duke", root=tmp_path, labeler="stripes", preset="five", workers=0, out=out,
-                               progress=False)
+    resumed = api.prepare_data(
+        "occluded_duke", root=tmp_path, labeler="stripes", preset="five", workers=0, out=out, progress=False
+    )
     assert resumed.labels.resumed_blocks == 1
     with LabelFile(out) as a, LabelFile(reference.labels.path) as b:
         assert a.paths == b.paths and np.array_equal(a.read_all(), b.read_all())
@@ -122,8 +149,9 @@ def test_partial_blocks_from_other_settings_are_discarded(tmp_path):
     partial.mkdir()
     (partial / "manifest.json").write_text('{"preset": "eight"}')
     (partial / "block-000000.npz").write_bytes(b"stale")
-    result = api.prepare_data("occluded_duke", root=tmp_path, labeler="stripes", preset="five", workers=0, out=out,
-                              progress=False)
+    result = api.prepare_data(
+        "occluded_duke", root=tmp_path, labeler="stripes", preset="five", workers=0, out=out, progress=False
+    )
     assert result.labels.resumed_blocks == 0 and LabelFile(out).attrs["preset"] == "five"
 
 
@@ -134,10 +162,19 @@ def test_existing_file_same_settings_is_reused_other_settings_refused(tmp_path):
     again = api.prepare_data("occluded_duke", root=tmp_path, labeler="stripes", workers=0, out=out, progress=False)
     assert again.labels.already_complete and again.labels.images["train"] == 70
     with pytest.raises(LabelsError, match=r"already exists with preset 'eight' \(asked for 'five'\).*--overwrite"):
-        api.prepare_data("occluded_duke", root=tmp_path, labeler="stripes", preset="five", workers=0, out=out,
-                         progress=False)
-    replaced = api.prepare_data("occluded_duke", root=tmp_path, labeler="stripes", preset="five", workers=0, out=out,
-                                overwrite=True, progress=False)
+        api.prepare_data(
+            "occluded_duke", root=tmp_path, labeler="stripes", preset="five", workers=0, out=out, progress=False
+        )
+    replaced = api.prepare_data(
+        "occluded_duke",
+        root=tmp_path,
+        labeler="stripes",
+        preset="five",
+        workers=0,
+        out=out,
+        overwrite=True,
+        progress=False,
+    )
     assert not replaced.labels.already_complete and LabelFile(out).parts == ("head", "arms", "torso", "legs", "feet")
 
 
@@ -159,49 +196,124 @@ def test_unwritable_output_and_full_disk(tmp_path, monkeypatch):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     with pytest.raises(DropError, match="cannot write to .*a_file"):
-        api.prepare_data("occluded_duke", root=tmp_path, labeler="stripes", workers=0, out=blocker / "labels.h5",
-                         progress=False)
+        api.prepare_data(
+            "occluded_duke", root=tmp_path, labeler="stripes", workers=0, out=blocker / "labels.h5", progress=False
+        )
 
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(prepare.np, "savez", full_disk)
     with pytest.raises(DropError, match="disk holding .* is full.*run the same command again"):
-        api.prepare_data("occluded_duke", root=tmp_path, labeler="stripes", workers=0, out=tmp_path / "l.h5",
-                         progress=False)
+        api.prepare_data(
+            "occluded_duke", root=tmp_path, labeler="stripes", workers=0, out=tmp_path / "l.h5", progress=False
+        )
     assert not (tmp_path / "l.h5").exists()
 
 
 # BPBreID's CombinePifPafInto* groupings (torchreid/data/masks_transforms/pifpaf_mask_transform.py), by name.
-PIFPAF = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
-          "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee",
-          "left_ankle", "right_ankle", "left_ankle_to_left_knee", "left_knee_to_left_hip", "right_ankle_to_right_knee",
-          "right_knee_to_right_hip", "left_hip_to_right_hip", "left_shoulder_to_left_hip",
-          "right_shoulder_to_right_hip", "left_shoulder_to_right_shoulder", "left_shoulder_to_left_elbow",
-          "right_shoulder_to_right_elbow", "left_elbow_to_left_wrist", "right_elbow_to_right_wrist",
-          "left_eye_to_right_eye", "nose_to_left_eye", "nose_to_right_eye", "left_eye_to_left_ear",
-          "right_eye_to_right_ear", "left_ear_to_left_shoulder", "right_ear_to_right_shoulder"]
-HEAD = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_eye_to_right_eye", "nose_to_left_eye",
-        "nose_to_right_eye", "left_eye_to_left_ear", "right_eye_to_right_ear", "left_ear_to_left_shoulder",
-        "right_ear_to_right_shoulder"]
+PIFPAF = [
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+    "left_ankle_to_left_knee",
+    "left_knee_to_left_hip",
+    "right_ankle_to_right_knee",
+    "right_knee_to_right_hip",
+    "left_hip_to_right_hip",
+    "left_shoulder_to_left_hip",
+    "right_shoulder_to_right_hip",
+    "left_shoulder_to_right_shoulder",
+    "left_shoulder_to_left_elbow",
+    "right_shoulder_to_right_elbow",
+    "left_elbow_to_left_wrist",
+    "right_elbow_to_right_wrist",
+    "left_eye_to_right_eye",
+    "nose_to_left_eye",
+    "nose_to_right_eye",
+    "left_eye_to_left_ear",
+    "right_eye_to_right_ear",
+    "left_ear_to_left_shoulder",
+    "right_ear_to_right_shoulder",
+]
+HEAD = [
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_eye_to_right_eye",
+    "nose_to_left_eye",
+    "nose_to_right_eye",
+    "left_eye_to_left_ear",
+    "right_eye_to_right_ear",
+    "left_ear_to_left_shoulder",
+    "right_ear_to_right_shoulder",
+]
 BPBREID_GROUPS = {
-    "five_v": [HEAD,
-               ["left_elbow", "right_elbow", "left_shoulder_to_left_elbow", "right_shoulder_to_right_elbow",
-                "left_shoulder", "right_shoulder", "left_shoulder_to_right_shoulder"],
-               ["left_wrist", "right_wrist", "left_elbow_to_left_wrist", "right_elbow_to_right_wrist", "left_hip",
-                "right_hip", "right_shoulder_to_right_hip"],
-               ["left_hip", "right_hip", "left_knee", "right_knee", "left_ankle_to_left_knee", "left_knee_to_left_hip",
-                "right_ankle_to_right_knee", "right_knee_to_right_hip"],
-               ["left_ankle", "right_ankle"]],
-    "eight": [HEAD,
-              ["left_shoulder", "left_elbow", "left_wrist", "left_shoulder_to_left_elbow", "left_elbow_to_left_wrist"],
-              ["right_shoulder", "right_elbow", "right_wrist", "right_shoulder_to_right_elbow",
-               "right_elbow_to_right_wrist"],
-              ["left_hip", "right_hip", "left_hip_to_right_hip", "left_shoulder_to_left_hip",
-               "right_shoulder_to_right_hip", "left_shoulder_to_right_shoulder"],
-              ["left_knee", "left_ankle_to_left_knee", "left_knee_to_left_hip", "left_hip_to_right_hip"],
-              ["right_knee", "right_ankle_to_right_knee", "right_knee_to_right_hip"],
-              ["left_ankle"], ["right_ankle"]],
+    "five_v": [
+        HEAD,
+        [
+            "left_elbow",
+            "right_elbow",
+            "left_shoulder_to_left_elbow",
+            "right_shoulder_to_right_elbow",
+            "left_shoulder",
+            "right_shoulder",
+            "left_shoulder_to_right_shoulder",
+        ],
+        [
+            "left_wrist",
+            "right_wrist",
+            "left_elbow_to_left_wrist",
+            "right_elbow_to_right_wrist",
+            "left_hip",
+            "right_hip",
+            "right_shoulder_to_right_hip",
+        ],
+        [
+            "left_hip",
+            "right_hip",
+            "left_knee",
+            "right_knee",
+            "left_ankle_to_left_knee",
+            "left_knee_to_left_hip",
+            "right_ankle_to_right_knee",
+            "right_knee_to_right_hip",
+        ],
+        ["left_ankle", "right_ankle"],
+    ],
+    "eight": [
+        HEAD,
+        ["left_shoulder", "left_elbow", "left_wrist", "left_shoulder_to_left_elbow", "left_elbow_to_left_wrist"],
+        ["right_shoulder", "right_elbow", "right_wrist", "right_shoulder_to_right_elbow", "right_elbow_to_right_wrist"],
+        [
+            "left_hip",
+            "right_hip",
+            "left_hip_to_right_hip",
+            "left_shoulder_to_left_hip",
+            "right_shoulder_to_right_hip",
+            "left_shoulder_to_right_shoulder",
+        ],
+        ["left_knee", "left_ankle_to_left_knee", "left_knee_to_left_hip", "left_hip_to_right_hip"],
+        ["right_knee", "right_ankle_to_right_knee", "right_knee_to_right_hip"],
+        ["left_ankle"],
+        ["right_ankle"],
+    ],
 }
 
 
@@ -231,13 +343,21 @@ def test_bpbreid_labels_are_resized_with_opencv_nearest_after_the_argmax():
 
 def test_bpbreid_mask_paths_follow_bpbreids_infer_masks_path():
     masks = Path("M")
-    assert mask_file(masks, "bounding_box_train/0001_c2_f0046182.jpg", "occluded_duke") == \
-        masks / "bounding_box_train" / "0001_c2_f0046182.jpg.confidence_fields.npy"
-    assert mask_file(masks, "query/0002_c1s1_000451_03.jpg", "market1501") == masks / "query" / "0002_c1s1_000451_03.npy"
-    assert mask_file(masks, "occluded_body_images/001/001_01.tif", "occluded_reid") == \
-        masks / "occluded_body_images" / "001_01.npy"
-    assert mask_file(masks, "test/whole_body_images/0005/0005_c2_f0051473.jpg", "p_dukemtmc_reid") == \
-        masks / "test" / "whole_body_images" / "0005_c2_f0051473.npy"
+    assert (
+        mask_file(masks, "bounding_box_train/0001_c2_f0046182.jpg", "occluded_duke")
+        == masks / "bounding_box_train" / "0001_c2_f0046182.jpg.confidence_fields.npy"
+    )
+    assert (
+        mask_file(masks, "query/0002_c1s1_000451_03.jpg", "market1501") == masks / "query" / "0002_c1s1_000451_03.npy"
+    )
+    assert (
+        mask_file(masks, "occluded_body_images/001/001_01.tif", "occluded_reid")
+        == masks / "occluded_body_images" / "001_01.npy"
+    )
+    assert (
+        mask_file(masks, "test/whole_body_images/0005/0005_c2_f0051473.jpg", "p_dukemtmc_reid")
+        == masks / "test" / "whole_body_images" / "0005_c2_f0051473.npy"
+    )
 
 
 def test_bpbreid_groupings():
@@ -288,8 +408,14 @@ def test_bpbreid_without_any_mask_is_an_error(tmp_path):
     _tree(tmp_path, train=3, query=1, gallery=1)
     (tmp_path / "masks").mkdir()
     with pytest.raises(LabelsError, match="none of the 5 images has a BPBreID mask"):
-        api.prepare_data("occluded_duke", root=tmp_path, labeler="bpbreid", workers=0, bpbreid_masks=tmp_path / "masks",
-                         progress=False)
+        api.prepare_data(
+            "occluded_duke",
+            root=tmp_path,
+            labeler="bpbreid",
+            workers=0,
+            bpbreid_masks=tmp_path / "masks",
+            progress=False,
+        )
 
 
 def test_make_synthetic_same_seed_same_bytes(tmp_path, monkeypatch):
@@ -325,13 +451,15 @@ def _labeler_options(name: str, tmp_path: Path, synthetic_root: Path) -> dict:
     raise AssertionError(f"no test case for labeler {name!r}: add one to _labeler_options")
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.network) if n == "pose" else n
-                                  for n in sorted(LABELERS)])
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.network) if n == "pose" else n for n in sorted(LABELERS)]
+)
 @pytest.mark.parametrize("preset", ["eight", "five"])
 def test_every_labeler_makes_label_maps_of_its_preset(name, preset, tmp_path, synthetic_root):
     labeler = LabelerSpec(name, preset, 128, 64, _labeler_options(name, tmp_path, synthetic_root)).build()
-    relpath = "query/x.jpg" if name != "synthetic" else LabelFile(
-        synthetic_root / "synthetic" / "ground_truth.h5").paths[0]
+    relpath = (
+        "query/x.jpg" if name != "synthetic" else LabelFile(synthetic_root / "synthetic" / "ground_truth.h5").paths[0]
+    )
     result = labeler.label(np.full((256, 128, 3), 128, np.uint8), relpath)
     assert result.mask.shape == (128, 64) and result.mask.dtype == np.uint8
     assert result.mask.max() <= len(part_names(preset)) and 0.0 <= result.quality <= 1.0

@@ -1,4 +1,5 @@
 """drop quickstart end to end: every stage, every output file; and the visualize commands on its outputs."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,15 @@ from drop_cli import api
 from drop_cli.cli import app
 
 runner = CliRunner()
-TINY = ["train.epochs=1", "train.batch_size=8", "data.height=64", "data.width=32", "data.workers=0",
-        "eval.batch_size=32", "model.embed_dim=32"]
+TINY = [
+    "train.epochs=1",
+    "train.batch_size=8",
+    "data.height=64",
+    "data.width=32",
+    "data.workers=0",
+    "eval.batch_size=32",
+    "model.embed_dim=32",
+]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -28,8 +36,19 @@ def test_quickstart_makes_every_stage(tiny_quickstart):
     assert result.labeler == "pose" and (data / "labels-pose-eight.h5").is_file()
     run = result.run_dir
     assert run == out / "runs" / "synthetic-drop"
-    for name in ("recipe.yaml", "env.json", "log.txt", "metrics.csv", "curves.png", "last.pt",
-                 "features.h5", "eval/eval.json", "eval/eval.csv", "eval-rerank/eval.json", "eval-rerank/eval.csv"):
+    for name in (
+        "recipe.yaml",
+        "env.json",
+        "log.txt",
+        "metrics.csv",
+        "curves.png",
+        "last.pt",
+        "features.h5",
+        "eval/eval.json",
+        "eval/eval.csv",
+        "eval-rerank/eval.json",
+        "eval-rerank/eval.csv",
+    ):
         assert (run / name).is_file(), name
     assert [r["rerank"] for r in result.evaluate] == [False, True]
     assert all(0 <= r[k] <= 1 for r in result.evaluate for k in ("rank1", "rank5", "rank10", "mAP", "mINP"))
@@ -60,13 +79,16 @@ def test_visualize_commands_on_quickstart_outputs(tiny_quickstart, tmp_path):
         assert target.read_bytes()[:8] == PNG
 
 
-@pytest.mark.parametrize("args,message", [
-    (["visualize", "ranking", "--features", "missing.h5"], "features file missing.h5 not found."),
-    (["visualize", "training", "."], "metrics.csv not found."),
-    (["visualize", "parsing"], "give either --features or --checkpoint."),
-    (["visualize", "ranking", "--features", "FEATURES", "--ids", "9999"], "unknown query id 9999."),
-    (["visualize", "ranking", "--features", "FEATURES", "--queries", "x"], "'x' is not a comma-separated list"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["visualize", "ranking", "--features", "missing.h5"], "features file missing.h5 not found."),
+        (["visualize", "training", "."], "metrics.csv not found."),
+        (["visualize", "parsing"], "give either --features or --checkpoint."),
+        (["visualize", "ranking", "--features", "FEATURES", "--ids", "9999"], "unknown query id 9999."),
+        (["visualize", "ranking", "--features", "FEATURES", "--queries", "x"], "'x' is not a comma-separated list"),
+    ],
+)
 def test_visualize_bad_input(tiny_quickstart, args, message):
     features = str(tiny_quickstart[1].run_dir / "features.h5")
     outcome = runner.invoke(app, [a.replace("FEATURES", features) for a in args])

@@ -1,5 +1,6 @@
 """re_rank against a point-by-point transcription of the published numpy algorithm (Zhong et al.): the
 benchmark's ``classic_re_rank``, the one reference both use."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -55,8 +56,9 @@ def test_float32_inputs_and_blocks(monkeypatch):
     assert np.abs(re_rank(q_g, q_q, g_g) - expected).max() < 1e-5
 
 
-@pytest.mark.parametrize("seed, k1, k2, lambda_value, asymmetry", [(0, 20, 6, 0.3, 0.0), (4, 12, 4, 0.3, 0.2),
-                                                                  (1, 5, 1, 0.5, 0.0)])
+@pytest.mark.parametrize(
+    "seed, k1, k2, lambda_value, asymmetry", [(0, 20, 6, 0.3, 0.0), (4, 12, 4, 0.3, 0.2), (1, 5, 1, 0.5, 0.0)]
+)
 def test_gpu_path_matches_published_algorithm(monkeypatch, seed, k1, k2, lambda_value, asymmetry):
     """The GPU path's torch code, run on the CPU here (and on CUDA by the next test when there is one)."""
     from drop_cli.evaluation import rerank

@@ -1,4 +1,5 @@
 """The ablation study driver at a tiny size: every run recorded, summary and files written, resumable."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,16 @@ import pytest
 from drop_cli.errors import DropError
 from drop_cli.projects.ablation_study import run_study
 
-TINY = ["train.epochs=1", "train.eval_every=1", "train.batch_size=8", "data.height=64", "data.width=32",
-        "data.workers=0", "eval.batch_size=32", "model.embed_dim=32"]
+TINY = [
+    "train.epochs=1",
+    "train.eval_every=1",
+    "train.batch_size=8",
+    "data.height=64",
+    "data.width=32",
+    "data.workers=0",
+    "eval.batch_size=32",
+    "model.embed_dim=32",
+]
 
 
 @pytest.mark.network  # pose labels
@@ -48,9 +57,14 @@ def test_study_on_a_recipe_shows_the_paper_numbers(tmp_path, synthetic_root, syn
     from drop_cli.projects import ablation_study
 
     monkeypatch.setitem(ablation_study.PAPER, ("synthetic", 64), {"DROP": (76.8, 63.3)})
-    result = run_study(tmp_path, recipe=Path(__file__).parent / "data" / "tiny.yaml", seeds=(0,),
-                                configs=("BPBreID-equivalent", "DROP"),
-                                overrides=[f"data.root={synthetic_root}", "train.epochs=1"], progress=False)
+    result = run_study(
+        tmp_path,
+        recipe=Path(__file__).parent / "data" / "tiny.yaml",
+        seeds=(0,),
+        configs=("BPBreID-equivalent", "DROP"),
+        overrides=[f"data.root={synthetic_root}", "train.epochs=1"],
+        progress=False,
+    )
     rows = {row["config"]: row for row in result.summary}
     assert (rows["DROP"]["paper_rank1"], rows["DROP"]["paper_mAP"]) == (76.8, 63.3)
     assert rows["BPBreID-equivalent"]["paper_mAP"] is None and rows["DROP"]["parts_miou_mean"] is None

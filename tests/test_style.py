@@ -1,4 +1,6 @@
-"""The code style is part of the build: ruff (version pinned in the test extra) finds nothing."""
+"""The code style is part of the build: ruff (version pinned in the test extra) finds nothing and would
+reformat nothing (the rules: pyproject.toml's [tool.ruff.lint])."""
+
 from __future__ import annotations
 
 import subprocess
@@ -9,6 +11,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_ruff_finds_nothing():
-    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "drop_cli", "tests", "benchmarks"],
-                            cwd=ROOT, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--no-cache", "drop_cli", "tests", "benchmarks"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]
+
+
+def test_ruff_format_would_change_nothing():
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", "--no-cache", "drop_cli", "tests", "benchmarks"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]

@@ -1,4 +1,5 @@
 """The synthetic occluded-pedestrian generator: split plan, determinism and ground-truth part maps."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,5 @@
 """drop train: run folder, checkpoints, exact resume, clear errors, DDP on CPU."""
+
 from __future__ import annotations
 
 import csv
@@ -28,8 +29,18 @@ def test_train_writes_a_complete_run_folder(synthetic_labels, synthetic_root, tm
     assert not (run / "best.pt").exists(), "no model is selected on the test split"
     rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
-    assert {"loss", "id_global", "part_triplet", "pct_triplet", "pct_compact", "parsing", "lr", "rank1", "mAP",
-            "mINP"} <= set(rows[0])
+    assert {
+        "loss",
+        "id_global",
+        "part_triplet",
+        "pct_triplet",
+        "pct_compact",
+        "parsing",
+        "lr",
+        "rank1",
+        "mAP",
+        "mINP",
+    } <= set(rows[0])
     assert all(0 <= float(r["mAP"]) <= 1 for r in rows)
     assert rows[0]["memory"] == "0", "no memory regime before loss.memory_start_epoch"
     payload = result.to_json()
@@ -71,9 +82,18 @@ def test_resume_after_interruption_ends_with_the_same_weights(synthetic_labels, 
 
 def test_the_number_of_workers_does_not_change_the_weights(synthetic_labels, synthetic_root, tmp_path):
     """Every draw carries its own augmentation seed: 0 or 2 DataLoader workers train the same model."""
-    runs = [api.train(TINY, tiny_recipe(synthetic_root, **{"train.epochs": 2, "train.eval_every": 2,
-                                                           "data.workers": workers, "data.color_jitter": 0.2}),
-                      output=tmp_path / f"workers{workers}", progress=False) for workers in (0, 2)]
+    runs = [
+        api.train(
+            TINY,
+            tiny_recipe(
+                synthetic_root,
+                **{"train.epochs": 2, "train.eval_every": 2, "data.workers": workers, "data.color_jitter": 0.2},
+            ),
+            output=tmp_path / f"workers{workers}",
+            progress=False,
+        )
+        for workers in (0, 2)
+    ]
     assert runs[0].final == runs[1].final
     a, b = (load_checkpoint(run.run_dir / "last.pt")["model"] for run in runs)
     for key in a:
@@ -84,22 +104,33 @@ def test_resume_refuses_another_recipe(synthetic_labels, synthetic_root, tmp_pat
     overrides = tiny_recipe(synthetic_root, **{"train.epochs": 1})
     api.train(TINY, overrides, output=tmp_path / "run", progress=False)
     with pytest.raises(DropError, match=r"recipe differs in model\.embed_dim, optim\.lr"):
-        api.train(TINY, overrides + ["model.embed_dim=16", "optim.lr=0.1"], resume=tmp_path / "run", progress=False)
+        api.train(TINY, [*overrides, "model.embed_dim=16", "optim.lr=0.1"], resume=tmp_path / "run", progress=False)
     with pytest.raises(DropError, match="already holds a run.*--resume"):
         api.train(TINY, overrides, output=tmp_path / "run", progress=False)
 
 
 def test_missing_labels_name_the_prepare_data_command(synthetic_root, tmp_path):
-    with pytest.raises(DropError, match=r"labels file .*labels-pose-five\.h5 not found.*drop prepare-data synthetic "
-                                        r"--root .* --labeler pose --preset five"):
-        api.train(TINY, tiny_recipe(synthetic_root, **{"data.labeler": "pose", "data.preset": "five"}),
-                  output=tmp_path / "run", progress=False)
+    with pytest.raises(
+        DropError,
+        match=r"labels file .*labels-pose-five\.h5 not found.*drop prepare-data synthetic "
+        r"--root .* --labeler pose --preset five",
+    ):
+        api.train(
+            TINY,
+            tiny_recipe(synthetic_root, **{"data.labeler": "pose", "data.preset": "five"}),
+            output=tmp_path / "run",
+            progress=False,
+        )
 
 
 def test_labels_preset_must_match_the_recipe(synthetic_labels, synthetic_root, tmp_path):
     with pytest.raises(DropError, match=r"holds `eight` labels \(8 parts\) but the recipe asks for data.preset five"):
-        api.train(TINY, tiny_recipe(synthetic_root, **{"data.preset": "five", "data.labels": str(synthetic_labels)}),
-                  output=tmp_path / "run", progress=False)
+        api.train(
+            TINY,
+            tiny_recipe(synthetic_root, **{"data.preset": "five", "data.labels": str(synthetic_labels)}),
+            output=tmp_path / "run",
+            progress=False,
+        )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
@@ -121,8 +152,23 @@ def test_ddp_on_cpu_with_two_processes(synthetic_labels, synthetic_root, tmp_pat
     """torchrun + DDP with the gloo backend: both ranks train, rank 0 alone writes the run folder."""
     run, recipe = tmp_path / "ddp", tmp_path / "tiny.yaml"
     recipe.write_text(load_recipe(TINY, tiny_recipe(synthetic_root, **{"train.epochs": 1})).to_yaml())
-    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "drop_cli",
-            "train", "--recipe", str(recipe), "--device", "cpu", "--output", str(run), "--json"]
+    args = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "drop_cli",
+        "train",
+        "--recipe",
+        str(recipe),
+        "--device",
+        "cpu",
+        "--output",
+        str(run),
+        "--json",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -135,15 +181,22 @@ def test_ddp_on_cpu_with_two_processes(synthetic_labels, synthetic_root, tmp_pat
 def test_global_feature_baseline_and_eval_distance(synthetic_labels, synthetic_root, tmp_path):
     """loss.parts=false trains the global embedding alone; training's evaluation uses eval.distance,
     with the same numbers `drop evaluate` gives on the cached features."""
-    result = api.train(TINY, tiny_recipe(synthetic_root, **{"loss.parts": False, "eval.distance": "global",
-                                                           "train.epochs": 1}),
-                       output=tmp_path / "run", progress=False)
+    result = api.train(
+        TINY,
+        tiny_recipe(synthetic_root, **{"loss.parts": False, "eval.distance": "global", "train.epochs": 1}),
+        output=tmp_path / "run",
+        progress=False,
+    )
     row = next(csv.DictReader((result.run_dir / "metrics.csv").read_text().splitlines()))
-    assert {k for k in row if k.startswith(("id_", "pct", "part", "parsing", "global"))} == {"id_global",
-                                                                                             "global_triplet"}
+    assert {k for k in row if k.startswith(("id_", "pct", "part", "parsing", "global"))} == {
+        "id_global",
+        "global_triplet",
+    }
     features = api.extract_features(result.run_dir / "last.pt", progress=False).features
     scored = api.evaluate(features, distance="global", progress=False).results[0]
-    assert scored["mAP"] == pytest.approx(result.final["mAP"]) and scored["rank1"] == pytest.approx(result.final["rank1"])
+    assert scored["mAP"] == pytest.approx(result.final["mAP"]) and scored["rank1"] == pytest.approx(
+        result.final["rank1"]
+    )
     parts = api.evaluate(features, distance="parts+foreground", progress=False).results[0]
     assert parts["mAP"] != pytest.approx(scored["mAP"])
 

@@ -1,4 +1,5 @@
 """Pictures: exact sizes from the documented layouts, overlay colours, placeholders, errors, worst-AP picks."""
+
 from __future__ import annotations
 
 import math
@@ -67,8 +68,13 @@ def labels(synthetic_labels):
 
 
 def image_set(records, parts=(), visible=None) -> ImageSet:
-    return ImageSet([r.path for r in records], np.array([r.pid for r in records]), np.array([r.camid for r in records]),
-                    visible, tuple(parts))
+    return ImageSet(
+        [r.path for r in records],
+        np.array([r.pid for r in records]),
+        np.array([r.camid for r in records]),
+        visible,
+        tuple(parts),
+    )
 
 
 # ----------------------------------------------------------------------------- overlays
@@ -79,8 +85,9 @@ def test_overlay_blends_the_part_colour_where_the_labels_put_it():
     image = rng.integers(0, 256, (64, 32, 3), dtype=np.uint8)
     labels = np.zeros((64, 32), np.uint8)
     labels[20:40, 8:24] = TORSO
-    colours = part_colours(("head", "left_arm", "right_arm", "torso", "left_leg", "right_leg", "left_foot",
-                            "right_foot"))
+    colours = part_colours(
+        ("head", "left_arm", "right_arm", "torso", "left_leg", "right_leg", "left_foot", "right_foot")
+    )
     out = overlay_parts(image, labels, colours, alpha=0.4, contours=True)
     expected = np.round(0.6 * image[21:39, 9:23] + 0.4 * np.array(palette.PART_COLOURS["torso"]))
     assert np.abs(out[21:39, 9:23].astype(int) - expected).max() <= 1  # inside: blended torso colour
@@ -100,8 +107,13 @@ def test_overlay_resamples_a_smaller_label_map():
 def test_labels_grid_size_legend_and_flag_frame(tmp_path, labels, dataset):
     chosen = [r.path for r in dataset.query[:3]]
     flagged = tmp_path / "flagged.h5"
-    with LabelWriter(flagged, chosen, labels.height, labels.width, {k: labels.attrs[k] for k in (
-            "dataset", "preset", "parts", "labeler", "labeler_version")}) as writer:
+    with LabelWriter(
+        flagged,
+        chosen,
+        labels.height,
+        labels.width,
+        {k: labels.attrs[k] for k in ("dataset", "preset", "parts", "labeler", "labeler_version")},
+    ) as writer:
         writer.write(0, np.stack([labels[p] for p in chosen]), np.ones(3, np.float32), np.array([0, 2, 0], np.uint8))
         writer.commit()
     out = tmp_path / "pictures" / "labels.png"
@@ -119,13 +131,29 @@ def test_labels_grid_size_legend_and_flag_frame(tmp_path, labels, dataset):
 
 
 def test_labels_grid_random_selection_of_a_split(tmp_path, labels, dataset):
-    out = draw_labels(tmp_path / "a.png", labels, dataset.folder, pool=[r.path for r in dataset.train], count=10,
-                      seed=1, columns=8, tile_height=64)
+    out = draw_labels(
+        tmp_path / "a.png",
+        labels,
+        dataset.folder,
+        pool=[r.path for r in dataset.train],
+        count=10,
+        seed=1,
+        columns=8,
+        tile_height=64,
+    )
     cell_w, cell_h = 32 + 2 * overlays.FRAME, 64 + 2 * overlays.FRAME + 2 * canvas.CAPTION_H
     width = max(overlays.MIN_WIDTH, 2 * canvas.MARGIN + 8 * cell_w + 7 * overlays.GAP)
     assert png_size(out) == (header(2, 8, width) + 2 * cell_h + overlays.GAP + canvas.MARGIN, width)
-    again = draw_labels(tmp_path / "b.png", labels, dataset.folder, pool=[r.path for r in dataset.train], count=10,
-                        seed=1, columns=8, tile_height=64)
+    again = draw_labels(
+        tmp_path / "b.png",
+        labels,
+        dataset.folder,
+        pool=[r.path for r in dataset.train],
+        count=10,
+        seed=1,
+        columns=8,
+        tile_height=64,
+    )
     assert (read_rgb(out) == read_rgb(again)).all()
 
 
@@ -165,8 +193,17 @@ def test_labels_selection_errors(tmp_path, labels, dataset):
 def test_parsing_picture_size(tmp_path, labels, dataset, with_labels):
     paths = [r.path for r in dataset.query[:5]]
     predicted = resize_nearest(np.stack([labels[p] for p in paths]), labels.height // 4, labels.width // 4)
-    out = draw_parsing(tmp_path / "parsing.png", dataset.folder, paths, predicted, labels.parts,
-                       labels if with_labels else None, count=4, columns=2, tile_height=128)
+    out = draw_parsing(
+        tmp_path / "parsing.png",
+        dataset.folder,
+        paths,
+        predicted,
+        labels.parts,
+        labels if with_labels else None,
+        count=4,
+        columns=2,
+        tile_height=128,
+    )
     per_group = 3 if with_labels else 2
     cell_w, cell_h = 64 + 2 * overlays.FRAME, 128 + 2 * overlays.FRAME + canvas.CAPTION_H + canvas.MARKS_H
     group_w = per_group * cell_w + (per_group - 1) * overlays.GAP
@@ -234,12 +271,14 @@ def test_worst_queries_by_average_precision():
     # gallery: pids 1 1 2 2 3, cameras all 1; queries (camera 0) of pids 1, 2, 3 and 4 (no match)
     g_pids, g_cams = np.array([1, 1, 2, 2, 3]), np.ones(5, int)
     q_pids, q_cams = np.array([1, 2, 3, 4]), np.zeros(4, int)
-    distmat = np.array([
-        [0.1, 0.2, 0.3, 0.4, 0.5],  # pid 1: matches at ranks 1, 2 -> AP 1
-        [0.1, 0.2, 0.3, 0.9, 0.4],  # pid 2: matches at ranks 3, 5 -> AP (1/3 + 2/5) / 2 = 0.3667
-        [0.1, 0.2, 0.3, 0.4, 0.25],  # pid 3: match at rank 3 -> AP 1/3
-        [0.1, 0.2, 0.3, 0.4, 0.5],  # pid 4: no valid match
-    ])
+    distmat = np.array(
+        [
+            [0.1, 0.2, 0.3, 0.4, 0.5],  # pid 1: matches at ranks 1, 2 -> AP 1
+            [0.1, 0.2, 0.3, 0.9, 0.4],  # pid 2: matches at ranks 3, 5 -> AP (1/3 + 2/5) / 2 = 0.3667
+            [0.1, 0.2, 0.3, 0.4, 0.25],  # pid 3: match at rank 3 -> AP 1/3
+            [0.1, 0.2, 0.3, 0.4, 0.5],  # pid 4: no valid match
+        ]
+    )
     ap = average_precision(distmat, q_pids, g_pids, q_cams, g_cams)
     assert np.allclose(ap[:3], [1.0, (1 / 3 + 2 / 5) / 2, 1 / 3]) and np.isnan(ap[3])
     assert pick_queries(q_pids, ap, worst=2).tolist() == [2, 1]
@@ -270,8 +309,16 @@ def test_embeddings_picture(tmp_path, method):
     embeddings = rng.normal(size=(len(pids), 3, 16)) + pids[:, None, None]
     visibility = np.ones((len(pids), 3))
     visibility[::2, 2] = 0
-    out = draw_embeddings(tmp_path / "e.png", embeddings, ("global", "foreground", "torso"), pids, row="torso",
-                          visibility=visibility, num_ids=5, method=method)
+    out = draw_embeddings(
+        tmp_path / "e.png",
+        embeddings,
+        ("global", "foreground", "torso"),
+        pids,
+        row="torso",
+        visibility=visibility,
+        num_ids=5,
+        method=method,
+    )
     assert png_size(out) == (700, 900)
     with pytest.raises(DropError, match="unknown embedding row"):
         draw_embeddings(tmp_path / "e.png", embeddings, ("global", "foreground", "torso"), pids, row="tail")
@@ -282,8 +329,11 @@ def test_embeddings_picture(tmp_path, method):
 def test_training_curves_from_metrics_csv(tmp_path):
     csv_path = tmp_path / "metrics.csv"
     lines = ["epoch,lr,id_global,parsing,loss,images_per_s,memory,rank1,mAP,mINP"]
-    lines += [f"{e},{1e-3 * min(1, e / 2)},{3 / e},{0.3 / e},{3.3 / e},100,{int(e > 2)},"
-              + (f"{0.1 * e},{0.08 * e},{0.02 * e}" if e % 2 == 0 else ",,") for e in range(1, 7)]
+    lines += [
+        f"{e},{1e-3 * min(1, e / 2)},{3 / e},{0.3 / e},{3.3 / e},100,{int(e > 2)},"
+        + (f"{0.1 * e},{0.08 * e},{0.02 * e}" if e % 2 == 0 else ",,")
+        for e in range(1, 7)
+    ]
     csv_path.write_text("\n".join(lines) + "\n")
     history = read_history(csv_path)
     assert history[0]["epoch"] == 1.0 and "mAP" not in history[0] and history[1]["mAP"] == pytest.approx(0.16)

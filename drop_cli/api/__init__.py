@@ -5,26 +5,67 @@ one stage of the pipeline, and returns a small result object with ``to_json()``.
 or group of verbs; every name is importable from here. The names are loaded on first use (PEP 562),
 so that ``drop --help`` and ``drop --version`` start without importing torch.
 """
+
 from __future__ import annotations
 
 import importlib
 
 # Public name -> the module of this package that defines it.
 _EXPORTS = {
-    **dict.fromkeys(("GROUND_TRUTH_FILE", "DatasetInfo", "PrepareResult", "SyntheticResult", "dataset_info",
-                     "default_labels_path", "make_synthetic", "prepare_data"), "data"),
+    **dict.fromkeys(
+        (
+            "GROUND_TRUTH_FILE",
+            "DatasetInfo",
+            "PrepareResult",
+            "SyntheticResult",
+            "dataset_info",
+            "default_labels_path",
+            "make_synthetic",
+            "prepare_data",
+        ),
+        "data",
+    ),
     **dict.fromkeys(("EvaluationResult", "evaluate"), "evaluation"),
     **dict.fromkeys(("ExtractResult", "extract_features", "split_features"), "features"),
     **dict.fromkeys(("resolve_recipe", "train"), "training"),
-    **dict.fromkeys(("VisualizeResult", "visualize_embeddings", "visualize_labels", "visualize_parsing",
-                     "visualize_ranking", "visualize_training"), "visualize"),
+    **dict.fromkeys(
+        (
+            "VisualizeResult",
+            "visualize_embeddings",
+            "visualize_labels",
+            "visualize_parsing",
+            "visualize_ranking",
+            "visualize_training",
+        ),
+        "visualize",
+    ),
     **dict.fromkeys(("QuickstartResult", "quickstart", "synthetic_labeler"), "workflows"),
 }
 __all__ = [
-    "GROUND_TRUTH_FILE", "DatasetInfo", "EvaluationResult", "ExtractResult", "PrepareResult", "QuickstartResult",
-    "SyntheticResult", "VisualizeResult", "dataset_info", "default_labels_path", "evaluate", "extract_features",
-    "make_synthetic", "prepare_data", "quickstart", "resolve_recipe", "split_features", "synthetic_labeler", "train",
-    "visualize_embeddings", "visualize_labels", "visualize_parsing", "visualize_ranking", "visualize_training",
+    "GROUND_TRUTH_FILE",
+    "DatasetInfo",
+    "EvaluationResult",
+    "ExtractResult",
+    "PrepareResult",
+    "QuickstartResult",
+    "SyntheticResult",
+    "VisualizeResult",
+    "dataset_info",
+    "default_labels_path",
+    "evaluate",
+    "extract_features",
+    "make_synthetic",
+    "prepare_data",
+    "quickstart",
+    "resolve_recipe",
+    "split_features",
+    "synthetic_labeler",
+    "train",
+    "visualize_embeddings",
+    "visualize_labels",
+    "visualize_parsing",
+    "visualize_ranking",
+    "visualize_training",
 ]
 
 

@@ -1,4 +1,5 @@
 """Dataset verbs: `drop dataset-info`, `drop prepare-data` and `drop make-synthetic`."""
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,10 @@ def _check_workers(workers: int | None) -> int:
     if workers is None:
         return min(os.cpu_count() or 1, 8)
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
-        raise DropError(f"--workers must be a whole number >= 0, got {workers!r}.",
-                        hint="Use 0 to work in this process, or up to the number of CPU cores.")
+        raise DropError(
+            f"--workers must be a whole number >= 0, got {workers!r}.",
+            hint="Use 0 to work in this process, or up to the number of CPU cores.",
+        )
     return workers
 
 
@@ -34,8 +37,12 @@ class DatasetInfo:
     warnings: list[str]
 
     def to_json(self) -> dict:
-        return {"dataset": self.dataset, "folder": str(self.folder),
-                "splits": {k: v.to_json() for k, v in self.splits.items()}, "warnings": self.warnings}
+        return {
+            "dataset": self.dataset,
+            "folder": str(self.folder),
+            "splits": {k: v.to_json() for k, v in self.splits.items()},
+            "warnings": self.warnings,
+        }
 
 
 def dataset_info(dataset: str, *, root: str | Path, pattern: str | None = None) -> DatasetInfo:
@@ -61,9 +68,15 @@ class PrepareResult:
     def to_json(self) -> dict:
         return {
             "dataset": self.info.dataset,
-            "splits": {k: {**v.to_json(), "flagged": self.labels.flagged[k],
-                           "part_share": dict(zip(("background", *self.parts), self.labels.part_share[k]))}
-                       for k, v in self.info.splits.items() if v.images},
+            "splits": {
+                k: {
+                    **v.to_json(),
+                    "flagged": self.labels.flagged[k],
+                    "part_share": dict(zip(("background", *self.parts), self.labels.part_share[k])),
+                }
+                for k, v in self.info.splits.items()
+                if v.images
+            },
             "labels": str(self.labels.path),
             "labeler": self.labeler,
             "preset": self.preset,
@@ -75,26 +88,45 @@ class PrepareResult:
         }
 
 
-def _labeler_options(labeler: str, dataset: str, folder: Path, relpaths: list[str], pose_model: str | Path | None,
-                     bpbreid_masks: str | Path | None) -> dict:
+def _labeler_options(
+    labeler: str,
+    dataset: str,
+    folder: Path,
+    relpaths: list[str],
+    pose_model: str | Path | None,
+    bpbreid_masks: str | Path | None,
+) -> dict:
     if labeler == "pose":
         return {"model_path": pose_model_path(pose_model)}
     if labeler == "synthetic":
         truth = folder / GROUND_TRUTH_FILE
         if not truth.is_file():
-            raise LabelsError(f"the synthetic labeler needs {truth}, which `drop make-synthetic` writes.",
-                              hint="Use it on a dataset made by `drop make-synthetic`, or pick another --labeler.")
+            raise LabelsError(
+                f"the synthetic labeler needs {truth}, which `drop make-synthetic` writes.",
+                hint="Use it on a dataset made by `drop make-synthetic`, or pick another --labeler.",
+            )
         return {"ground_truth": truth}
     if labeler == "bpbreid":
         return {"masks_dir": find_masks_dir(dataset, folder, relpaths, bpbreid_masks), "dataset": dataset}
     return {}
 
 
-def prepare_data(dataset: str, *, root: str | Path, labeler: str = "pose", preset: str = "eight",
-                 out: str | Path | None = None, workers: int | None = None, height: int | None = None,
-                 width: int | None = None,
-                 pose_model: str | Path | None = None, bpbreid_masks: str | Path | None = None,
-                 pattern: str | None = None, overwrite: bool = False, progress: bool = True) -> PrepareResult:
+def prepare_data(
+    dataset: str,
+    *,
+    root: str | Path,
+    labeler: str = "pose",
+    preset: str = "eight",
+    out: str | Path | None = None,
+    workers: int | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    pose_model: str | Path | None = None,
+    bpbreid_masks: str | Path | None = None,
+    pattern: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> PrepareResult:
     """Write the pseudo human-parsing labels of every image of ``dataset`` into one HDF5 file.
 
     Args:
@@ -138,13 +170,21 @@ def prepare_data(dataset: str, *, root: str | Path, labeler: str = "pose", prese
     return PrepareResult(info, summary, labeler, preset, parts, time.perf_counter() - start)
 
 
-def make_synthetic(root: str | Path, *, ids: int = 100, seed: int = 0, workers: int | None = None,
-                   overwrite: bool = False, progress: bool = True) -> SyntheticResult:
+def make_synthetic(
+    root: str | Path,
+    *,
+    ids: int = 100,
+    seed: int = 0,
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> SyntheticResult:
     """Generate the synthetic occluded-pedestrian set in ``<root>/synthetic/`` (Occluded-Duke layout).
 
     Writes the JPEG images and ``ground_truth.h5`` (a labels file, labeler `synthetic`, preset
     `eight`, at image resolution). The same ``ids`` and ``seed`` give the same bytes; with
     ``$SOURCE_DATE_EPOCH`` set, the labels file is byte-identical too.
     """
-    return write_synthetic(root, ids=ids, seed=seed, workers=_check_workers(workers), overwrite=overwrite,
-                           progress=progress)
+    return write_synthetic(
+        root, ids=ids, seed=seed, workers=_check_workers(workers), overwrite=overwrite, progress=progress
+    )

@@ -1,4 +1,5 @@
 """`drop evaluate`: metrics, re-ranking and the ablation grid from a feature cache."""
+
 from __future__ import annotations
 
 import csv
@@ -35,15 +36,34 @@ class EvaluationResult:
     seconds: float
 
     def to_json(self) -> dict:
-        return {"features": str(self.features), "dataset": self.dataset, "queries": self.queries,
-                "gallery": self.gallery, "rerank_parameters": self.rerank, "results": self.results,
-                "json": str(self.json_path), "csv": str(self.csv_path), "seconds": round(self.seconds, 3)}
+        return {
+            "features": str(self.features),
+            "dataset": self.dataset,
+            "queries": self.queries,
+            "gallery": self.gallery,
+            "rerank_parameters": self.rerank,
+            "results": self.results,
+            "json": str(self.json_path),
+            "csv": str(self.csv_path),
+            "seconds": round(self.seconds, 3),
+        }
 
 
-def evaluate(features: str | Path, *, distance: str = DEFAULT_DISTANCE, visibility: bool = True, rerank: bool = False,
-             k1: int = K1, k2: int = K2, lambda_value: float = LAMBDA, ablate: bool = False,
-             out: str | Path | None = None, dataset: str | None = None, device: str = "auto",
-             progress: bool = True) -> EvaluationResult:
+def evaluate(
+    features: str | Path,
+    *,
+    distance: str = DEFAULT_DISTANCE,
+    visibility: bool = True,
+    rerank: bool = False,
+    k1: int = K1,
+    k2: int = K2,
+    lambda_value: float = LAMBDA,
+    ablate: bool = False,
+    out: str | Path | None = None,
+    dataset: str | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> EvaluationResult:
     """Score cached features (Market-1501 protocol): rank-1/5/10, mAP and mINP, written as JSON and CSV.
 
     Args:
@@ -68,8 +88,10 @@ def evaluate(features: str | Path, *, distance: str = DEFAULT_DISTANCE, visibili
     setting = make_setting(distance, visibility, rerank)
     file = FeatureFile(features)
     if dataset is not None and file.dataset != dataset:
-        raise DropError(f"{file.path} holds features of {file.dataset}, not {dataset}.",
-                        hint=f"Extract them: `drop extract-features --checkpoint CKPT --dataset {dataset}`.")
+        raise DropError(
+            f"{file.path} holds features of {file.dataset}, not {dataset}.",
+            hint=f"Extract them: `drop extract-features --checkpoint CKPT --dataset {dataset}`.",
+        )
     file.require(("query", "gallery"))
     query, gallery = file.read("query"), file.read("gallery")
     settings = ablation_grid(file.names[2:]) if ablate else [setting]
@@ -80,9 +102,17 @@ def evaluate(features: str | Path, *, distance: str = DEFAULT_DISTANCE, visibili
             rows = [evaluate_setting(query, gallery, file.names, setting, params, device=dev)]
     folder = Path(out).expanduser() if out else file.path.parent
     stem = "ablate" if ablate else "eval"
-    result = EvaluationResult(file.path, file.dataset, len(query.pids), len(gallery.pids),
-                              {"k1": k1, "k2": k2, "lambda": lambda_value}, rows, folder / f"{stem}.json",
-                              folder / f"{stem}.csv", 0.0)
+    result = EvaluationResult(
+        file.path,
+        file.dataset,
+        len(query.pids),
+        len(gallery.pids),
+        {"k1": k1, "k2": k2, "lambda": lambda_value},
+        rows,
+        folder / f"{stem}.json",
+        folder / f"{stem}.csv",
+        0.0,
+    )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with open(result.csv_path, "w", newline="") as f:
@@ -92,5 +122,7 @@ def evaluate(features: str | Path, *, distance: str = DEFAULT_DISTANCE, visibili
         result.seconds = time.perf_counter() - start
         result.json_path.write_text(json.dumps(result.to_json(), indent=1))
     except (PermissionError, NotADirectoryError, FileExistsError) as e:
-        raise DropError(f"cannot write to {folder}: {e.strerror}.", hint="Choose a writable folder with --out.") from None
+        raise DropError(
+            f"cannot write to {folder}: {e.strerror}.", hint="Choose a writable folder with --out."
+        ) from None
     return result

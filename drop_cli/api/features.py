@@ -1,4 +1,5 @@
 """`drop extract-features`: a checkpoint's embeddings of a dataset's splits into one HDF5 cache."""
+
 from __future__ import annotations
 
 import hashlib
@@ -40,10 +41,18 @@ class ExtractResult:
 
     def to_json(self) -> dict:
         rate = self.images_per_s
-        return {"features": str(self.features), "dataset": self.dataset, "splits": self.splits,
-                "names": list(self.names), "device": self.device, "extracted": self.extracted,
-                "resumed_chunks": self.resumed_chunks, "already_complete": self.already_complete,
-                "seconds": round(self.seconds, 3), "images_per_s": round(rate, 1) if rate is not None else None}
+        return {
+            "features": str(self.features),
+            "dataset": self.dataset,
+            "splits": self.splits,
+            "names": list(self.names),
+            "device": self.device,
+            "extracted": self.extracted,
+            "resumed_chunks": self.resumed_chunks,
+            "already_complete": self.already_complete,
+            "seconds": round(self.seconds, 3),
+            "images_per_s": round(rate, 1) if rate is not None else None,
+        }
 
 
 def _sha256_file(path: Path) -> str:
@@ -60,16 +69,27 @@ def _parse_splits(splits: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     for name in names:
         lookup(dict.fromkeys(SPLITS), name, "split")
     if not names or len(set(names)) != len(names):
-        raise DropError(f"--splits must name each split once, got {','.join(names) or 'nothing'!r}.",
-                        hint="E.g. --splits query,gallery.")
+        raise DropError(
+            f"--splits must name each split once, got {','.join(names) or 'nothing'!r}.",
+            hint="E.g. --splits query,gallery.",
+        )
     return names
 
 
-def extract_features(checkpoint: str | Path, dataset: str | None = None, root: str | Path | None = None,
-                     splits: str | list[str] | tuple[str, ...] = ("query", "gallery"), out: str | Path | None = None,
-                     flip_tta: bool | None = None, batch_size: int | None = None, device: str = "auto",
-                     parsing: bool = True, half: bool = False, overwrite: bool = False,
-                     progress: bool = True) -> ExtractResult:
+def extract_features(
+    checkpoint: str | Path,
+    dataset: str | None = None,
+    root: str | Path | None = None,
+    splits: str | list[str] | tuple[str, ...] = ("query", "gallery"),
+    out: str | Path | None = None,
+    flip_tta: bool | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    parsing: bool = True,
+    half: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> ExtractResult:
     """Run a trained model over a dataset's splits and cache its embeddings in one HDF5 file.
 
     Args:
@@ -105,50 +125,96 @@ def extract_features(checkpoint: str | Path, dataset: str | None = None, root: s
     records = {split: ds.splits[split] for split in split_names}
     empty = [split for split, recs in records.items() if not recs]
     if empty:
-        raise DropError(f"{dataset} has no {' or '.join(empty)} images.",
-                        hint=f"Choose other --splits; it has: {', '.join(s for s, r in ds.splits.items() if r)}.")
+        raise DropError(
+            f"{dataset} has no {' or '.join(empty)} images.",
+            hint=f"Choose other --splits; it has: {', '.join(s for s, r in ds.splits.items() if r)}.",
+        )
     parts = part_names(recipe.data.preset)
     names = row_names(parts)
     counts = {split: len(recs) for split, recs in records.items()}
     out = Path(out).expanduser() if out else checkpoint.parent / "features.h5"
-    settings = {"checkpoint_sha256": _sha256_file(checkpoint), "dataset": dataset,
-                "dataset_folder": str(ds.folder.resolve()),
-                "splits": list(split_names), "paths": {s: len(r) for s, r in records.items()},
-                "paths_sha256": hashlib.sha256("\n".join(f"{s}:{r.path}" for s in split_names
-                                                          for r in records[s]).encode()).hexdigest(),
-                "height": recipe.data.height, "width": recipe.data.width, "flip_tta": flip_tta, "parsing": parsing,
-                "dtype": "float16" if half else "float32", "part_embeddings": recipe.eval.part_embeddings}
+    settings = {
+        "checkpoint_sha256": _sha256_file(checkpoint),
+        "dataset": dataset,
+        "dataset_folder": str(ds.folder.resolve()),
+        "splits": list(split_names),
+        "paths": {s: len(r) for s, r in records.items()},
+        "paths_sha256": hashlib.sha256(
+            "\n".join(f"{s}:{r.path}" for s in split_names for r in records[s]).encode()
+        ).hexdigest(),
+        "height": recipe.data.height,
+        "width": recipe.data.width,
+        "flip_tta": flip_tta,
+        "parsing": parsing,
+        "dtype": "float16" if half else "float32",
+        "part_embeddings": recipe.eval.part_embeddings,
+    }
     if not overwrite and features_complete(out, settings):
-        return ExtractResult(out, dataset, counts, names, str(dev), 0, 0.0, time.perf_counter() - start,
-                             already_complete=True)
+        return ExtractResult(
+            out, dataset, counts, names, str(dev), 0, 0.0, time.perf_counter() - start, already_complete=True
+        )
 
     model = place_model(model_from_checkpoint(ckpt), dev, recipe.train.channels_last)  # as training runs it
-    how = Extraction(model=model, device=dev,
-                     transform=EvalTransform(recipe.data.height, recipe.data.width, antialias=recipe.data.antialias,
-                                             mean=model.backbone.mean, std=model.backbone.std),
-                     parts=parts, part_embeddings=recipe.eval.part_embeddings, flip_tta=flip_tta,
-                     autocast_dtype=amp_dtype(dev, recipe.train.amp), batch_size=batch_size,
-                     workers=recipe.data.workers, parsing=parsing)
-    _ui.info(f"Extracting features of {sum(counts.values()):,} images of {dataset} ({', '.join(split_names)}) "
-             f"with {checkpoint} on {dev} into {out}")
-    attrs = {"dataset": dataset, "dataset_folder": settings["dataset_folder"], "splits": list(split_names),
-             "checkpoint": str(checkpoint), "checkpoint_sha256": settings["checkpoint_sha256"],
-             "recipe": yaml.safe_dump(ckpt["recipe"], sort_keys=False),
-             "model": json.dumps({**ckpt["recipe"]["model"], "num_classes": ckpt["num_classes"],
-                                  "num_parts": len(names) - 2}),
-             "settings": json.dumps(settings), "height": recipe.data.height, "width": recipe.data.width,
-             "flip_tta": flip_tta}
+    how = Extraction(
+        model=model,
+        device=dev,
+        transform=EvalTransform(
+            recipe.data.height,
+            recipe.data.width,
+            antialias=recipe.data.antialias,
+            mean=model.backbone.mean,
+            std=model.backbone.std,
+        ),
+        parts=parts,
+        part_embeddings=recipe.eval.part_embeddings,
+        flip_tta=flip_tta,
+        autocast_dtype=amp_dtype(dev, recipe.train.amp),
+        batch_size=batch_size,
+        workers=recipe.data.workers,
+        parsing=parsing,
+    )
+    _ui.info(
+        f"Extracting features of {sum(counts.values()):,} images of {dataset} ({', '.join(split_names)}) "
+        f"with {checkpoint} on {dev} into {out}"
+    )
+    attrs = {
+        "dataset": dataset,
+        "dataset_folder": settings["dataset_folder"],
+        "splits": list(split_names),
+        "checkpoint": str(checkpoint),
+        "checkpoint_sha256": settings["checkpoint_sha256"],
+        "recipe": yaml.safe_dump(ckpt["recipe"], sort_keys=False),
+        "model": json.dumps(
+            {**ckpt["recipe"]["model"], "num_classes": ckpt["num_classes"], "num_parts": len(names) - 2}
+        ),
+        "settings": json.dumps(settings),
+        "height": recipe.data.height,
+        "width": recipe.data.width,
+        "flip_tta": flip_tta,
+    }
     run = extract_to_file(how, records, ds.folder, out, settings, attrs, names, settings["dtype"], progress)
     if run.not_finite:
-        _ui.warn(f"{len(run.not_finite)} image(s) have NaN or infinite embeddings, e.g. "
-                 f"{', '.join(run.not_finite[:3])}; `drop evaluate` will refuse this file.")
-    return ExtractResult(out, dataset, counts, names, str(dev), run.extracted, run.seconds,
-                         time.perf_counter() - start, resumed_chunks=run.resumed_chunks)
+        _ui.warn(
+            f"{len(run.not_finite)} image(s) have NaN or infinite embeddings, e.g. "
+            f"{', '.join(run.not_finite[:3])}; `drop evaluate` will refuse this file."
+        )
+    return ExtractResult(
+        out,
+        dataset,
+        counts,
+        names,
+        str(dev),
+        run.extracted,
+        run.seconds,
+        time.perf_counter() - start,
+        resumed_chunks=run.resumed_chunks,
+    )
 
 
 def split_features(checkpoint: str | Path, split: str) -> Path:
     """The features file of one split of the checkpoint's test dataset, ``features-<split>.h5`` beside
     it: extracted once (quietly), then reused by every caller that needs that split's features."""
     checkpoint = Path(checkpoint).expanduser()
-    return extract_features(checkpoint, splits=(split,), out=checkpoint.with_name(f"features-{split}.h5"),
-                            progress=False).features
+    return extract_features(
+        checkpoint, splits=(split,), out=checkpoint.with_name(f"features-{split}.h5"), progress=False
+    ).features

@@ -1,4 +1,5 @@
 """`drop train`."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -11,8 +12,9 @@ from ..train.session import TrainResult, run_training
 RecipeArg = str | Path | Sequence[str | Path] | None
 
 
-def resolve_recipe(recipe: RecipeArg = None, overrides: Sequence[str] = (), *,
-                   resume: str | Path | None = None) -> Recipe:
+def resolve_recipe(
+    recipe: RecipeArg = None, overrides: Sequence[str] = (), *, resume: str | Path | None = None
+) -> Recipe:
     """The recipe a run uses: the files stacked in order (or, resuming without one, the run's own
     recipe.yaml) plus ``key=value`` overrides."""
     if not recipe and resume is not None:
@@ -20,8 +22,15 @@ def resolve_recipe(recipe: RecipeArg = None, overrides: Sequence[str] = (), *,
     return load_recipe(recipe, list(overrides))
 
 
-def train(recipe: RecipeArg = None, overrides: Sequence[str] = (), *, output: str | Path | None = None,
-          resume: str | Path | None = None, device: str = "auto", progress: bool = True) -> TrainResult:
+def train(
+    recipe: RecipeArg = None,
+    overrides: Sequence[str] = (),
+    *,
+    output: str | Path | None = None,
+    resume: str | Path | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> TrainResult:
     """Train DROP from a recipe; evaluates every ``train.eval_every`` epochs and checkpoints into a run folder.
 
     Args:
@@ -36,6 +45,8 @@ def train(recipe: RecipeArg = None, overrides: Sequence[str] = (), *, output: st
         a ``TrainResult`` with the run folder, ``last.pt`` and the final epoch's evaluation.
     """
     if not recipe and resume is None:
-        raise DropError("no recipe given.", hint="Pass a recipe (a file or a shipped name such as 'synthetic'), "
-                                                 "or resume a run folder.")
+        raise DropError(
+            "no recipe given.",
+            hint="Pass a recipe (a file or a shipped name such as 'synthetic'), or resume a run folder.",
+        )
     return run_training(resolve_recipe(recipe, overrides, resume=resume), output, resume, device, progress)

@@ -1,4 +1,5 @@
 """`drop visualize labels|parsing|ranking|training|embeddings`."""
+
 from __future__ import annotations
 
 import time
@@ -34,9 +35,16 @@ def _split_paths(dataset: str, folder: Path, split: str | None) -> list[str] | N
     return [r.path for r in records]
 
 
-def visualize_labels(labels: str | Path, *, root: str | Path | None = None, split: str | None = None,
-                     count: int | None = 16, images: list[str] | None = None, seed: int = 0,
-                     out: str | Path | None = None) -> VisualizeResult:
+def visualize_labels(
+    labels: str | Path,
+    *,
+    root: str | Path | None = None,
+    split: str | None = None,
+    count: int | None = 16,
+    images: list[str] | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+) -> VisualizeResult:
     """Draw images with their pseudo labels overlaid (``figures/labels.png`` next to the labels file).
 
     Args:
@@ -50,8 +58,9 @@ def visualize_labels(labels: str | Path, *, root: str | Path | None = None, spli
     dataset = label_file.attrs["dataset"]
     folder = dataset_folder(dataset, root) if root is not None else label_file.path.parent
     out = Path(out) if out else label_file.path.parent / "figures" / f"labels-{split or 'all'}.png"
-    path = draw_labels(out, label_file, folder, pool=_split_paths(dataset, folder, split), images=images,
-                       count=count, seed=seed)
+    path = draw_labels(
+        out, label_file, folder, pool=_split_paths(dataset, folder, split), images=images, count=count, seed=seed
+    )
     return VisualizeResult([path], time.perf_counter() - start)
 
 
@@ -59,33 +68,63 @@ def _figures_dir(features_path: Path, out: str | Path | None, name: str) -> Path
     return Path(out) if out else features_path.parent / "figures" / name
 
 
-def visualize_parsing(features: str | Path | None = None, *, labels: str | Path | None = None, split: str = "query",
-                      count: int | None = 8, images: list[str] | None = None, seed: int = 0,
-                      out: str | Path | None = None, checkpoint: str | Path | None = None) -> VisualizeResult:
+def visualize_parsing(
+    features: str | Path | None = None,
+    *,
+    labels: str | Path | None = None,
+    split: str = "query",
+    count: int | None = 8,
+    images: list[str] | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+) -> VisualizeResult:
     """Draw predicted parsing next to the pseudo labels, from a features file with parsing maps or
     from a checkpoint (whose features, parsing maps included, are extracted and cached first)."""
     start = time.perf_counter()
     if (features is None) == (checkpoint is None):
-        raise DropError("give either --features or --checkpoint.",
-                        hint="--features reads a cache from `drop extract-features`; --checkpoint makes one.")
+        raise DropError(
+            "give either --features or --checkpoint.",
+            hint="--features reads a cache from `drop extract-features`; --checkpoint makes one.",
+        )
     if checkpoint is not None:
         features = split_features(checkpoint, split)
     cache = FeatureFile(features)
     if not cache.has_parsing:
-        raise DropError(f"{cache.path} holds no parsing maps.",
-                        hint="Extract features again with parsing maps (drop extract-features without --no-parsing).")
+        raise DropError(
+            f"{cache.path} holds no parsing maps.",
+            hint="Extract features again with parsing maps (drop extract-features without --no-parsing).",
+        )
     data = cache.read(split, parsing=True)
     folder = Path(cache.attrs["dataset_folder"])
     label_file = LabelFile(labels) if labels else None
-    path = draw_parsing(_figures_dir(cache.path, out, f"parsing-{split}.png"), folder, data.paths, data.parsing,
-                        cache.names[2:], label_file, images=images, count=count, seed=seed)
+    path = draw_parsing(
+        _figures_dir(cache.path, out, f"parsing-{split}.png"),
+        folder,
+        data.paths,
+        data.parsing,
+        cache.names[2:],
+        label_file,
+        images=images,
+        count=count,
+        seed=seed,
+    )
     return VisualizeResult([path], time.perf_counter() - start)
 
 
-def visualize_ranking(features: str | Path, *, distance: str = DEFAULT_DISTANCE, visibility: bool = True,
-                      rerank: bool = False, queries: list[int] | None = None, query_ids: list[int] | None = None,
-                      worst: int | None = None, count: int = 10, k: int = 10,
-                      out: str | Path | None = None) -> VisualizeResult:
+def visualize_ranking(
+    features: str | Path,
+    *,
+    distance: str = DEFAULT_DISTANCE,
+    visibility: bool = True,
+    rerank: bool = False,
+    queries: list[int] | None = None,
+    query_ids: list[int] | None = None,
+    worst: int | None = None,
+    count: int = 10,
+    k: int = 10,
+    out: str | Path | None = None,
+) -> VisualizeResult:
     """Draw query rows with their top-k gallery images, under the same distance `drop evaluate` scores."""
     start = time.perf_counter()
     cache = FeatureFile(features)
@@ -93,11 +132,24 @@ def visualize_ranking(features: str | Path, *, distance: str = DEFAULT_DISTANCE,
     query, gallery = cache.read("query"), cache.read("gallery")
     setting = make_setting(distance, visibility, rerank)
     distmat = setting_distances(query, gallery, cache.names, setting)
-    title = (f"{cache.dataset}: {distance} distance" + (", visibility" if visibility else "")
-             + (", re-ranked" if rerank else ""))
-    path = draw_ranking(_figures_dir(cache.path, out, "ranking.png"), Path(cache.attrs["dataset_folder"]),
-                        ImageSet.from_features(query, cache.names), ImageSet.from_features(gallery, cache.names),
-                        distmat, queries=queries, query_ids=query_ids, worst=worst, count=count, k=k, title=title)
+    title = (
+        f"{cache.dataset}: {distance} distance"
+        + (", visibility" if visibility else "")
+        + (", re-ranked" if rerank else "")
+    )
+    path = draw_ranking(
+        _figures_dir(cache.path, out, "ranking.png"),
+        Path(cache.attrs["dataset_folder"]),
+        ImageSet.from_features(query, cache.names),
+        ImageSet.from_features(gallery, cache.names),
+        distmat,
+        queries=queries,
+        query_ids=query_ids,
+        worst=worst,
+        count=count,
+        k=k,
+        title=title,
+    )
     return VisualizeResult([path], time.perf_counter() - start)
 
 
@@ -113,14 +165,32 @@ def visualize_training(run_dir: str | Path, *, out: str | Path | None = None) ->
     return VisualizeResult([path], time.perf_counter() - start)
 
 
-def visualize_embeddings(features: str | Path, *, split: str = "gallery", row: str = "global", num_ids: int = 10,
-                         ids: list[int] | None = None, method: str = "tsne", seed: int = 0,
-                         out: str | Path | None = None) -> VisualizeResult:
+def visualize_embeddings(
+    features: str | Path,
+    *,
+    split: str = "gallery",
+    row: str = "global",
+    num_ids: int = 10,
+    ids: list[int] | None = None,
+    method: str = "tsne",
+    seed: int = 0,
+    out: str | Path | None = None,
+) -> VisualizeResult:
     """Draw a 2-D projection (t-SNE or PCA) of one embedding row, coloured by identity."""
     start = time.perf_counter()
     cache = FeatureFile(features)
     data = cache.read(split)
-    path = draw_embeddings(_figures_dir(cache.path, out, f"embeddings-{split}-{row}.png"), data.embeddings,
-                           cache.names, data.pids, row=row, visibility=data.visibility, ids=ids, num_ids=num_ids,
-                           method=method, seed=seed, title=f"{cache.dataset} {split}: {row} embedding ({method})")
+    path = draw_embeddings(
+        _figures_dir(cache.path, out, f"embeddings-{split}-{row}.png"),
+        data.embeddings,
+        cache.names,
+        data.pids,
+        row=row,
+        visibility=data.visibility,
+        ids=ids,
+        num_ids=num_ids,
+        method=method,
+        seed=seed,
+        title=f"{cache.dataset} {split}: {row} embedding ({method})",
+    )
     return VisualizeResult([path], time.perf_counter() - start)

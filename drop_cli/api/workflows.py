@@ -1,4 +1,5 @@
 """`drop quickstart`: the whole loop on the synthetic set."""
+
 from __future__ import annotations
 
 import time
@@ -24,8 +25,13 @@ class QuickstartResult:
     seconds: float
 
     def to_json(self) -> dict:
-        return {"run_dir": str(self.run_dir), "labeler": self.labeler, "evaluate": self.evaluate,
-                "images": [str(p) for p in self.images], "seconds": round(self.seconds, 3)}
+        return {
+            "run_dir": str(self.run_dir),
+            "labeler": self.labeler,
+            "evaluate": self.evaluate,
+            "images": [str(p) for p in self.images],
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def synthetic_labeler() -> str:
@@ -39,8 +45,9 @@ def synthetic_labeler() -> str:
     return "pose"
 
 
-def quickstart(out: str | Path = "quickstart", *, ids: int = 100, overrides: list[str] = (),
-               progress: bool = True) -> QuickstartResult:
+def quickstart(
+    out: str | Path = "quickstart", *, ids: int = 100, overrides: list[str] = (), progress: bool = True
+) -> QuickstartResult:
     """The whole loop on the synthetic set, on a CPU: data, labels, training, features, evaluation, pictures.
 
     Args:
@@ -58,18 +65,28 @@ def quickstart(out: str | Path = "quickstart", *, ids: int = 100, overrides: lis
     labels = prepare_data("synthetic", root=data, labeler=labeler, progress=progress).labels.path
     _ui.info("[bold]3/6[/] training (recipe `synthetic`)")
     run_dir = out / "runs" / "synthetic-drop"
-    run = train("synthetic", [f"data.root={data}", f"data.labeler={labeler}", *overrides],
-                output=None if (run_dir / "last.pt").exists() else run_dir,
-                resume=run_dir if (run_dir / "last.pt").exists() else None, progress=progress)
+    run = train(
+        "synthetic",
+        [f"data.root={data}", f"data.labeler={labeler}", *overrides],
+        output=None if (run_dir / "last.pt").exists() else run_dir,
+        resume=run_dir if (run_dir / "last.pt").exists() else None,
+        progress=progress,
+    )
     _ui.info("[bold]4/6[/] features")
     features = extract_features(run.checkpoint, progress=progress).features
     _ui.info("[bold]5/6[/] evaluation, without and with re-ranking")
-    results = [row for rerank in (False, True)
-               for row in evaluate(features, rerank=rerank, out=run.run_dir / ("eval-rerank" if rerank else "eval"),
-                                   progress=progress).results]
+    results = [
+        row
+        for rerank in (False, True)
+        for row in evaluate(
+            features, rerank=rerank, out=run.run_dir / ("eval-rerank" if rerank else "eval"), progress=progress
+        ).results
+    ]
     _ui.info("[bold]6/6[/] pictures")
-    images = [*visualize_labels(labels, split="query").images,
-              *visualize_parsing(features, labels=labels).images,
-              *visualize_ranking(features, worst=8).images,
-              *visualize_training(run.run_dir).images]
+    images = [
+        *visualize_labels(labels, split="query").images,
+        *visualize_parsing(features, labels=labels).images,
+        *visualize_ranking(features, worst=8).images,
+        *visualize_training(run.run_dir).images,
+    ]
     return QuickstartResult(run.run_dir, labeler, results, images, time.perf_counter() - start)

@@ -12,6 +12,7 @@ paths relative to the dataset folder. Conventions, the same for every layout:
 A user may point ``root`` at the folder that contains the dataset folder (as BPBreID's ``data.root``)
 or at the dataset folder itself.
 """
+
 from __future__ import annotations
 
 import os
@@ -116,8 +117,14 @@ def _relabel(records: list[Record]) -> list[Record]:
     return [Record(r.path, mapping[r.pid], r.camid) for r in records]
 
 
-def _duke_split(folder: Path, subdir: str, dataset: str, pattern: re.Pattern = DUKE_PATTERN,
-                group_names: bool = False, recursive: bool = False) -> list[Record]:
+def _duke_split(
+    folder: Path,
+    subdir: str,
+    dataset: str,
+    pattern: re.Pattern = DUKE_PATTERN,
+    group_names: bool = False,
+    recursive: bool = False,
+) -> list[Record]:
     where = folder / subdir
     names = _list_images(where, recursive=recursive)
     parsed = _parse_names(names, pattern, where, dataset, group_names)
@@ -205,8 +212,13 @@ def _p_dukemtmc_reid(folder: Path) -> Dataset:
         return out
 
     train = split("train/occluded_body_images", 0) + split("train/whole_body_images", 1)
-    return Dataset("p_dukemtmc_reid", folder, _relabel(train),
-                   split("test/occluded_body_images", 0), split("test/whole_body_images", 1))
+    return Dataset(
+        "p_dukemtmc_reid",
+        folder,
+        _relabel(train),
+        split("test/occluded_body_images", 0),
+        split("test/whole_body_images", 1),
+    )
 
 
 def _msmt17(folder: Path) -> Dataset:
@@ -221,8 +233,10 @@ def _msmt17(folder: Path) -> Dataset:
     lists = [f"list_{s}.txt" for s in ("train", "val", "query", "gallery")]
     missing = [n for n in lists if not (folder / n).is_file()]
     if missing:
-        raise DatasetError(f"msmt17: split list(s) {', '.join(missing)} not found in {folder}.",
-                           hint="MSMT17 ships list_train.txt, list_val.txt, list_query.txt and list_gallery.txt.")
+        raise DatasetError(
+            f"msmt17: split list(s) {', '.join(missing)} not found in {folder}.",
+            hint="MSMT17 ships list_train.txt, list_val.txt, list_query.txt and list_gallery.txt.",
+        )
     _require_dirs(folder, (train_dir, test_dir), "msmt17")
 
     def read(list_name: str, image_dir: str) -> list[Record]:
@@ -234,14 +248,16 @@ def _msmt17(folder: Path) -> Dataset:
                 path, pid = line.split()
                 camid = int(Path(path).name.split("_")[2]) - 1
             except (ValueError, IndexError):
-                raise DatasetError(f"msmt17: {list_name} line {lineno} is not '<path> <pid>' with an MSMT17 "
-                                   f"file name: {line!r}.") from None
+                raise DatasetError(
+                    f"msmt17: {list_name} line {lineno} is not '<path> <pid>' with an MSMT17 file name: {line!r}."
+                ) from None
             out.append(Record(f"{image_dir}/{path}", int(pid), camid))
         return out
 
     train = read("list_train.txt", train_dir) + read("list_val.txt", train_dir)
-    return Dataset("msmt17", folder, _relabel(train),
-                   read("list_query.txt", test_dir), read("list_gallery.txt", test_dir))
+    return Dataset(
+        "msmt17", folder, _relabel(train), read("list_query.txt", test_dir), read("list_gallery.txt", test_dir)
+    )
 
 
 def folder_dataset(folder: Path, pattern: str) -> Dataset:
@@ -255,13 +271,19 @@ def folder_dataset(folder: Path, pattern: str) -> Dataset:
     except re.error as e:
         raise DatasetError(f"folder: --pattern {pattern!r} is not a valid regular expression ({e}).") from None
     if not {"pid", "camid"} <= set(regex.groupindex):
-        raise DatasetError(f"folder: --pattern {pattern!r} must have named groups (?P<pid>...) and (?P<camid>...).",
-                           hint=r"For Market-style names use --pattern '(?P<pid>[-\d]+)_c(?P<camid>\d)'.")
+        raise DatasetError(
+            f"folder: --pattern {pattern!r} must have named groups (?P<pid>...) and (?P<camid>...).",
+            hint=r"For Market-style names use --pattern '(?P<pid>[-\d]+)_c(?P<camid>\d)'.",
+        )
     _require_dirs(folder, ("query", "gallery"), "folder")
-    train = (_duke_split(folder, "train", "folder", regex, group_names=True, recursive=True)
-             if (folder / "train").is_dir() else [])
-    query, gallery = (_duke_split(folder, s, "folder", regex, group_names=True, recursive=True)
-                      for s in ("query", "gallery"))
+    train = (
+        _duke_split(folder, "train", "folder", regex, group_names=True, recursive=True)
+        if (folder / "train").is_dir()
+        else []
+    )
+    query, gallery = (
+        _duke_split(folder, s, "folder", regex, group_names=True, recursive=True) for s in ("query", "gallery")
+    )
     return Dataset("folder", folder, _relabel(train), query, gallery)
 
 
@@ -295,15 +317,21 @@ def dataset_folder(name: str, root: str | Path) -> Path:
         if folder is None:
             folder = root if (root.name in {c.name for c in candidates} or _looks_like(name, root)) else candidates[0]
     if not folder.is_dir():
-        raise DatasetError(f"{name}: dataset folder {folder} not found.",
-                           hint=f"Point --root at the folder that contains {folder.name}/.")
+        raise DatasetError(
+            f"{name}: dataset folder {folder} not found.",
+            hint=f"Point --root at the folder that contains {folder.name}/.",
+        )
     return folder
 
 
 def _looks_like(name: str, root: Path) -> bool:
     """Whether ``root`` is itself a (renamed) dataset folder of this kind."""
-    markers = {"occluded_reid": "occluded_body_images", "partial_reid": "partial_body_images",
-               "p_dukemtmc_reid": "test", "msmt17": "list_query.txt"}
+    markers = {
+        "occluded_reid": "occluded_body_images",
+        "partial_reid": "partial_body_images",
+        "p_dukemtmc_reid": "test",
+        "msmt17": "list_query.txt",
+    }
     return (root / markers.get(name, "bounding_box_test")).exists()
 
 
@@ -327,6 +355,8 @@ def load_dataset(name: str, root: str | Path, pattern: str | None = None) -> Dat
     required = ("query", "gallery") if name in TEST_ONLY or name == "folder" else ("train", "query", "gallery")
     for split in required:
         if not dataset.splits[split]:
-            raise DatasetError(f"{name}: the {split} split in {folder} has no images.",
-                               hint="Check that the dataset was extracted completely.")
+            raise DatasetError(
+                f"{name}: the {split} split in {folder} has no images.",
+                hint="Check that the dataset was extracted completely.",
+            )
     return dataset

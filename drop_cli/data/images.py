@@ -1,4 +1,5 @@
 """A torch Dataset of ReID images with their labels, for training and feature extraction."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -17,8 +18,10 @@ from .datasets import Record
 def _read_rgb(path: Path) -> torch.Tensor:
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise DatasetError(f"cannot read image {path}.", hint="Check the file, or run `drop prepare-data`, which "
-                                                              "flags unreadable images.")
+        raise DatasetError(
+            f"cannot read image {path}.",
+            hint="Check the file, or run `drop prepare-data`, which flags unreadable images.",
+        )
     return torch.from_numpy(np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1)))
 
 
@@ -40,11 +43,12 @@ class ReidImages(TorchDataset):
         if labels is not None:
             missing = [r.path for r in records if r.path not in labels]
             if missing:
-                raise LabelsError(f"{len(missing)} image(s) have no labels in {labels.path}, e.g. "
-                                  f"{', '.join(missing[:3])}.",
-                                  hint=f"Run `drop prepare-data {labels.attrs.get('dataset', 'DATASET')} --root ROOT "
-                                       f"--labeler {labels.attrs.get('labeler')} --preset "
-                                       f"{labels.attrs.get('preset')} --overwrite` to label the whole dataset again.")
+                raise LabelsError(
+                    f"{len(missing)} image(s) have no labels in {labels.path}, e.g. {', '.join(missing[:3])}.",
+                    hint=f"Run `drop prepare-data {labels.attrs.get('dataset', 'DATASET')} --root ROOT "
+                    f"--labeler {labels.attrs.get('labeler')} --preset "
+                    f"{labels.attrs.get('preset')} --overwrite` to label the whole dataset again.",
+                )
 
     def __len__(self) -> int:
         return len(self.records)

@@ -1,4 +1,5 @@
 """PK batches: P identities x K images each, the batch the triplet losses need; and a seed per draw."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -21,14 +22,26 @@ class PKBatchSampler(Sampler[list[int]]):
     the batches of a one-process run [base: BPBreID's DataParallel splits each batch over the GPUs].
     """
 
-    def __init__(self, pids: Sequence[int], batch_size: int, num_instances: int, seed: int = 0,
-                 rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        pids: Sequence[int],
+        batch_size: int,
+        num_instances: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         if num_instances < 1 or batch_size % num_instances:
-            raise DropError(f"train.batch_size ({batch_size}) must be a multiple of data.num_instances "
-                            f"({num_instances}).", hint="E.g. batch_size 64 with num_instances 4.")
+            raise DropError(
+                f"train.batch_size ({batch_size}) must be a multiple of data.num_instances ({num_instances}).",
+                hint="E.g. batch_size 64 with num_instances 4.",
+            )
         if batch_size % world_size:
-            raise DropError(f"train.batch_size ({batch_size}) is the global batch: it must split evenly over the "
-                            f"{world_size} processes.", hint=f"Use a multiple of {world_size}, e.g. 64.")
+            raise DropError(
+                f"train.batch_size ({batch_size}) is the global batch: it must split evenly over the "
+                f"{world_size} processes.",
+                hint=f"Use a multiple of {world_size}, e.g. 64.",
+            )
         self.share = batch_size // world_size
         self.num_ids_per_batch = batch_size // num_instances
         self.num_instances = num_instances
@@ -39,9 +52,11 @@ class PKBatchSampler(Sampler[list[int]]):
             by_pid[int(pid)].append(index)
         self.by_pid = {pid: np.array(idx) for pid, idx in sorted(by_pid.items())}
         if len(self.by_pid) < self.num_ids_per_batch:
-            raise DropError(f"the training set has {len(self.by_pid)} identities, fewer than the "
-                            f"{self.num_ids_per_batch} a batch needs.",
-                            hint="Lower train.batch_size or raise data.num_instances.")
+            raise DropError(
+                f"the training set has {len(self.by_pid)} identities, fewer than the "
+                f"{self.num_ids_per_batch} a batch needs.",
+                hint="Lower train.batch_size or raise data.num_instances.",
+            )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -53,7 +68,7 @@ class PKBatchSampler(Sampler[list[int]]):
         groups: dict[int, list[np.ndarray]] = {}
         for pid, idx in self.by_pid.items():
             idx = rng.permutation(idx) if len(idx) >= k else rng.choice(idx, size=k, replace=True)
-            groups[pid] = [idx[i:i + k] for i in range(0, len(idx) - k + 1, k)]
+            groups[pid] = [idx[i : i + k] for i in range(0, len(idx) - k + 1, k)]
         batches = []
         available = [pid for pid in groups if groups[pid]]
         while len(available) >= self.num_ids_per_batch:

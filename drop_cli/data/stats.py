@@ -1,4 +1,5 @@
 """Per-split statistics of a parsed dataset, checked against the figures their papers publish."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,8 +32,11 @@ class SplitStats:
 def split_stats(dataset: Dataset) -> dict[str, SplitStats]:
     """Images, identities (pid 0 not counted) and cameras of each split."""
     return {
-        split: SplitStats(len(records), len({r.pid for r in records if r.pid != 0 or split == "train"}),
-                          len({r.camid for r in records}))
+        split: SplitStats(
+            len(records),
+            len({r.pid for r in records if r.pid != 0 or split == "train"}),
+            len({r.camid for r in records}),
+        )
         for split, records in dataset.splits.items()
     }
 

@@ -13,6 +13,7 @@ left arm is labelled a right arm; BPBreID mirrors the masks unchanged), ``erasin
 al.'s area/aspect sampling, filled with 0; BPBreID's box is 15-65% of the height and of the width,
 filled with (0.485, 0.456, 0.406) after normalisation).
 """
+
 from __future__ import annotations
 
 import math
@@ -84,11 +85,25 @@ class TrainTransform:
         mean, std: the normalisation the backbone's weights expect (``Backbone.mean``/``.std``; ImageNet's).
     """
 
-    def __init__(self, height: int, width: int, *, parts: Sequence[str], pad: int = 10, flip: bool = False,
-                 flip_swap_sides: bool = False, random_erasing: float = 0.5, erasing: str = "box",
-                 color_jitter: float = 0.0, jitter_brightness: float = 0.2, jitter_contrast: float = 0.15,
-                 jitter_saturation: float = 0.0, antialias: bool = False, mean: Stats = IMAGENET_MEAN,
-                 std: Stats = IMAGENET_STD):
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        *,
+        parts: Sequence[str],
+        pad: int = 10,
+        flip: bool = False,
+        flip_swap_sides: bool = False,
+        random_erasing: float = 0.5,
+        erasing: str = "box",
+        color_jitter: float = 0.0,
+        jitter_brightness: float = 0.2,
+        jitter_contrast: float = 0.15,
+        jitter_saturation: float = 0.0,
+        antialias: bool = False,
+        mean: Stats = IMAGENET_MEAN,
+        std: Stats = IMAGENET_STD,
+    ):
         if erasing not in ERASINGS:
             raise ValueError(f"erasing must be one of {ERASINGS}, not {erasing!r}")
         self.size = (height, width)
@@ -98,8 +113,11 @@ class TrainTransform:
         self.mirror = torch.as_tensor(mirror_permutation(tuple(parts)), dtype=torch.uint8) if flip_swap_sides else None
         self.random_erasing, self.erasing = random_erasing, erasing
         self.color_jitter = color_jitter
-        self.jitter = v2.ColorJitter(brightness=jitter_brightness, contrast=jitter_contrast,
-                                     saturation=jitter_saturation) if color_jitter > 0 else None
+        self.jitter = (
+            v2.ColorJitter(brightness=jitter_brightness, contrast=jitter_contrast, saturation=jitter_saturation)
+            if color_jitter > 0
+            else None
+        )
 
     def __call__(self, image: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         image = F.resize(tv_tensors.Image(image), list(self.size), antialias=self.antialias)
@@ -112,14 +130,17 @@ class TrainTransform:
                 mask = self.mirror[mask.long()]
         if self.jitter is not None and torch.rand(1).item() < self.color_jitter:
             image = self.jitter(image)
-        image, mask = _normalise(image.as_subclass(torch.Tensor), self.mean, self.std), mask.as_subclass(torch.Tensor)[0]
+        image, mask = (
+            _normalise(image.as_subclass(torch.Tensor), self.mean, self.std),
+            mask.as_subclass(torch.Tensor)[0],
+        )
         if self.random_erasing > 0 and torch.rand(1).item() < self.random_erasing:
             box = _box(*self.size) if self.erasing == "box" else _zhong_box(*self.size)
             if box is not None:
                 top, left, h, w = box
                 fill = torch.tensor(BOX_FILL if self.erasing == "box" else (0.0, 0.0, 0.0))[:, None, None]
-                image[:, top:top + h, left:left + w] = fill
-                mask[top:top + h, left:left + w] = 0
+                image[:, top : top + h, left : left + w] = fill
+                mask[top : top + h, left : left + w] = 0
         return image, mask
 
 
@@ -132,8 +153,15 @@ class EvalTransform:
         mean, std: the normalisation the backbone's weights expect.
     """
 
-    def __init__(self, height: int, width: int, *, antialias: bool = False, mean: Stats = IMAGENET_MEAN,
-                 std: Stats = IMAGENET_STD):
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        *,
+        antialias: bool = False,
+        mean: Stats = IMAGENET_MEAN,
+        std: Stats = IMAGENET_STD,
+    ):
         self.size = [height, width]
         self.antialias, self.mean, self.std = antialias, tuple(mean), tuple(std)
 

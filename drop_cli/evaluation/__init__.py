@@ -9,6 +9,7 @@ BPBreID's part distance, k-reciprocal re-ranking.
   tells beforehand whether it fits in memory.
 * :func:`parsing_iou` / :func:`parsing_miou`: predicted part maps against reference maps.
 """
+
 from .distance import UNSHARED_DISTANCE, part_distance
 from .metrics import average_precision, evaluate_rank, evaluate_rank_chunked
 from .parsing import parsing_iou, parsing_miou

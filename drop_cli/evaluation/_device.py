@@ -1,4 +1,5 @@
 """Where evaluation's dense work runs (a CUDA device when there is one), and moving numpy arrays there."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -12,6 +12,7 @@ element-wise passes: torch's multi-threaded element-wise kernels slow down sever
 another process competes for the cores, the normal case on a small shared machine). On a GPU it
 runs on torch, all parts at once.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -15,6 +15,7 @@ chunk (fresh memory is slow to fault in on some machines). :func:`evaluate_rank_
 caller for the distances of one chunk of queries at a time, so the full distance matrix never has
 to exist: galleries of any size can be evaluated in bounded memory.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -108,8 +109,9 @@ def evaluate_rank_chunked(
     return _rank_totals(query_distances, q_pids, g_pids, q_camids, g_camids, max_rank, chunk_size).result()
 
 
-def average_precision(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_camids: np.ndarray,
-                      g_camids: np.ndarray) -> np.ndarray:
+def average_precision(
+    distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_camids: np.ndarray, g_camids: np.ndarray
+) -> np.ndarray:
     """[Nq] float64 average precision of every query under the protocol, NaN for a query without a
     valid match (what :func:`evaluate_rank` averages into mAP; no error when no query has a match)."""
     distmat = np.asarray(distmat)
@@ -118,9 +120,15 @@ def average_precision(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarra
     return _rank_totals(lambda start, stop: distmat[start:stop], q_pids, g_pids, q_camids, g_camids).ap
 
 
-def _rank_totals(query_distances: Callable[[int, int], np.ndarray], q_pids: np.ndarray, g_pids: np.ndarray,
-                 q_camids: np.ndarray, g_camids: np.ndarray, max_rank: int = 50,
-                 chunk_size: int | None = None) -> _Totals:
+def _rank_totals(
+    query_distances: Callable[[int, int], np.ndarray],
+    q_pids: np.ndarray,
+    g_pids: np.ndarray,
+    q_camids: np.ndarray,
+    g_camids: np.ndarray,
+    max_rank: int = 50,
+    chunk_size: int | None = None,
+) -> _Totals:
     """The ranks of every query's valid matches, chunk by chunk, summed into a ``_Totals``."""
     q_pids, q_camids = _labels(q_pids, q_camids, "query")
     g_pids, g_camids = _labels(g_pids, g_camids, "gallery")

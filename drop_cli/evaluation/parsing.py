@@ -1,4 +1,5 @@
 """Parsing quality: mean intersection-over-union of predicted part maps against reference maps."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,10 @@ def parsing_iou(pred: np.ndarray, target: np.ndarray, num_classes: int) -> np.nd
     """
     if target.shape[1:] != pred.shape[1:]:
         target = resize_nearest(target, *pred.shape[1:])
-    joint = np.bincount(target.astype(np.int64).ravel() * num_classes + pred.astype(np.int64).ravel(),
-                        minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    joint = np.bincount(
+        target.astype(np.int64).ravel() * num_classes + pred.astype(np.int64).ravel(),
+        minlength=num_classes * num_classes,
+    ).reshape(num_classes, num_classes)
     inter = np.diag(joint).astype(np.float64)
     union = joint.sum(0) + joint.sum(1) - inter
     with np.errstate(invalid="ignore", divide="ignore"):

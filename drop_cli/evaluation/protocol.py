@@ -12,6 +12,7 @@ Every evaluator in drop applies this one rule, :func:`kept_in_ranking`:
 A *valid match* of a query is a kept gallery image with the query's pid; queries without one are
 left out of the metrics.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -23,6 +23,7 @@ row (with part_distance's own kernels: ``unit_distance_into``, ``weighted_mean_i
 triangle is computed. That sweep is the CPU path; on a GPU, where part_distance takes a fraction of a
 second per matrix, the grid computes each matrix with part_distance itself (:func:`_grid_per_matrix`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -98,8 +99,10 @@ def make_setting(distance: str, visibility: bool = True, rerank: bool = False, l
 def ablation_grid(part_names: Sequence[str]) -> list[Setting]:
     """Every distance mode x visibility on/off (where it applies) x re-ranking off/on, then each part
     left out in turn from the default distance (visibility on, no re-ranking)."""
-    modes = sorted({make_setting(d, v) for d in DISTANCES for v in (True, False)},
-                   key=lambda s: (DISTANCES.index(s.distance), not s.visibility))
+    modes = sorted(
+        {make_setting(d, v) for d in DISTANCES for v in (True, False)},
+        key=lambda s: (DISTANCES.index(s.distance), not s.visibility),
+    )
     grid = [Setting(s.distance, s.visibility, rerank) for s in modes for rerank in (False, True)]
     return grid + [make_setting(DEFAULT_DISTANCE, True, False, part) for part in part_names]
 
@@ -115,8 +118,12 @@ class _Combination:
 def _combination(setting: Setting, names: Sequence[str]) -> _Combination:
     """The rows and weighting of ``setting`` for embeddings whose rows are ``names``."""
     num_rows = len(names)
-    rows = {"global": (GLOBAL,), "foreground": (FOREGROUND,), "parts": tuple(range(FIRST_PART, num_rows)),
-            "parts+foreground": tuple(range(FOREGROUND, num_rows))}[setting.distance]
+    rows = {
+        "global": (GLOBAL,),
+        "foreground": (FOREGROUND,),
+        "parts": tuple(range(FIRST_PART, num_rows)),
+        "parts+foreground": tuple(range(FOREGROUND, num_rows)),
+    }[setting.distance]
     if setting.left_out is not None:
         part = lookup({n: i for i, n in enumerate(names) if i >= FIRST_PART}, setting.left_out, "part")
         rows = tuple(r for r in rows if r != part)
@@ -141,44 +148,80 @@ def _index(rows: tuple[int, ...]) -> slice | list[int]:
 def _metrics(distmat: np.ndarray, query: Split, gallery: Split) -> dict:
     result = evaluate_rank(distmat, query.pids, gallery.pids, query.camids, gallery.camids)
     cmc = result["cmc"]
-    return {"rank1": float(cmc[0]), "rank5": float(cmc[4]), "rank10": float(cmc[9]), "mAP": float(result["mAP"]),
-            "mINP": float(result["mINP"]), "valid_queries": int(result["num_valid_queries"])}
+    return {
+        "rank1": float(cmc[0]),
+        "rank5": float(cmc[4]),
+        "rank10": float(cmc[9]),
+        "mAP": float(result["mAP"]),
+        "mINP": float(result["mINP"]),
+        "valid_queries": int(result["num_valid_queries"]),
+    }
 
 
 def _row(setting: Setting, metrics: dict) -> dict:
-    return {"distance": setting.distance, "visibility": setting.visibility, "rerank": setting.rerank,
-            "left_out": setting.left_out, **metrics}
+    return {
+        "distance": setting.distance,
+        "visibility": setting.visibility,
+        "rerank": setting.rerank,
+        "left_out": setting.left_out,
+        **metrics,
+    }
 
 
 def _check_rerank_memory(num_query: int, num_gallery: int, rerank: Rerank) -> None:
     try:
         check_re_rank_memory(num_query, num_gallery, rerank.k1, rerank.k2)
     except DropError as e:
-        raise DropError(e.message, hint="Evaluate without --rerank (that works for any gallery size), "
-                                        "or on a machine with more memory.") from None
+        raise DropError(
+            e.message,
+            hint="Evaluate without --rerank (that works for any gallery size), or on a machine with more memory.",
+        ) from None
 
 
 # ----------------------------------------------------------------------------- one setting
 
 
-def _distance(a: Split, b: Split, combo: _Combination,
-              device: str | torch.device | None = None) -> np.ndarray:
+def _distance(a: Split, b: Split, combo: _Combination, device: str | torch.device | None = None) -> np.ndarray:
     """part_distance over the rows of ``combo``, weighted as it says."""
     rows = _index(combo.rows)
-    return part_distance(a.embeddings[:, rows], _weights(a.visibility, combo.visibility)[:, rows],
-                         b.embeddings[:, rows], _weights(b.visibility, combo.visibility)[:, rows], device=device)
+    return part_distance(
+        a.embeddings[:, rows],
+        _weights(a.visibility, combo.visibility)[:, rows],
+        b.embeddings[:, rows],
+        _weights(b.visibility, combo.visibility)[:, rows],
+        device=device,
+    )
 
 
-def _re_ranked(distmat: np.ndarray, query: Split, gallery: Split, combo: _Combination,
-               rerank: Rerank, device: str | torch.device | None = None) -> np.ndarray:
+def _re_ranked(
+    distmat: np.ndarray,
+    query: Split,
+    gallery: Split,
+    combo: _Combination,
+    rerank: Rerank,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
     """``distmat`` (query-gallery under ``combo``) re-ranked with the same distance's query-query and
     gallery-gallery matrices."""
-    return re_rank(distmat, _distance(query, query, combo, device), _distance(gallery, gallery, combo, device),
-                   rerank.k1, rerank.k2, rerank.lambda_value, device=device)
+    return re_rank(
+        distmat,
+        _distance(query, query, combo, device),
+        _distance(gallery, gallery, combo, device),
+        rerank.k1,
+        rerank.k2,
+        rerank.lambda_value,
+        device=device,
+    )
 
 
-def setting_distances(query: Split, gallery: Split, names: Sequence[str], setting: Setting,
-                      rerank: Rerank = Rerank(), device: str | torch.device | None = None) -> np.ndarray:
+def setting_distances(
+    query: Split,
+    gallery: Split,
+    names: Sequence[str],
+    setting: Setting,
+    rerank: Rerank = Rerank(),
+    device: str | torch.device | None = None,
+) -> np.ndarray:
     """The [Nq, Ng] distances of one setting: part_distance over the mode's rows (re-ranked when asked for).
 
     Args:
@@ -196,8 +239,14 @@ def setting_distances(query: Split, gallery: Split, names: Sequence[str], settin
     return distmat
 
 
-def evaluate_setting(query: Split, gallery: Split, names: Sequence[str], setting: Setting,
-                     rerank: Rerank = Rerank(), device: str | torch.device | None = None) -> dict:
+def evaluate_setting(
+    query: Split,
+    gallery: Split,
+    names: Sequence[str],
+    setting: Setting,
+    rerank: Rerank = Rerank(),
+    device: str | torch.device | None = None,
+) -> dict:
     """Metrics of one setting (see :func:`setting_distances`): the setting's fields, rank1, rank5,
     rank10, mAP, mINP (fractions) and valid_queries."""
     return _row(setting, _metrics(setting_distances(query, gallery, names, setting, rerank, device), query, gallery))
@@ -206,9 +255,15 @@ def evaluate_setting(query: Split, gallery: Split, names: Sequence[str], setting
 # ----------------------------------------------------------------------------- the grid
 
 
-def combined_distances(a_emb: np.ndarray, a_weights: np.ndarray, b_emb: np.ndarray, b_weights: np.ndarray,
-                       combinations: Sequence[_Combination], symmetric: bool = False,
-                       out: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+def combined_distances(
+    a_emb: np.ndarray,
+    a_weights: np.ndarray,
+    b_emb: np.ndarray,
+    b_weights: np.ndarray,
+    combinations: Sequence[_Combination],
+    symmetric: bool = False,
+    out: Sequence[np.ndarray] | None = None,
+) -> list[np.ndarray]:
     """One [Na, Nb] float32 distance matrix per combination, each row's distances computed once.
 
     For a combination with rows R: ``d(a, b) = sum_{m in R} w_m ||a_m - b_m|| / sum_{m in R} w_m``
@@ -243,10 +298,12 @@ def combined_distances(a_emb: np.ndarray, a_weights: np.ndarray, b_emb: np.ndarr
         dist = dist_buffer[: shape[0] * shape[1]].reshape(shape)
         weighted = weighted_buffer[: shape[0] * shape[1]].reshape(shape)
         for index, m in enumerate(rows):
-            unit_distance_into(np.asarray(a_emb[start:stop, m], np.float32) * np.float32(-2), b_rows[index, first:].T,
-                               dist)
-            users = [(c.visibility and m >= FIRST_PART, output) for c, output in zip(combinations, outputs)
-                     if m in c.rows]
+            unit_distance_into(
+                np.asarray(a_emb[start:stop, m], np.float32) * np.float32(-2), b_rows[index, first:].T, dist
+            )
+            users = [
+                (c.visibility and m >= FIRST_PART, output) for c, output in zip(combinations, outputs) if m in c.rows
+            ]
             if any(weigh for weigh, _ in users):
                 np.multiply(dist, a_weights[start:stop, m, None], out=weighted)
                 weighted *= b_weights[first:, m]
@@ -260,19 +317,25 @@ def combined_distances(a_emb: np.ndarray, a_weights: np.ndarray, b_emb: np.ndarr
             else:
                 target /= np.float32(len(combo.rows))
             if symmetric:
-                output[stop:, start:stop] = target[:, stop - start:].T
+                output[stop:, start:stop] = target[:, stop - start :].T
     return outputs
 
 
 def _groups(combinations: list[_Combination], matrix_bytes: int) -> list[list[_Combination]]:
     """Consecutive groups of combinations whose matrices fit in _HELD_BYTES together (at least one each)."""
     size = max(1, _HELD_BYTES // max(matrix_bytes, 1))
-    return [combinations[i:i + size] for i in range(0, len(combinations), size)]
+    return [combinations[i : i + size] for i in range(0, len(combinations), size)]
 
 
-def evaluate_grid(query: Split, gallery: Split, names: Sequence[str], settings: Sequence[Setting],
-                  rerank: Rerank = Rerank(), advance: Callable[[int], None] = lambda n: None,
-                  device: str | torch.device | None = None) -> list[dict]:
+def evaluate_grid(
+    query: Split,
+    gallery: Split,
+    names: Sequence[str],
+    settings: Sequence[Setting],
+    rerank: Rerank = Rerank(),
+    advance: Callable[[int], None] = lambda n: None,
+    device: str | torch.device | None = None,
+) -> list[dict]:
     """Metrics of many settings (e.g. :func:`ablation_grid`), each distance matrix computed once.
 
     Query-gallery matrices serve a setting with and without re-ranking; query-query and
@@ -308,8 +371,14 @@ def _by_combination(settings: Sequence[Setting], names: Sequence[str]) -> dict[_
     return groups
 
 
-def _grid_sweep(query: Split, gallery: Split, by_combination: dict[_Combination, list[Setting]],
-                rerank: Rerank, advance: Callable[[int], None], device: torch.device) -> dict[Setting, dict]:
+def _grid_sweep(
+    query: Split,
+    gallery: Split,
+    by_combination: dict[_Combination, list[Setting]],
+    rerank: Rerank,
+    advance: Callable[[int], None],
+    device: torch.device,
+) -> dict[Setting, dict]:
     """The grid on the CPU: matrices filled several at a time by :func:`combined_distances`."""
     q = (query.embeddings, _weights(query.visibility, True))  # the weights serve only combinations using them
     g = (gallery.embeddings, _weights(gallery.visibility, True))
@@ -330,10 +399,17 @@ def _grid_sweep(query: Split, gallery: Split, by_combination: dict[_Combination,
         groups = _groups(combos, 4 * len(gallery.pids) ** 2)
         buffers = [np.empty((len(gallery.pids),) * 2, np.float32) for _ in groups[0]]  # reused by every group
         for group in groups:
-            gallery_gallery = combined_distances(*g, *g, group, symmetric=True, out=buffers[:len(group)])
+            gallery_gallery = combined_distances(*g, *g, group, symmetric=True, out=buffers[: len(group)])
             for combo, matrix in zip(group, gallery_gallery):
-                distmat = re_rank(to_rerank.pop(combo), query_query.pop(combo), matrix,
-                                  rerank.k1, rerank.k2, rerank.lambda_value, device=device)
+                distmat = re_rank(
+                    to_rerank.pop(combo),
+                    query_query.pop(combo),
+                    matrix,
+                    rerank.k1,
+                    rerank.k2,
+                    rerank.lambda_value,
+                    device=device,
+                )
                 metrics = _metrics(distmat, query, gallery)
                 for setting in by_combination[combo]:
                     if setting.rerank:
@@ -341,8 +417,15 @@ def _grid_sweep(query: Split, gallery: Split, by_combination: dict[_Combination,
                         advance(1)
     return results
 
-def _grid_per_matrix(query: Split, gallery: Split, by_combination: dict[_Combination, list[Setting]],
-                     rerank: Rerank, advance: Callable[[int], None], device: torch.device) -> dict[Setting, dict]:
+
+def _grid_per_matrix(
+    query: Split,
+    gallery: Split,
+    by_combination: dict[_Combination, list[Setting]],
+    rerank: Rerank,
+    advance: Callable[[int], None],
+    device: torch.device,
+) -> dict[Setting, dict]:
     """The grid on ``device`` (meant for a GPU), one matrix at a time: each combination's query-gallery
     matrix serves its settings with and without re-ranking."""
     results: dict[Setting, dict] = {}

@@ -5,10 +5,23 @@
 - ``extraction``: ``extract_to_file``, chunked and resumable.
 - ``file``: the features HDF5 file (``FeatureFile``, ``read_features``; layout in its docstring).
 """
+
 from .extraction import Extraction, ExtractionRun, extract_to_file, features_complete
 from .file import CHUNK_IMAGES, SPLITS, FeatureFile, SplitFeatures, read_features
 from .forward import PART_EMBEDDINGS, Features, extract_features, test_embeddings
 
-__all__ = ["CHUNK_IMAGES", "PART_EMBEDDINGS", "SPLITS", "Extraction", "ExtractionRun", "FeatureFile", "Features",
-           "SplitFeatures", "extract_features", "extract_to_file", "features_complete", "read_features",
-           "test_embeddings"]
+__all__ = [
+    "CHUNK_IMAGES",
+    "PART_EMBEDDINGS",
+    "SPLITS",
+    "Extraction",
+    "ExtractionRun",
+    "FeatureFile",
+    "Features",
+    "SplitFeatures",
+    "extract_features",
+    "extract_to_file",
+    "features_complete",
+    "read_features",
+    "test_embeddings",
+]

@@ -5,6 +5,7 @@ Each split is embedded in chunks of ``CHUNK_IMAGES`` images; a finished chunk is
 the chunks that are missing, and the final file (``file.assemble_features``) is the same as an
 uninterrupted run's. A complete file with the same settings is left alone.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -50,25 +51,47 @@ def features_complete(out: Path, settings: dict) -> bool:
     stored = json.loads(FeatureFile(out).attrs.get("settings", "{}"))
     differ = [key for key in settings if stored.get(key) != settings[key]]
     if differ:
-        raise DropError(f"{out} already exists with other settings ({', '.join(differ)}).",
-                        hint="Pass --overwrite to replace it, or --out to write another file.")
+        raise DropError(
+            f"{out} already exists with other settings ({', '.join(differ)}).",
+            hint="Pass --overwrite to replace it, or --out to write another file.",
+        )
     return True
 
 
-def _extract_split(how: Extraction, images: ReidImages, split: str, todo: list[int], partial: PartialFeatures,
-                   advance: Callable[[int], None]) -> int:
+def _extract_split(
+    how: Extraction,
+    images: ReidImages,
+    split: str,
+    todo: list[int],
+    partial: PartialFeatures,
+    advance: Callable[[int], None],
+) -> int:
     """Embed the chunks ``todo`` of one split, saving each to ``partial`` as it finishes; the images done."""
     if not todo:
         return 0
     ranges = chunk_ranges(len(images))
     size = how.batch_size
     batches = {c: [list(range(s, min(s + size, ranges[c][1]))) for s in range(*ranges[c], size)] for c in todo}
-    loader = iter(DataLoader(images, batch_sampler=[b for c in todo for b in batches[c]], num_workers=how.workers,
-                             pin_memory=how.device.type == "cuda"))
+    loader = iter(
+        DataLoader(
+            images,
+            batch_sampler=[b for c in todo for b in batches[c]],
+            num_workers=how.workers,
+            pin_memory=how.device.type == "cuda",
+        )
+    )
     for c in todo:  # one loader for the split: its workers serve every chunk, each chunk its own batches
-        features = embed(how.model, itertools.islice(loader, len(batches[c])), how.device, how.flip_tta,
-                         how.autocast_dtype, how.parsing, advance, parts=how.parts,
-                         part_embeddings=how.part_embeddings)
+        features = embed(
+            how.model,
+            itertools.islice(loader, len(batches[c])),
+            how.device,
+            how.flip_tta,
+            how.autocast_dtype,
+            how.parsing,
+            advance,
+            parts=how.parts,
+            part_embeddings=how.part_embeddings,
+        )
         partial.save(split, c, features.embeddings, features.visibility, features.parsing)
     return sum(ranges[c][1] - ranges[c][0] for c in todo)
 
@@ -81,9 +104,17 @@ class ExtractionRun:
     not_finite: list[str]  # images whose embeddings are NaN or infinite
 
 
-def extract_to_file(how: Extraction, records: dict[str, list[Record]], folder: Path, out: Path, settings: dict,
-                    attrs: dict, names: tuple[str, ...], dtype: str = "float32",
-                    progress: bool = True) -> ExtractionRun:
+def extract_to_file(
+    how: Extraction,
+    records: dict[str, list[Record]],
+    folder: Path,
+    out: Path,
+    settings: dict,
+    attrs: dict,
+    names: tuple[str, ...],
+    dtype: str = "float32",
+    progress: bool = True,
+) -> ExtractionRun:
     """Embed ``records`` (split -> images below ``folder``) into the features file ``out``, resumably.
 
     ``settings`` are what the content depends on (a partial folder made with others is not reused);
@@ -91,18 +122,32 @@ def extract_to_file(how: Extraction, records: dict[str, list[Record]], folder: P
     embeddings ("float32" or "float16").
     """
     counts = {split: len(recs) for split, recs in records.items()}
-    partial = PartialFeatures(out.with_name(f"{out.name}.partial"), {**settings, "chunk_images": features_file.CHUNK_IMAGES})
+    partial = PartialFeatures(
+        out.with_name(f"{out.name}.partial"), {**settings, "chunk_images": features_file.CHUNK_IMAGES}
+    )
     done = {split: partial.done(split) for split in records}
     extracted, start = 0, time.perf_counter()
     with _ui.progress_bar("extract-features", sum(counts.values()), enabled=progress) as advance:
-        advance(sum(stop - first for split in records
-                    for c, (first, stop) in enumerate(chunk_ranges(counts[split])) if c in done[split]))
+        advance(
+            sum(
+                stop - first
+                for split in records
+                for c, (first, stop) in enumerate(chunk_ranges(counts[split]))
+                if c in done[split]
+            )
+        )
         for split, recs in records.items():
             todo = [c for c in range(len(chunk_ranges(counts[split]))) if c not in done[split]]
             extracted += _extract_split(how, ReidImages(recs, folder, how.transform), split, todo, partial, advance)
     seconds = time.perf_counter() - start
-    labels = {split: ([r.path for r in recs], np.array([r.pid for r in recs], np.int64),
-                      np.array([r.camid for r in recs], np.int64)) for split, recs in records.items()}
+    labels = {
+        split: (
+            [r.path for r in recs],
+            np.array([r.pid for r in recs], np.int64),
+            np.array([r.camid for r in recs], np.int64),
+        )
+        for split, recs in records.items()
+    }
     not_finite = assemble_features(out, partial, labels, names, attrs, dtype)
     partial.remove()
     return ExtractionRun(extracted, seconds, sum(len(d) for d in done.values()), not_finite)

@@ -21,6 +21,7 @@ file under its final name is always finished. Extraction is resumable: chunks of
 temporary name, then renamed) and reused by a run with the same ``manifest.json``
 (:class:`PartialFeatures`).
 """
+
 from __future__ import annotations
 
 import os
@@ -74,38 +75,52 @@ class FeatureFile:
     def __init__(self, path: str | Path):
         self.path = Path(path).expanduser()
         if not self.path.is_file():
-            raise DropError(f"features file {self.path} not found.",
-                            hint="Create it with `drop extract-features --checkpoint RUN/best.pt`.")
+            raise DropError(
+                f"features file {self.path} not found.",
+                hint="Create it with `drop extract-features --checkpoint RUN/best.pt`.",
+            )
         try:
             with h5py.File(self.path, "r") as f:
                 self.attrs = plain_attrs(f.attrs)
-                shapes = {split: {name: f[split][name].shape for name in (*_ARRAYS, "parsing") if name in f[split]}
-                          for split in f if isinstance(f[split], h5py.Group)}
+                shapes = {
+                    split: {name: f[split][name].shape for name in (*_ARRAYS, "parsing") if name in f[split]}
+                    for split in f
+                    if isinstance(f[split], h5py.Group)
+                }
         except OSError as e:
-            raise DropError(f"{self.path} is not a readable HDF5 file ({e}).",
-                            hint="Extract the features again with `drop extract-features`.") from None
+            raise DropError(
+                f"{self.path} is not a readable HDF5 file ({e}).",
+                hint="Extract the features again with `drop extract-features`.",
+            ) from None
         if "names" not in self.attrs:
-            raise DropError(f"{self.path} is not a drop features file.",
-                            hint="Pass a file written by `drop extract-features`.")
+            raise DropError(
+                f"{self.path} is not a drop features file.", hint="Pass a file written by `drop extract-features`."
+            )
         if self.attrs.get("format_version") != FORMAT_VERSION:
-            raise DropError(f"{self.path} has format_version {self.attrs.get('format_version')!r}; this drop reads "
-                            f"{FORMAT_VERSION}.", hint="Extract the features again with `drop extract-features`.")
+            raise DropError(
+                f"{self.path} has format_version {self.attrs.get('format_version')!r}; this drop reads "
+                f"{FORMAT_VERSION}.",
+                hint="Extract the features again with `drop extract-features`.",
+            )
         self.names: tuple[str, ...] = tuple(self.attrs["names"])
         self.dataset: str = self.attrs.get("dataset", "")
         self.splits = {split: _checked_length(self.path, split, s, len(self.names)) for split, s in shapes.items()}
         dims = {split: s["embeddings"][2] for split, s in shapes.items()}
         if len(set(dims.values())) > 1:
-            raise DropError(f"{self.path}: the embedding sizes differ between splits ({dims}).",
-                            hint="Extract the features again with `drop extract-features` (one checkpoint).")
+            raise DropError(
+                f"{self.path}: the embedding sizes differ between splits ({dims}).",
+                hint="Extract the features again with `drop extract-features` (one checkpoint).",
+            )
         self.has_parsing = all("parsing" in s for s in shapes.values()) and bool(shapes)
 
     def require(self, splits: tuple[str, ...]) -> None:
         """A DropError unless every one of ``splits`` is in the file."""
         missing = [s for s in splits if s not in self.splits]
         if missing:
-            raise DropError(f"{self.path} has no {' and '.join(missing)} split (it holds: "
-                            f"{', '.join(self.splits) or 'nothing'}).",
-                            hint=f"Extract them: `drop extract-features --checkpoint CKPT --splits {','.join(splits)}`.")
+            raise DropError(
+                f"{self.path} has no {' and '.join(missing)} split (it holds: {', '.join(self.splits) or 'nothing'}).",
+                hint=f"Extract them: `drop extract-features --checkpoint CKPT --splits {','.join(splits)}`.",
+            )
 
     def read(self, split: str, parsing: bool = False) -> SplitFeatures:
         """The arrays of ``split``; a DropError if it is missing or has non-finite values."""
@@ -113,20 +128,29 @@ class FeatureFile:
         with h5py.File(self.path, "r") as f:
             group = f[split]
             paths = read_strings(group["paths"])
-            out = SplitFeatures(paths, group["pids"][()].astype(np.int64), group["camids"][()].astype(np.int64),
-                                group["embeddings"][()], group["visibility"][()].astype(np.float32),
-                                group["parsing"][()] if parsing and "parsing" in group else None)
+            out = SplitFeatures(
+                paths,
+                group["pids"][()].astype(np.int64),
+                group["camids"][()].astype(np.int64),
+                group["embeddings"][()],
+                group["visibility"][()].astype(np.float32),
+                group["parsing"][()] if parsing and "parsing" in group else None,
+            )
         for name, values in (("embeddings", out.embeddings), ("visibility", out.visibility)):
             bad = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
             if bad.size:
-                raise DropError(f"{self.path}: the {split} {name} of {bad.size} image(s) are NaN or infinite, e.g. "
-                                f"{', '.join(paths[i] for i in bad[:3])}.",
-                                hint="The model produced non-finite values: check its training loss, "
-                                     "then extract the features again.")
+                raise DropError(
+                    f"{self.path}: the {split} {name} of {bad.size} image(s) are NaN or infinite, e.g. "
+                    f"{', '.join(paths[i] for i in bad[:3])}.",
+                    hint="The model produced non-finite values: check its training loss, "
+                    "then extract the features again.",
+                )
         if out.visibility.size and not (out.visibility.min() >= 0 and out.visibility.max() <= 1):
-            raise DropError(f"{self.path}: {split} visibility must be in [0, 1], got values in "
-                            f"[{out.visibility.min()}, {out.visibility.max()}].",
-                            hint="Extract the features again with `drop extract-features`.")
+            raise DropError(
+                f"{self.path}: {split} visibility must be in [0, 1], got values in "
+                f"[{out.visibility.min()}, {out.visibility.max()}].",
+                hint="Extract the features again with `drop extract-features`.",
+            )
         return out
 
 
@@ -141,13 +165,17 @@ def _checked_length(path: Path, split: str, shapes: dict[str, tuple], num_rows: 
     if len(set(lengths.values())) > 1:
         raise DropError(f"{path}: the arrays of split {split} differ in length ({lengths}).", hint=hint)
     if len(embeddings) != 3 or embeddings[1] != num_rows or visibility != embeddings[:2]:
-        raise DropError(f"{path}: split {split} has embeddings {embeddings} and visibility {visibility}, expected "
-                        f"(N, {num_rows}, D) and (N, {num_rows}) for the {num_rows} row names.", hint=hint)
+        raise DropError(
+            f"{path}: split {split} has embeddings {embeddings} and visibility {visibility}, expected "
+            f"(N, {num_rows}, D) and (N, {num_rows}) for the {num_rows} row names.",
+            hint=hint,
+        )
     return lengths["paths"]
 
 
-def read_features(path: str | Path, splits: tuple[str, ...] = ("query", "gallery"),
-                  parsing: bool = False) -> dict[str, SplitFeatures]:
+def read_features(
+    path: str | Path, splits: tuple[str, ...] = ("query", "gallery"), parsing: bool = False
+) -> dict[str, SplitFeatures]:
     """``{split: SplitFeatures}`` for ``splits`` of a features file (checked, see :class:`FeatureFile`)."""
     file = FeatureFile(path)
     file.require(splits)
@@ -164,12 +192,28 @@ class FeatureWriter(AtomicH5Writer):
     """
 
     def __init__(self, path: Path, names: tuple[str, ...], attrs: dict):
-        super().__init__(path, {**attrs, "format_version": FORMAT_VERSION, "names": list(names),
-                                "created": created_timestamp(), "drop_version": __version__})
+        super().__init__(
+            path,
+            {
+                **attrs,
+                "format_version": FORMAT_VERSION,
+                "names": list(names),
+                "created": created_timestamp(),
+                "drop_version": __version__,
+            },
+        )
         self.names = names
 
-    def add_split(self, split: str, paths: list[str], pids: np.ndarray, camids: np.ndarray, embed_dim: int,
-                  dtype: str, parsing_size: tuple[int, int] | None) -> None:
+    def add_split(
+        self,
+        split: str,
+        paths: list[str],
+        pids: np.ndarray,
+        camids: np.ndarray,
+        embed_dim: int,
+        dtype: str,
+        parsing_size: tuple[int, int] | None,
+    ) -> None:
         """Create the split's group with its labels; :meth:`write` fills the features."""
         n, m = len(paths), len(self.names)
         group = self._file.create_group(split)
@@ -177,16 +221,24 @@ class FeatureWriter(AtomicH5Writer):
         group.create_dataset("pids", data=np.asarray(pids, np.int64))
         group.create_dataset("camids", data=np.asarray(camids, np.int64))
         rows = max(1, min(n, 256))
-        embeddings = group.create_dataset("embeddings", shape=(n, m, embed_dim), dtype=dtype,
-                                          chunks=(rows, m, embed_dim) if n else None)
+        embeddings = group.create_dataset(
+            "embeddings", shape=(n, m, embed_dim), dtype=dtype, chunks=(rows, m, embed_dim) if n else None
+        )
         embeddings.attrs["names"] = np.array(self.names, dtype=STR)
         group.create_dataset("visibility", shape=(n, m), dtype=np.float32)
         if parsing_size is not None:
-            group.create_dataset("parsing", shape=(n, *parsing_size), dtype=np.uint8, compression="gzip",
-                                 compression_opts=4, chunks=(rows, *parsing_size) if n else None)
+            group.create_dataset(
+                "parsing",
+                shape=(n, *parsing_size),
+                dtype=np.uint8,
+                compression="gzip",
+                compression_opts=4,
+                chunks=(rows, *parsing_size) if n else None,
+            )
 
-    def write(self, split: str, start: int, embeddings: np.ndarray, visibility: np.ndarray,
-              parsing: np.ndarray | None) -> None:
+    def write(
+        self, split: str, start: int, embeddings: np.ndarray, visibility: np.ndarray, parsing: np.ndarray | None
+    ) -> None:
         """Store images ``start .. start + len(embeddings)`` of ``split``."""
         group = self._file[split]
         stop = start + len(embeddings)
@@ -209,8 +261,9 @@ class PartialFeatures:
         try:
             open_partial(folder, manifest)
         except (PermissionError, NotADirectoryError, FileExistsError) as e:
-            raise DropError(f"cannot write to {folder.parent}: {e.strerror}.",
-                            hint="Choose a writable place with --out.") from None
+            raise DropError(
+                f"cannot write to {folder.parent}: {e.strerror}.", hint="Choose a writable place with --out."
+            ) from None
 
     def _file(self, split: str, chunk: int) -> Path:
         return self.folder / f"{split}-{chunk:06d}.npz"
@@ -219,8 +272,9 @@ class PartialFeatures:
         """The chunks of ``split`` already saved (unreadable leftovers are deleted)."""
         return finished_chunks(self.folder, split, {"embeddings", "visibility"})
 
-    def save(self, split: str, chunk: int, embeddings: np.ndarray, visibility: np.ndarray,
-             parsing: np.ndarray | None) -> None:
+    def save(
+        self, split: str, chunk: int, embeddings: np.ndarray, visibility: np.ndarray, parsing: np.ndarray | None
+    ) -> None:
         """Save one chunk: embeddings [n, M, D], visibility [n, M], parsing [n, h, w] or None."""
         target = self._file(split, chunk)
         tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.npz")
@@ -243,8 +297,14 @@ def chunk_ranges(num_images: int) -> list[tuple[int, int]]:
     return [(s, min(s + CHUNK_IMAGES, num_images)) for s in range(0, num_images, CHUNK_IMAGES)]
 
 
-def assemble_features(out: Path, partial: PartialFeatures, labels: dict[str, tuple[list[str], np.ndarray, np.ndarray]],
-                      names: tuple[str, ...], attrs: dict, dtype: str) -> list[str]:
+def assemble_features(
+    out: Path,
+    partial: PartialFeatures,
+    labels: dict[str, tuple[list[str], np.ndarray, np.ndarray]],
+    names: tuple[str, ...],
+    attrs: dict,
+    dtype: str,
+) -> list[str]:
     """Write the features file ``out`` from the finished chunks of every split, then rename it into place.
 
     Args:
@@ -259,13 +319,14 @@ def assemble_features(out: Path, partial: PartialFeatures, labels: dict[str, tup
     not_finite: list[str] = []
     with FeatureWriter(out, names, attrs) as writer:
         for split, (paths, pids, camids) in labels.items():
-            for chunk, (start, stop) in enumerate(chunk_ranges(len(paths))):
+            for chunk, (start, _stop) in enumerate(chunk_ranges(len(paths))):
                 arrays = partial.load(split, chunk)
                 if chunk == 0:
                     parsing_size = arrays["parsing"].shape[1:] if "parsing" in arrays else None
                     writer.add_split(split, paths, pids, camids, arrays["embeddings"].shape[2], dtype, parsing_size)
-                finite = (np.isfinite(arrays["embeddings"]).all(axis=(1, 2))
-                          & np.isfinite(arrays["visibility"]).all(axis=1))
+                finite = np.isfinite(arrays["embeddings"]).all(axis=(1, 2)) & np.isfinite(arrays["visibility"]).all(
+                    axis=1
+                )
                 not_finite += [paths[start + i] for i in np.flatnonzero(~finite)]
                 writer.write(split, start, arrays["embeddings"], arrays["visibility"], arrays.get("parsing"))
         writer.commit()

@@ -6,6 +6,7 @@ L2-normalised. The features file keeps one row per embedding type: global (BNNec
 distance), foreground (BNNeck'd), then the K parts, pre-BNNeck (``part_embeddings="pre_bnneck"``)
 or BNNeck'd (``"bnneck"``, [ours]).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -44,10 +45,18 @@ def test_embeddings(out: DropOutput, part_embeddings: str = "pre_bnneck") -> tor
 
 
 @torch.no_grad()
-def extract_features(model: torch.nn.Module, loader, device: torch.device, flip_tta: bool = False,
-                     autocast_dtype: torch.dtype | None = None, keep_parsing: bool = False,
-                     advance: Callable[[int], None] = lambda n: None, *, parts: Sequence[str],
-                     part_embeddings: str = "pre_bnneck") -> Features:
+def extract_features(
+    model: torch.nn.Module,
+    loader,
+    device: torch.device,
+    flip_tta: bool = False,
+    autocast_dtype: torch.dtype | None = None,
+    keep_parsing: bool = False,
+    advance: Callable[[int], None] = lambda n: None,
+    *,
+    parts: Sequence[str],
+    part_embeddings: str = "pre_bnneck",
+) -> Features:
     """Run ``model`` (in eval mode) over ``loader`` (items with image, pid, camid).
 
     Args:
@@ -67,7 +76,7 @@ def extract_features(model: torch.nn.Module, loader, device: torch.device, flip_
             if flip_tta:
                 emb = emb + test_embeddings(model(images.flip(-1)), part_embeddings)[:, rows]
         vis = torch.ones(emb.shape[:2], device=device)
-        vis[:, FOREGROUND + 1:] = out.visibility.float()
+        vis[:, FOREGROUND + 1 :] = out.visibility.float()
         embeddings.append(F.normalize(emb, dim=-1).cpu())
         visibility.append(vis.cpu())
         pids.append(batch["pid"])
@@ -76,5 +85,10 @@ def extract_features(model: torch.nn.Module, loader, device: torch.device, flip_
             parsing.append(out.parsing_logits.argmax(1).to(torch.uint8).cpu())
         advance(len(images))
     model.train(was_training)
-    return Features(torch.cat(embeddings).numpy(), torch.cat(visibility).numpy(), torch.cat(pids).numpy(),
-                    torch.cat(camids).numpy(), torch.cat(parsing).numpy() if keep_parsing else None)
+    return Features(
+        torch.cat(embeddings).numpy(),
+        torch.cat(visibility).numpy(),
+        torch.cat(pids).numpy(),
+        torch.cat(camids).numpy(),
+        torch.cat(parsing).numpy() if keep_parsing else None,
+    )

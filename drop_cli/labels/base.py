@@ -1,4 +1,5 @@
 """What every labeler returns, and the per-image quality flags stored in the labels file."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -13,6 +13,7 @@ Layout (``format_version`` 1)::
 A file is only ever written under a temporary name and renamed once complete, so a file with the
 final name is always finished; `LabelFile` also checks that its datasets agree in length.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,9 @@ def default_label_size(labeler: str) -> tuple[int, int]:
     return (256, 128) if labeler == "bpbreid" else (128, 64)
 
 
-def default_labels_path(folder: Path, labeler: str, preset: str, height: int | None = None,
-                        width: int | None = None) -> Path:
+def default_labels_path(
+    folder: Path, labeler: str, preset: str, height: int | None = None, width: int | None = None
+) -> Path:
     """Where `prepare-data` puts a dataset's labels unless told otherwise: ``labels-<labeler>-<preset>.h5``,
     with ``-<height>x<width>`` when the size is not the labeler's default."""
     size = (height, width) if height and width else default_label_size(labeler)
@@ -65,11 +67,15 @@ class LabelFile:
                 self._quality = f["quality"][()]
                 self._flags = f["flags"][()]
         except (OSError, KeyError) as e:
-            raise LabelsError(f"{self.path} is not a complete drop labels file ({e}).",
-                              hint="Delete it and run `drop prepare-data` again.") from None
+            raise LabelsError(
+                f"{self.path} is not a complete drop labels file ({e}).",
+                hint="Delete it and run `drop prepare-data` again.",
+            ) from None
         if set(lengths.values()) != {len(self.paths)}:
-            raise LabelsError(f"{self.path} is incomplete: {len(self.paths)} paths but datasets of lengths {lengths}.",
-                              hint="Delete it and run `drop prepare-data` again.")
+            raise LabelsError(
+                f"{self.path} is incomplete: {len(self.paths)} paths but datasets of lengths {lengths}.",
+                hint="Delete it and run `drop prepare-data` again.",
+            )
         self.parts: tuple[str, ...] = tuple(self.attrs["parts"])
         self.height, self.width = int(self.attrs["height"]), int(self.attrs["width"])
         self._index = {p: i for i, p in enumerate(self.paths)}
@@ -82,7 +88,7 @@ class LabelFile:
     def __contains__(self, relpath: str) -> bool:
         return relpath in self._index
 
-    def __enter__(self) -> LabelFile:  # noqa: PYI034 (typing.Self needs Python 3.11)
+    def __enter__(self) -> LabelFile:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -108,8 +114,9 @@ class LabelFile:
         try:
             return self._index[relpath]
         except KeyError:
-            raise LabelsError(f"{relpath} has no labels in {self.path}.",
-                              hint="Run `drop prepare-data` for this dataset again.") from None
+            raise LabelsError(
+                f"{relpath} has no labels in {self.path}.", hint="Run `drop prepare-data` for this dataset again."
+            ) from None
 
     def __getitem__(self, relpath: str) -> np.ndarray:
         """The (H, W) uint8 label map of one image."""
@@ -145,14 +152,29 @@ class LabelWriter(AtomicH5Writer):
     """
 
     def __init__(self, path: str | Path, paths: list[str], height: int, width: int, attrs: dict):
-        super().__init__(path, {"format_version": FORMAT_VERSION, "height": height, "width": width,
-                                "created": created_timestamp(), "drop_version": __version__,
-                                "flag_names": json.dumps({str(k): v for k, v in FLAG_NAMES.items()}), **attrs})
+        super().__init__(
+            path,
+            {
+                "format_version": FORMAT_VERSION,
+                "height": height,
+                "width": width,
+                "created": created_timestamp(),
+                "drop_version": __version__,
+                "flag_names": json.dumps({str(k): v for k, v in FLAG_NAMES.items()}),
+                **attrs,
+            },
+        )
         n = len(paths)
         self._file.create_dataset("paths", data=np.array(paths, dtype=object), dtype=STR, track_times=False)
         self._labels = self._file.create_dataset(
-            "labels", shape=(n, height, width), dtype=np.uint8, chunks=(min(CHUNK_IMAGES, max(n, 1)), height, width),
-            compression="gzip", compression_opts=4, track_times=False)
+            "labels",
+            shape=(n, height, width),
+            dtype=np.uint8,
+            chunks=(min(CHUNK_IMAGES, max(n, 1)), height, width),
+            compression="gzip",
+            compression_opts=4,
+            track_times=False,
+        )
         self._quality = self._file.create_dataset("quality", shape=(n,), dtype=np.float32, track_times=False)
         self._flags = self._file.create_dataset("flags", shape=(n,), dtype=np.uint8, track_times=False)
 

@@ -8,6 +8,7 @@ file, which is itself written under a temporary name and renamed (`LabelWriter`)
 folder's ``manifest.json`` records the settings and the image list; blocks from other settings are
 discarded rather than mixed in.
 """
+
 from __future__ import annotations
 
 import errno
@@ -81,8 +82,9 @@ def _block_file(partial: Path, block: int) -> Path:
     return partial / f"block-{block:06d}.npz"
 
 
-def label_block(labeler, folder: Path, partial: Path, block: int, relpaths: list[str], height: int, width: int,
-                num_labels: int) -> int:
+def label_block(
+    labeler, folder: Path, partial: Path, block: int, relpaths: list[str], height: int, width: int, num_labels: int
+) -> int:
     """Label ``relpaths`` and save them as block ``block``; returns the number of images."""
     labels = np.zeros((len(relpaths), height, width), np.uint8)
     quality = np.zeros(len(relpaths), np.float32)
@@ -109,8 +111,16 @@ def _init_worker(spec: LabelerSpec, folder: Path, partial: Path) -> None:
 
 def _worker_block(block: int, relpaths: list[str]) -> int:
     spec: LabelerSpec = _worker["spec"]
-    return label_block(_worker["labeler"], _worker["folder"], _worker["partial"], block, relpaths,
-                       spec.height, spec.width, len(part_names(spec.preset)) + 1)
+    return label_block(
+        _worker["labeler"],
+        _worker["folder"],
+        _worker["partial"],
+        block,
+        relpaths,
+        spec.height,
+        spec.width,
+        len(part_names(spec.preset)) + 1,
+    )
 
 
 # ----------------------------------------------------------------------------- the run
@@ -118,9 +128,18 @@ def _worker_block(block: int, relpaths: list[str]) -> int:
 
 def _manifest(spec: LabelerSpec, dataset: str, relpaths: list[str]) -> dict:
     digest = hashlib.sha256("\n".join(relpaths).encode()).hexdigest()
-    return {"dataset": dataset, "labeler": spec.name, "labeler_version": spec.version, "preset": spec.preset,
-            "height": spec.height, "width": spec.width, "options": {k: str(v) for k, v in spec.options.items()},
-            "block_size": BLOCK_SIZE, "images": len(relpaths), "paths_sha256": digest}
+    return {
+        "dataset": dataset,
+        "labeler": spec.name,
+        "labeler_version": spec.version,
+        "preset": spec.preset,
+        "height": spec.height,
+        "width": spec.width,
+        "options": {k: str(v) for k, v in spec.options.items()},
+        "block_size": BLOCK_SIZE,
+        "images": len(relpaths),
+        "paths_sha256": digest,
+    }
 
 
 def _open_partial(partial: Path, manifest: dict) -> set[int]:
@@ -134,19 +153,29 @@ def check_existing(out: Path, attrs: dict, relpaths: list[str]) -> bool:
     if not out.exists():
         return False
     existing = LabelFile(out)
-    mismatched = [f"{k} {existing.attrs.get(k)!r} (asked for {v!r})" for k, v in attrs.items()
-                  if existing.attrs.get(k) != v]
+    mismatched = [
+        f"{k} {existing.attrs.get(k)!r} (asked for {v!r})" for k, v in attrs.items() if existing.attrs.get(k) != v
+    ]
     if not mismatched and existing.paths != relpaths:
         mismatched.append(f"a different image list ({len(existing.paths)} images, the dataset has {len(relpaths)})")
     if mismatched:
-        raise LabelsError(f"{out} already exists with {', '.join(mismatched)}.",
-                          hint="Pass --overwrite to replace it, or --out to write another file.")
+        raise LabelsError(
+            f"{out} already exists with {', '.join(mismatched)}.",
+            hint="Pass --overwrite to replace it, or --out to write another file.",
+        )
     return True
 
 
-def run_labeling(folder: Path, dataset: str, splits: dict[str, list[str]], spec: LabelerSpec, out: Path,
-                 workers: int, advance: Callable[[int], None] = lambda n: None,
-                 overwrite: bool = False) -> LabelSummary:
+def run_labeling(
+    folder: Path,
+    dataset: str,
+    splits: dict[str, list[str]],
+    spec: LabelerSpec,
+    out: Path,
+    workers: int,
+    advance: Callable[[int], None] = lambda n: None,
+    overwrite: bool = False,
+) -> LabelSummary:
     """Label every image of ``splits`` (split -> relpaths, disjoint) into the labels file ``out``.
 
     Args:
@@ -156,8 +185,15 @@ def run_labeling(folder: Path, dataset: str, splits: dict[str, list[str]], spec:
     """
     relpaths = [p for paths in splits.values() for p in paths]
     names = part_names(spec.preset)
-    attrs = {"dataset": dataset, "preset": spec.preset, "parts": list(names), "labeler": spec.name,
-             "labeler_version": spec.version, "height": spec.height, "width": spec.width}
+    attrs = {
+        "dataset": dataset,
+        "preset": spec.preset,
+        "parts": list(names),
+        "labeler": spec.name,
+        "labeler_version": spec.version,
+        "height": spec.height,
+        "width": spec.width,
+    }
     if overwrite:
         out.unlink(missing_ok=True)
     elif check_existing(out, attrs, relpaths):
@@ -170,9 +206,10 @@ def run_labeling(folder: Path, dataset: str, splits: dict[str, list[str]], spec:
         out.parent.mkdir(parents=True, exist_ok=True)
         done = _open_partial(partial, _manifest(spec, dataset, relpaths))
     except (PermissionError, NotADirectoryError, FileExistsError) as e:
-        raise DropError(f"cannot write to {out.parent}: {e.strerror}.",
-                        hint="Choose a writable place with --out.") from None
-    blocks = {b: relpaths[b * BLOCK_SIZE:(b + 1) * BLOCK_SIZE] for b in range(-(-len(relpaths) // BLOCK_SIZE))}
+        raise DropError(
+            f"cannot write to {out.parent}: {e.strerror}.", hint="Choose a writable place with --out."
+        ) from None
+    blocks = {b: relpaths[b * BLOCK_SIZE : (b + 1) * BLOCK_SIZE] for b in range(-(-len(relpaths) // BLOCK_SIZE))}
     todo = [b for b in blocks if b not in done]
     if done:
         advance(sum(len(blocks[b]) for b in done))
@@ -186,18 +223,27 @@ def run_labeling(folder: Path, dataset: str, splits: dict[str, list[str]], spec:
         summary = _assemble(out, partial, relpaths, splits, spec, attrs, len(blocks))
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DropError(f"the disk holding {out.parent} is full.",
-                            hint="Free some space and run the same command again: finished blocks are kept.") from None
+            raise DropError(
+                f"the disk holding {out.parent} is full.",
+                hint="Free some space and run the same command again: finished blocks are kept.",
+            ) from None
         raise
     summary.resumed_blocks = len(done)
     shutil.rmtree(partial, ignore_errors=True)
     return summary
 
 
-def _run_pool(folder: Path, partial: Path, spec: LabelerSpec, blocks: dict[int, list[str]], workers: int,
-              advance: Callable[[int], None]) -> None:
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                               initargs=(spec, folder, partial))
+def _run_pool(
+    folder: Path,
+    partial: Path,
+    spec: LabelerSpec,
+    blocks: dict[int, list[str]],
+    workers: int,
+    advance: Callable[[int], None],
+) -> None:
+    pool = ProcessPoolExecutor(
+        workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(spec, folder, partial)
+    )
     try:
         futures = [pool.submit(_worker_block, b, paths) for b, paths in blocks.items()]
         for future in as_completed(futures):
@@ -208,8 +254,15 @@ def _run_pool(folder: Path, partial: Path, spec: LabelerSpec, blocks: dict[int, 
     pool.shutdown()
 
 
-def _assemble(out: Path, partial: Path, relpaths: list[str], splits: dict[str, list[str]], spec: LabelerSpec,
-              attrs: dict, num_blocks: int) -> LabelSummary:
+def _assemble(
+    out: Path,
+    partial: Path,
+    relpaths: list[str],
+    splits: dict[str, list[str]],
+    spec: LabelerSpec,
+    attrs: dict,
+    num_blocks: int,
+) -> LabelSummary:
     num_labels = len(attrs["parts"]) + 1
     counts = np.zeros((len(relpaths), num_labels), np.int64)
     flags = np.zeros(len(relpaths), np.uint8)
@@ -218,8 +271,8 @@ def _assemble(out: Path, partial: Path, relpaths: list[str], splits: dict[str, l
             with np.load(_block_file(partial, b)) as z:
                 start = b * BLOCK_SIZE
                 writer.write(start, z["labels"], z["quality"], z["flags"])
-                counts[start:start + len(z["flags"])] = z["counts"]
-                flags[start:start + len(z["flags"])] = z["flags"]
+                counts[start : start + len(z["flags"])] = z["counts"]
+                flags[start : start + len(z["flags"])] = z["flags"]
         writer.commit()
     return _summary(out, relpaths, splits, counts, flags)
 
@@ -233,8 +286,9 @@ def summarise_file(out: Path, splits: dict[str, list[str]]) -> LabelSummary:
         return _summary(out, labels.paths, splits, counts, labels.all_flags)
 
 
-def _summary(out: Path, relpaths: list[str], splits: dict[str, list[str]], counts: np.ndarray,
-             flags: np.ndarray) -> LabelSummary:
+def _summary(
+    out: Path, relpaths: list[str], splits: dict[str, list[str]], counts: np.ndarray, flags: np.ndarray
+) -> LabelSummary:
     index = {p: i for i, p in enumerate(relpaths)}
     images, flagged, share = {}, {}, {}
     for split, paths in splits.items():

@@ -1,4 +1,5 @@
 """Training losses: functions of tensors, plus the one stateful piece, the parts memory bank."""
+
 from __future__ import annotations
 
 from .identity import identity_loss

@@ -1,4 +1,5 @@
 """Identity cross-entropy with label smoothing on the holistic embeddings [base: BPBreID, BoT]."""
+
 from __future__ import annotations
 
 import torch
@@ -18,7 +19,4 @@ def identity_loss(
     Returns:
         One scalar loss per key of ``logits`` (an empty dict when there is no classifier).
     """
-    return {
-        name: F.cross_entropy(head.float(), pids, label_smoothing=label_smoothing)
-        for name, head in logits.items()
-    }
+    return {name: F.cross_entropy(head.float(), pids, label_smoothing=label_smoothing) for name, head in logits.items()}

@@ -11,6 +11,7 @@ uniform distribution. With ``smoothing=1`` this is BPBreID's loss exactly. Insid
 label the target is unchanged; only pixels within ``smoothing // 2`` of a part boundary get a mixed
 target.
 """
+
 from __future__ import annotations
 
 import torch
@@ -44,7 +45,10 @@ TARGET_RESIZES = ("nearest", "nearest-exact")
 
 
 def parsing_loss(
-    logits: torch.Tensor, target: torch.Tensor, smoothing: int = 3, label_smoothing: float = 0.1,
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    smoothing: int = 3,
+    label_smoothing: float = 0.1,
     resize: str = "nearest",
 ) -> torch.Tensor:
     """Cross-entropy of the parsing logits against the smoothed pseudo-label map, in float32.

@@ -21,6 +21,7 @@ memory-based regime). Nothing finer is published. [ours] The concrete form imple
 Memory slots are never differentiated through. Under DDP every rank updates its bank with the whole
 global batch (the all-gathered part embeddings), so the banks stay identical.
 """
+
 from __future__ import annotations
 
 import torch
@@ -58,9 +59,7 @@ class PartsMemoryBank(torch.nn.Module):
         return (self.pids >= 0).float().mean().item()
 
     @torch.no_grad()
-    def update(
-        self, indices: torch.Tensor, parts: torch.Tensor, visibility: torch.Tensor, pids: torch.Tensor
-    ) -> None:
+    def update(self, indices: torch.Tensor, parts: torch.Tensor, visibility: torch.Tensor, pids: torch.Tensor) -> None:
         """Write a batch into the memory; parts invisible in an image keep their old slot.
 
         Args:

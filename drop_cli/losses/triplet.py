@@ -5,6 +5,7 @@ Every anchor takes its hardest positive (farthest sample of its identity) and ha
 positive or no negative are excluded from the mean; a batch without any valid anchor gives a zero
 loss that stays connected to the graph.
 """
+
 from __future__ import annotations
 
 import torch

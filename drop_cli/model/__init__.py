@@ -1,4 +1,5 @@
 """DROP's network: backbone, ReID and parsing streams, parsing-guided pooling, embedding head."""
+
 from __future__ import annotations
 
 from .build import build_model

@@ -22,6 +22,7 @@ Weights [ours]: ``pretrained=True`` downloads ImageNet weights through timm (nee
 ``.safetensors``, bare or under a ``state_dict``/``model`` key) into the feature model and reports
 the keys it left out; ``weights`` wins over ``pretrained``. Failures are ``DropError`` with the fix.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -65,8 +66,10 @@ class WeightsReport:
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a .safetensors or torch file, unwrapped from a checkpoint dict if needed."""
     if not path.is_file():
-        raise DropError(f"model weights file {str(path)!r} does not exist.",
-                        hint="Set model.weights to a local timm or torchvision state dict (.pth or .safetensors).")
+        raise DropError(
+            f"model weights file {str(path)!r} does not exist.",
+            hint="Set model.weights to a local timm or torchvision state dict (.pth or .safetensors).",
+        )
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -75,16 +78,20 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # corrupt file, pickle with code in it, wrong format
-        raise DropError(f"cannot read model weights {str(path)!r}: {error}",
-                        hint="Give a state dict saved with torch.save(model.state_dict()) or safetensors.") from error
+        raise DropError(
+            f"cannot read model weights {str(path)!r}: {error}",
+            hint="Give a state dict saved with torch.save(model.state_dict()) or safetensors.",
+        ) from error
     if isinstance(state, dict):
         for key in ("state_dict_ema", "model_ema", "state_dict", "model"):
             if isinstance(state.get(key), dict):
                 state = state[key]
                 break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise DropError(f"model weights {str(path)!r} hold no state dict of tensors.",
-                        hint="Give a state dict saved with torch.save(model.state_dict()) or safetensors.")
+        raise DropError(
+            f"model weights {str(path)!r} hold no state dict of tensors.",
+            hint="Give a state dict saved with torch.save(model.state_dict()) or safetensors.",
+        )
     return state
 
 
@@ -114,7 +121,7 @@ def load_backbone_weights(model: nn.Module, path: str | Path, name: str = "backb
         return sum(prefix + k in source for k in wanted)
 
     prefix = max(_KEY_PREFIXES, key=matches)
-    mapped = {k[len(prefix):]: v for k, v in source.items() if k.startswith(prefix) and k[len(prefix):] in target}
+    mapped = {k[len(prefix) :]: v for k, v in source.items() if k.startswith(prefix) and k[len(prefix) :] in target}
     used = {prefix + k for k in mapped}
     matched = [k for k in wanted if k in mapped]
     if len(matched) < _MIN_MATCHED * len(wanted):
@@ -122,22 +129,39 @@ def load_backbone_weights(model: nn.Module, path: str | Path, name: str = "backb
         raise DropError(
             f"model weights {str(path)!r} do not fit {name}: only {len(matched)} of its {len(wanted)} "
             f"parameters were found (the model expects e.g. {wanted[0]!r}, the file has {example!r}).",
-            hint=f"Give a timm or torchvision state dict of {name}, or set model.weights to null.")
-    wrong = [f"{k} {tuple(v.shape)} vs {tuple(target[k].shape)}"
-             for k, v in mapped.items() if v.shape != target[k].shape]
+            hint=f"Give a timm or torchvision state dict of {name}, or set model.weights to null.",
+        )
+    wrong = [
+        f"{k} {tuple(v.shape)} vs {tuple(target[k].shape)}" for k, v in mapped.items() if v.shape != target[k].shape
+    ]
     if wrong:
-        raise DropError(f"model weights {str(path)!r} do not fit {name}: shapes differ for "
-                        + ", ".join(wrong[:3]) + (f" and {len(wrong) - 3} more" if len(wrong) > 3 else "") + ".",
-                        hint=f"Give a state dict of {name} with the same widths.")
+        raise DropError(
+            f"model weights {str(path)!r} do not fit {name}: shapes differ for "
+            + ", ".join(wrong[:3])
+            + (f" and {len(wrong) - 3} more" if len(wrong) > 3 else "")
+            + ".",
+            hint=f"Give a state dict of {name} with the same widths.",
+        )
     model.load_state_dict(mapped, strict=False)
-    report = WeightsReport(str(path), missing=[k for k in wanted if k not in mapped],
-                           unexpected=sorted(k for k in source if k not in used))
+    report = WeightsReport(
+        str(path), missing=[k for k in wanted if k not in mapped], unexpected=sorted(k for k in source if k not in used)
+    )
     if report.missing:
-        _logger.warning("%s: %d backbone parameters not in %s (kept at random init), e.g. %s",
-                        name, len(report.missing), path, ", ".join(report.missing[:5]))
+        _logger.warning(
+            "%s: %d backbone parameters not in %s (kept at random init), e.g. %s",
+            name,
+            len(report.missing),
+            path,
+            ", ".join(report.missing[:5]),
+        )
     if report.unexpected:
-        _logger.info("%s: %d entries of %s not used by the feature model, e.g. %s",
-                     name, len(report.unexpected), path, ", ".join(report.unexpected[:5]))
+        _logger.info(
+            "%s: %d entries of %s not used by the feature model, e.g. %s",
+            name,
+            len(report.unexpected),
+            path,
+            ", ".join(report.unexpected[:5]),
+        )
     return report
 
 
@@ -152,9 +176,10 @@ def _create_features_model(name: str, pretrained: bool, out_indices: tuple[int, 
     """``timm.create_model(name, features_only=True)``, with DropErrors for the user's mistakes."""
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3)
-        hint = (f"Did you mean {' or '.join(repr(c) for c in close)}? " if close else "")
-        raise DropError(f"unknown backbone {name!r}.",
-                        hint=hint + "Use a timm model name such as 'hrnet_w32' or 'resnet50'.")
+        hint = f"Did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+        raise DropError(
+            f"unknown backbone {name!r}.", hint=hint + "Use a timm model name such as 'hrnet_w32' or 'resnet50'."
+        )
     try:
         return timm.create_model(name, pretrained=pretrained, features_only=True, out_indices=out_indices)
     except Exception as error:
@@ -162,12 +187,14 @@ def _create_features_model(name: str, pretrained: bool, out_indices: tuple[int, 
             raise DropError(
                 f"could not download the pretrained weights of {name} ({type(error).__name__}: {error}).",
                 hint="Without network access, set `model.weights: PATH` to a local timm or torchvision state "
-                     "dict (.pth or .safetensors), or `model.pretrained: false` to start from random weights.",
+                "dict (.pth or .safetensors), or `model.pretrained: false` to start from random weights.",
             ) from error
         if isinstance(error, (RuntimeError, ValueError, IndexError, AssertionError)) and not pretrained:
-            raise DropError(f"backbone {name!r} cannot give feature maps {out_indices}: {error}",
-                            hint="Use a timm model that supports features_only, e.g. 'hrnet_w32' or 'resnet50', "
-                                 "or other out_indices.") from error
+            raise DropError(
+                f"backbone {name!r} cannot give feature maps {out_indices}: {error}",
+                hint="Use a timm model that supports features_only, e.g. 'hrnet_w32' or 'resnet50', "
+                "or other out_indices.",
+            ) from error
         raise
 
 
@@ -175,8 +202,10 @@ def _set_last_stride_one(model: nn.Module, stage_name: str) -> None:
     """Give the first block of ResNet stage ``stage_name`` stride 1 (no dilation), in place."""
     stage = getattr(model, stage_name, None)
     if not isinstance(stage, nn.Sequential) or len(stage) == 0:
-        raise DropError(f"last_stride_one works on ResNet-like backbones only (no stage {stage_name!r}).",
-                        hint="Set last_stride_one to false for this backbone.")
+        raise DropError(
+            f"last_stride_one works on ResNet-like backbones only (no stage {stage_name!r}).",
+            hint="Set last_stride_one to false for this backbone.",
+        )
     block = stage[0]
     changed = False
     for parent in block.modules():
@@ -188,11 +217,15 @@ def _set_last_stride_one(model: nn.Module, stage_name: str) -> None:
                 setattr(parent, child_name, nn.Identity())
                 changed = True
             elif getattr(child, "stride", 1) not in (1, (1, 1)) and not isinstance(child, (nn.Conv2d, nn.AvgPool2d)):
-                raise DropError(f"last_stride_one cannot remove the stride of {type(child).__name__} "
-                                f"in {stage_name}.", hint="Set last_stride_one to false for this backbone.")
+                raise DropError(
+                    f"last_stride_one cannot remove the stride of {type(child).__name__} in {stage_name}.",
+                    hint="Set last_stride_one to false for this backbone.",
+                )
     if not changed:
-        raise DropError(f"last_stride_one found no stride-2 layer in {stage_name}.",
-                        hint="Set last_stride_one to false for this backbone.")
+        raise DropError(
+            f"last_stride_one found no stride-2 layer in {stage_name}.",
+            hint="Set last_stride_one to false for this backbone.",
+        )
 
 
 class Backbone(nn.Module):

@@ -7,6 +7,7 @@ parsing_channels, ppe_height); ``num_classes`` and ``num_parts`` come from the d
 not from the recipe. A key set to None is dropped, so "unset" means DropNet's default; an unknown
 key is a DropError naming the closest valid one.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -18,8 +19,10 @@ __all__ = ["MODEL_KEYS", "build_model"]
 
 # Recipe keys of the model section: DropNet's keyword arguments, less those the data decides.
 MODEL_KEYS: tuple[str, ...] = tuple(
-    name for name, p in inspect.signature(DropNet.__init__).parameters.items()
-    if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("num_classes", "num_parts"))
+    name
+    for name, p in inspect.signature(DropNet.__init__).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("num_classes", "num_parts")
+)
 
 
 def build_model(num_classes: int, num_parts: int, **model_section) -> DropNet:

@@ -14,6 +14,7 @@ an FPN decoder:
 ``Projection`` is the ``dpu=False`` ablation of a decoupled model [ours]: X_p is a 1x1 conv + BN + ReLU
 of F to the same 128 channels, a task-specific map without multi-scale fusion.
 """
+
 from __future__ import annotations
 
 import torch

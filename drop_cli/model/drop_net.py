@@ -38,6 +38,7 @@ by ``benchmarks/bpbreid_parity.py``). Our earlier choices stay as options: ``red
 [base] The ReID losses' gradients reach the parsing stream through A (the pooling weights are not
 detached), as in BPBreID; the decoupling is in the features each head reads.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -103,31 +104,50 @@ class EmbeddingHead(nn.Module):
             [ours]: one layer for all 2 + K vectors.
     """
 
-    def __init__(self, in_channels: int, *, num_parts: int, embed_dim: int = 512, num_classes: int = 0,
-                 reduction: str = "separate"):
+    def __init__(
+        self,
+        in_channels: int,
+        *,
+        num_parts: int,
+        embed_dim: int = 512,
+        num_classes: int = 0,
+        reduction: str = "separate",
+    ):
         super().__init__()
         self.num_parts, self.embed_dim, self.num_classes = num_parts, embed_dim, num_classes
         if reduction == "separate":
-            self.reduction: nn.Module = nn.ModuleDict({
-                name: _reduction_layer(in_channels, embed_dim, bias=True) for name in ("global", "foreground", "parts")})
+            self.reduction: nn.Module = nn.ModuleDict(
+                {
+                    name: _reduction_layer(in_channels, embed_dim, bias=True)
+                    for name in ("global", "foreground", "parts")
+                }
+            )
         elif reduction == "shared":
             self.reduction = _reduction_layer(in_channels, embed_dim, bias=False)
         else:
             raise ValueError(f"reduction must be one of {REDUCTIONS}, not {reduction!r}")
         # BNNeck: parts get one BatchNorm1d over the K*D concatenation, i.e. their own statistics per part.
-        self.bnneck = nn.ModuleDict({
-            "global": nn.BatchNorm1d(embed_dim),
-            "foreground": nn.BatchNorm1d(embed_dim),
-            "parts": nn.BatchNorm1d(num_parts * embed_dim),
-        })
+        self.bnneck = nn.ModuleDict(
+            {
+                "global": nn.BatchNorm1d(embed_dim),
+                "foreground": nn.BatchNorm1d(embed_dim),
+                "parts": nn.BatchNorm1d(num_parts * embed_dim),
+            }
+        )
         for bn in self.bnneck.values():
             bn.bias.requires_grad_(False)
-        self.classifier = nn.ModuleDict({
-            "global": nn.Linear(embed_dim, num_classes, bias=False),
-            "foreground": nn.Linear(embed_dim, num_classes, bias=False),
-            "parts": nn.Linear(num_parts * embed_dim, num_classes, bias=False),
-        }) if num_classes > 0 else None
-        for linear in (self.classifier.values() if self.classifier is not None else ()):
+        self.classifier = (
+            nn.ModuleDict(
+                {
+                    "global": nn.Linear(embed_dim, num_classes, bias=False),
+                    "foreground": nn.Linear(embed_dim, num_classes, bias=False),
+                    "parts": nn.Linear(num_parts * embed_dim, num_classes, bias=False),
+                }
+            )
+            if num_classes > 0
+            else None
+        )
+        for linear in self.classifier.values() if self.classifier is not None else ():
             nn.init.normal_(linear.weight, std=0.001)
 
     def _reduce(self, pooled: torch.Tensor) -> torch.Tensor:
@@ -135,8 +155,14 @@ class EmbeddingHead(nn.Module):
         n, m, _ = pooled.shape
         if isinstance(self.reduction, nn.ModuleDict):
             parts = self.reduction["parts"](pooled[:, 2:].flatten(0, 1)).view(n, m - 2, self.embed_dim)
-            return torch.cat([self.reduction["global"](pooled[:, 0])[:, None],
-                              self.reduction["foreground"](pooled[:, 1])[:, None], parts], dim=1)
+            return torch.cat(
+                [
+                    self.reduction["global"](pooled[:, 0])[:, None],
+                    self.reduction["foreground"](pooled[:, 1])[:, None],
+                    parts,
+                ],
+                dim=1,
+            )
         return self.reduction(pooled.flatten(0, 1)).view(n, m, self.embed_dim)
 
     def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
@@ -158,7 +184,8 @@ class EmbeddingHead(nn.Module):
         }
         bn_embeddings = torch.cat(
             [bn["global"][:, None], bn["foreground"][:, None], bn["parts"].view(n, self.num_parts, self.embed_dim)],
-            dim=1)
+            dim=1,
+        )
         logits = {} if self.classifier is None else {key: self.classifier[key](bn[key]) for key in bn}
         return embeddings, bn_embeddings, logits
 
@@ -230,15 +257,17 @@ class DropNet(nn.Module):
             parsing_in = self.feature_dim
         elif dpu:
             self.parsing_stream = DetailPreservingUpsampling(
-                self.backbone.channels, channels=dpu_channels, out_channels=parsing_channels)
+                self.backbone.channels, channels=dpu_channels, out_channels=parsing_channels
+            )
             parsing_in = parsing_channels
         else:
             self.parsing_stream = Projection(self.feature_dim, out_channels=parsing_channels)
             parsing_in = parsing_channels
         self.position_encoder = PedestrianPositionEncoder(parsing_in, height=ppe_height) if ppe else None
         self.parsing_head = ParsingHead(parsing_in, num_parts=num_parts, init=parsing_init)
-        self.embedding_head = EmbeddingHead(self.feature_dim, num_parts=num_parts, embed_dim=embed_dim,
-                                            num_classes=num_classes, reduction=reduction)
+        self.embedding_head = EmbeddingHead(
+            self.feature_dim, num_parts=num_parts, embed_dim=embed_dim, num_classes=num_classes, reduction=reduction
+        )
         self._init_parsing_stream()
 
     def _init_parsing_stream(self) -> None:
@@ -281,5 +310,10 @@ class DropNet(nn.Module):
         pooled = torch.cat([global_feature[:, None], foreground.float(), parts.float()], dim=1)  # [N, 2+K, C]
 
         embeddings, bn_embeddings, id_logits = self.embedding_head(pooled)
-        return DropOutput(embeddings=embeddings, bn_embeddings=bn_embeddings, id_logits=id_logits,
-                          parsing_logits=parsing_logits, visibility=part_visibility(parsing_logits))
+        return DropOutput(
+            embeddings=embeddings,
+            bn_embeddings=bn_embeddings,
+            id_logits=id_logits,
+            parsing_logits=parsing_logits,
+            visibility=part_visibility(parsing_logits),
+        )

@@ -1,4 +1,5 @@
 """What `DropNet.forward` returns, in training and evaluation mode alike."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -9,6 +9,7 @@ N(0, 0.001) weights and zero bias [base], so the initial attention is near unifo
 Visibility [base]: part k is visible in an image iff it wins the per-pixel argmax of the K + 1
 logits at one pixel at least.
 """
+
 from __future__ import annotations
 
 import torch

@@ -26,6 +26,7 @@ makes BPBreID's head peak at 7-10 GB on a batch of 64 HRNet-W32 maps [ours]:
   max/argmax in one pass, nothing materialised), when it can be compiled; the chunked loop is the
   fallback.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -96,10 +97,11 @@ def _cuda_product_max(weights: torch.Tensor, features: torch.Tensor) -> tuple[to
         if _fused_product_max is None:
             _fused_product_max = torch.compile(_product_max, dynamic=True)
         return _fused_product_max(weights, features)
-    except Exception as error:  # noqa: BLE001 (the compiler's backends raise many types)
+    except Exception as error:
         _fused_product_max = False
-        warnings.warn(f"max pooling falls back to its chunked kernels: torch.compile failed ({error!r:.200})",
-                      stacklevel=2)
+        warnings.warn(
+            f"max pooling falls back to its chunked kernels: torch.compile failed ({error!r:.200})", stacklevel=2
+        )
         return None
 
 
@@ -144,15 +146,16 @@ class MaskedMax(torch.autograd.Function):
         with torch.no_grad():
             for i in range(0, n, nb):
                 for j in range(0, k, kb):
-                    w = weights[i:i + nb, j:j + kb, None]  # [n', k', 1, HW]
-                    for l in range(0, c, cb):
-                        f = features[i:i + nb, None, l:l + cb]  # [n', 1, c', HW]
-                        product = buffer[:w.shape[0] * w.shape[1] * f.shape[2] * hw].view(
-                            w.shape[0], w.shape[1], f.shape[2], hw)
+                    w = weights[i : i + nb, j : j + kb, None]  # [n', k', 1, HW]
+                    for ch in range(0, c, cb):
+                        f = features[i : i + nb, None, ch : ch + cb]  # [n', 1, c', HW]
+                        product = buffer[: w.shape[0] * w.shape[1] * f.shape[2] * hw].view(
+                            w.shape[0], w.shape[1], f.shape[2], hw
+                        )
                         torch.mul(w, f, out=product)
                         chunk_values, chunk_indices = product.max(dim=3)
-                        values[i:i + nb, j:j + kb, l:l + cb] = chunk_values
-                        indices[i:i + nb, j:j + kb, l:l + cb] = chunk_indices
+                        values[i : i + nb, j : j + kb, ch : ch + cb] = chunk_values
+                        indices[i : i + nb, j : j + kb, ch : ch + cb] = chunk_indices
         ctx.save_for_backward(weights, features, indices)
         return values
 
@@ -203,8 +206,10 @@ def pooling_function(pooling: str, average: str = "weighted") -> PoolFn:
     """The pooling of a ``POOLING`` key with the ``AVERAGES[average]`` term: weights [N, K, HW],
     features [N, C, HW] -> [N, K, C]. ``avg+max`` is the sum of the two terms [ours]."""
     if pooling not in POOLING or average not in AVERAGES:
-        raise ValueError(f"pooling must be one of {sorted(POOLING)} and average one of {sorted(AVERAGES)}, "
-                         f"not {pooling!r} and {average!r}")
+        raise ValueError(
+            f"pooling must be one of {sorted(POOLING)} and average one of {sorted(AVERAGES)}, "
+            f"not {pooling!r} and {average!r}"
+        )
     use_average, use_max = POOLING[pooling]
     mean = AVERAGES[average]
 

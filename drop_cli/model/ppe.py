@@ -7,6 +7,7 @@ bottom, whatever the horizontal position). [ours] One learned vector per feature
 for another map height it is linearly interpolated along the height (e.g. 256x128 training with
 H_ref = 64, then 384x128 inputs giving 96 rows).
 """
+
 from __future__ import annotations
 
 import torch

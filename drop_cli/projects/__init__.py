@@ -4,6 +4,7 @@
 
 Loaded on first use (PEP 562), so that the command line starts without importing torch.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -18,6 +18,7 @@ labels, and judged by the final epoch (the reported result; nothing is selected 
 Runs are kept in ``<out>/runs/<config>-seed<k>``; a study started again skips the finished runs and
 resumes an interrupted one.
 """
+
 from __future__ import annotations
 
 import csv
@@ -70,8 +71,14 @@ class StudyResult:
     csv_path: Path
 
     def to_json(self) -> dict:
-        return {"title": self.title, "summary": self.summary, "runs": self.runs, "labels": self.labels,
-                "json": str(self.json_path), "csv": str(self.csv_path)}
+        return {
+            "title": self.title,
+            "summary": self.summary,
+            "runs": self.runs,
+            "labels": self.labels,
+            "json": str(self.json_path),
+            "csv": str(self.csv_path),
+        }
 
 
 def _slug(name: str) -> str:
@@ -80,8 +87,10 @@ def _slug(name: str) -> str:
 
 def _miou(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     """(left/right-agnostic part mIoU, `eight` part mIoU) of [N, h, w] maps against [N, H, W] truth."""
-    return (parsing_miou(EIGHT_TO_FIVE[pred], EIGHT_TO_FIVE[truth], num_classes=6),
-            parsing_miou(pred, truth, num_classes=9))
+    return (
+        parsing_miou(EIGHT_TO_FIVE[pred], EIGHT_TO_FIVE[truth], num_classes=6),
+        parsing_miou(pred, truth, num_classes=9),
+    )
 
 
 def _query_parsing_miou(checkpoint: Path, truth) -> tuple[float, float]:
@@ -118,9 +127,17 @@ def _summary(runs: list[dict], paper: dict[str, tuple[float, float]]) -> list[di
     return rows
 
 
-def run_study(out: str | Path, *, recipe: str | Path | None = None, seeds: tuple[int, ...] = (0, 1, 2),
-              ids: int = 100, labeler: str = "pose", configs: tuple[str, ...] | None = None,
-              overrides: list[str] = (), progress: bool = True) -> StudyResult:
+def run_study(
+    out: str | Path,
+    *,
+    recipe: str | Path | None = None,
+    seeds: tuple[int, ...] = (0, 1, 2),
+    ids: int = 100,
+    labeler: str = "pose",
+    configs: tuple[str, ...] | None = None,
+    overrides: list[str] = (),
+    progress: bool = True,
+) -> StudyResult:
     """Train every configuration (default: all of `CONFIGS`) with every seed and tabulate the final epochs.
 
     Args:
@@ -147,28 +164,55 @@ def run_study(out: str | Path, *, recipe: str | Path | None = None, seeds: tuple
         truth = LabelFile(data / "synthetic" / api.GROUND_TRUTH_FILE)
     else:
         base = load_recipe(recipe, overrides)
-    title = f"{base.data.test_dataset or base.data.dataset} {base.data.height}x{base.data.width}, " \
-            f"{base.data.labeler} labels"
+    title = (
+        f"{base.data.test_dataset or base.data.dataset} {base.data.height}x{base.data.width}, "
+        f"{base.data.labeler} labels"
+    )
     runs = []
     for name, diffs in chosen.items():
         for seed in seeds:
             run_dir = out / "runs" / f"{_slug(name)}-seed{seed}"
             _ui.info(f"[bold]{name}[/], seed {seed}: {run_dir}")
             resume = run_dir if (run_dir / "last.pt").exists() else None
-            result = api.train([recipe, *diffs], [*overrides, f"train.seed={seed}"],
-                               output=None if resume else run_dir, resume=resume, progress=progress)
+            result = api.train(
+                [recipe, *diffs],
+                [*overrides, f"train.seed={seed}"],
+                output=None if resume else run_dir,
+                resume=resume,
+                progress=progress,
+            )
             global_only = "ablations/global_baseline" in diffs
-            parts_miou, eight_miou = ((None, None) if truth is None or global_only else
-                                      _query_parsing_miou(run_dir / "last.pt", truth))
-            runs.append({"config": name, "seed": seed, "run_dir": str(run_dir), "mAP": result.final["mAP"],
-                         "rank1": result.final["rank1"], "parts_miou": parts_miou, "eight_miou": eight_miou})
+            parts_miou, eight_miou = (
+                (None, None) if truth is None or global_only else _query_parsing_miou(run_dir / "last.pt", truth)
+            )
+            runs.append(
+                {
+                    "config": name,
+                    "seed": seed,
+                    "run_dir": str(run_dir),
+                    "mAP": result.final["mAP"],
+                    "rank1": result.final["rank1"],
+                    "parts_miou": parts_miou,
+                    "eight_miou": eight_miou,
+                }
+            )
     summary = _summary(runs, PAPER.get((base.data.test_dataset or base.data.dataset, base.data.height), {}))
     labels = {"labeler": base.data.labeler}
     if truth is not None:
         labels = _labels_against_truth(labels_path, truth, ids, 0)
     json_path, csv_path = out / "study.json", out / "study.csv"
-    write_json(json_path, {"title": title, "summary": summary, "runs": runs, "labels": labels,
-                           "seeds": list(seeds), "recipe": str(recipe), "overrides": list(overrides)})
+    write_json(
+        json_path,
+        {
+            "title": title,
+            "summary": summary,
+            "runs": runs,
+            "labels": labels,
+            "seeds": list(seeds),
+            "recipe": str(recipe),
+            "overrides": list(overrides),
+        },
+    )
     with open(csv_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(summary[0]))
         writer.writeheader()

@@ -33,10 +33,22 @@ Design decisions:
   from the target's pixel profile so that they hide a sampled 30-60% of its part pixels. They use
   their own random stream: the same item with ``occluded=False`` is the identical scene without them.
 """
+
 from .canvas import IMAGE_HEIGHT, IMAGE_WIDTH
 from .plan import CAMERAS, MIN_IDS, SPLIT_FOLDERS, SyntheticItem, plan
 from .render import render
 from .write import GROUND_TRUTH_FILE, SyntheticResult, write_synthetic
 
-__all__ = ["CAMERAS", "GROUND_TRUTH_FILE", "IMAGE_HEIGHT", "IMAGE_WIDTH", "MIN_IDS", "SPLIT_FOLDERS", "SyntheticItem",
-           "SyntheticResult", "plan", "render", "write_synthetic"]
+__all__ = [
+    "CAMERAS",
+    "GROUND_TRUTH_FILE",
+    "IMAGE_HEIGHT",
+    "IMAGE_WIDTH",
+    "MIN_IDS",
+    "SPLIT_FOLDERS",
+    "SyntheticItem",
+    "SyntheticResult",
+    "plan",
+    "render",
+    "write_synthetic",
+]

@@ -1,5 +1,6 @@
 """The two-channel canvas figures are drawn into (region and material per pixel), its constants and drawing
 helpers, and the shared noise tiles."""
+
 from __future__ import annotations
 
 import functools
@@ -36,8 +37,18 @@ def _texture_table() -> np.ndarray:
     """How strongly the shared noise texture modulates each material (fabric weave, hair, foliage),
     as a 256-entry table so that OpenCV's LUT maps the material channel to it."""
     table = np.zeros(256, np.float32)
-    figure = {_SKIN: 0.03, _HAIR: 0.25, _SHIRT: 0.08, _PATTERN: 0.08, _JACKET: 0.1, _LOWER: 0.1, _LEGWEAR: 0.05,
-              _SHOE: 0.08, _HAT: 0.1, _BAG: 0.1}
+    figure = {
+        _SKIN: 0.03,
+        _HAIR: 0.25,
+        _SHIRT: 0.08,
+        _PATTERN: 0.08,
+        _JACKET: 0.1,
+        _LOWER: 0.1,
+        _LEGWEAR: 0.05,
+        _SHOE: 0.08,
+        _HAT: 0.1,
+        _BAG: 0.1,
+    }
     for slot, strength in figure.items():
         table[[slot, slot + _OTHER_MATERIALS]] = strength
     table[[_MAIN, _ALT, _DARK, _LIGHT, _GLASS, _LEAF, _LEAF2]] = (0.15, 0.12, 0.1, 0.05, 0.2, 0.6, 0.6)
@@ -54,6 +65,7 @@ _NOISE_ZERO = 128  # the zero of the uint8 noise tiles
 _GRAIN_SCALE = 32  # grey levels per unit of sensor noise in its tile
 _SHIFT = 4  # OpenCV fixed-point bits: coordinates are drawn with 1/16 pixel precision
 _ONE = float(1 << _SHIFT)
+
 
 def _fixed(p) -> tuple[int, int]:
     return round(p[0] * _ONE), round(p[1] * _ONE)
@@ -82,22 +94,44 @@ class _Canvas:
     def poly(self, points, region: int, material: int) -> None:
         cv2.fillPoly(self.pixels, [_polygon(points)], self._value(region, material), cv2.LINE_8, _SHIFT)
 
-    def ellipse(self, centre, axes, angle: float, region: int, material: int,
-                start: float = 0.0, end: float = 360.0) -> None:
-        cv2.ellipse(self.pixels, _fixed(centre), _fixed((max(axes[0], 0.5), max(axes[1], 0.5))), angle, start, end,
-                    self._value(region, material), -1, cv2.LINE_8, _SHIFT)
+    def ellipse(
+        self, centre, axes, angle: float, region: int, material: int, start: float = 0.0, end: float = 360.0
+    ) -> None:
+        cv2.ellipse(
+            self.pixels,
+            _fixed(centre),
+            _fixed((max(axes[0], 0.5), max(axes[1], 0.5))),
+            angle,
+            start,
+            end,
+            self._value(region, material),
+            -1,
+            cv2.LINE_8,
+            _SHIFT,
+        )
 
     def circle(self, centre, radius: float, region: int, material: int) -> None:
-        cv2.circle(self.pixels, _fixed(centre), round(max(radius, 0.5) * _ONE),
-                   self._value(region, material), -1, cv2.LINE_8, _SHIFT)
+        cv2.circle(
+            self.pixels,
+            _fixed(centre),
+            round(max(radius, 0.5) * _ONE),
+            self._value(region, material),
+            -1,
+            cv2.LINE_8,
+            _SHIFT,
+        )
 
     def capsule(self, p0, p1, r0: float, r1: float, region: int, material: int) -> None:
         """A tapered limb: a quadrilateral of half-widths r0, r1 with round ends."""
         dx, dy = p1[0] - p0[0], p1[1] - p0[1]
         norm = math.hypot(dx, dy) or 1.0
         nx, ny = -dy / norm, dx / norm
-        quad = ((p0[0] + nx * r0, p0[1] + ny * r0), (p1[0] + nx * r1, p1[1] + ny * r1),
-                (p1[0] - nx * r1, p1[1] - ny * r1), (p0[0] - nx * r0, p0[1] - ny * r0))
+        quad = (
+            (p0[0] + nx * r0, p0[1] + ny * r0),
+            (p1[0] + nx * r1, p1[1] + ny * r1),
+            (p1[0] - nx * r1, p1[1] - ny * r1),
+            (p0[0] - nx * r0, p0[1] - ny * r0),
+        )
         cv2.fillConvexPoly(self.pixels, _polygon(quad), self._value(region, material), cv2.LINE_8, _SHIFT)
         self.circle(p0, r0, region, material)
         self.circle(p1, r1, region, material)
@@ -153,4 +187,4 @@ def _add_noise(image: np.ndarray, tile: np.ndarray, scale: float) -> np.ndarray:
 def _window(tile: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     oy = int(rng.integers(0, tile.shape[0] - _H + 1))
     ox = int(rng.integers(0, tile.shape[1] - _W + 1))
-    return tile[oy:oy + _H, ox:ox + _W]
+    return tile[oy : oy + _H, ox : ox + _W]

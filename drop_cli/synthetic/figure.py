@@ -1,5 +1,6 @@
 """Figures: a walking or standing pose (``_Body``) and the drawing of a person, garments and accessories
 included, into the canvas."""
+
 from __future__ import annotations
 
 import math
@@ -76,8 +77,14 @@ def _pose(rng: np.random.Generator, look: _Look, front: bool, height: float, cx:
         "neck": 0.031 * H,
     }
     t = look.limbs
-    radius = {"upper_arm": 0.024 * H * t, "elbow": 0.019 * H * t, "wrist": 0.014 * H * t,
-              "thigh": 0.046 * H * t, "knee": 0.03 * H * t, "ankle": 0.019 * H * t}
+    radius = {
+        "upper_arm": 0.024 * H * t,
+        "elbow": 0.019 * H * t,
+        "wrist": 0.014 * H * t,
+        "thigh": 0.046 * H * t,
+        "knee": 0.03 * H * t,
+        "ankle": 0.019 * H * t,
+    }
     s = 1 if front else -1
     shoulder, elbow, wrist, hand_end, hip, knee, ankle = {}, {}, {}, {}, {}, {}, {}
     for side in (1, -1):
@@ -103,10 +110,24 @@ def _pose(rng: np.random.Generator, look: _Look, front: bool, height: float, cx:
     dy = foot_y - 0.045 * H - max(ankle[1][1], ankle[-1][1])
     moved = [{k: (p[0], p[1] + dy) for k, p in d.items()} for d in (shoulder, elbow, wrist, hand_end, hip, knee, ankle)]
     return _Body(
-        s=s, height=H, unit=unit, cx=cx, top=dy, y_shoulder=y_shoulder + dy, y_waist=0.39 * H + dy,
-        y_hip=y_hip + dy, y_hem=H * (0.5 if look.jacket is None else 0.53) + dy,
-        shoulder=moved[0], elbow=moved[1], wrist=moved[2], hand_end=moved[3], hip=moved[4], knee=moved[5],
-        ankle=moved[6], half=half, radius=radius,
+        s=s,
+        height=H,
+        unit=unit,
+        cx=cx,
+        top=dy,
+        y_shoulder=y_shoulder + dy,
+        y_waist=0.39 * H + dy,
+        y_hip=y_hip + dy,
+        y_hem=H * (0.5 if look.jacket is None else 0.53) + dy,
+        shoulder=moved[0],
+        elbow=moved[1],
+        wrist=moved[2],
+        hand_end=moved[3],
+        hip=moved[4],
+        knee=moved[5],
+        ankle=moved[6],
+        half=half,
+        radius=radius,
     )
 
 
@@ -121,8 +142,9 @@ def _draw_legs(c: _Canvas, look: _Look, b: _Body) -> None:
         c.capsule(knee, ankle, r["knee"] * loose * 1.05, r["ankle"] * loose, leg, skin)
         if look.lower_kind == "shorts":
             c.capsule(hip, _lerp(hip, knee, 0.7), r["thigh"] * 1.25, r["knee"] * 1.4, leg, _LOWER)
-        c.ellipse((ankle[0] + b.s * side * 0.006 * H, ankle[1] + 0.026 * H), (0.027 * H, 0.024 * H),
-                  0, _FOOT[side], _SHOE)
+        c.ellipse(
+            (ankle[0] + b.s * side * 0.006 * H, ankle[1] + 0.026 * H), (0.027 * H, 0.024 * H), 0, _FOOT[side], _SHOE
+        )
 
 
 def _draw_torso(c: _Canvas, look: _Look, b: _Body) -> None:
@@ -130,21 +152,50 @@ def _draw_torso(c: _Canvas, look: _Look, b: _Body) -> None:
     neck_y = b.y_shoulder - 0.012 * H
     # Pelvis (waist to crotch, in the lower garment) is torso; the shirt hem covers its top.
     crotch = b.y_hip + 0.05 * H
-    c.poly(((cx - h["waist"], b.y_waist), (cx + h["waist"], b.y_waist), (cx + h["hip"], b.y_hip),
-            (cx + 0.02 * H, crotch), (cx - 0.02 * H, crotch), (cx - h["hip"], b.y_hip)), _TORSO, _LOWER)
+    c.poly(
+        (
+            (cx - h["waist"], b.y_waist),
+            (cx + h["waist"], b.y_waist),
+            (cx + h["hip"], b.y_hip),
+            (cx + 0.02 * H, crotch),
+            (cx - 0.02 * H, crotch),
+            (cx - h["hip"], b.y_hip),
+        ),
+        _TORSO,
+        _LOWER,
+    )
     if look.lower_kind == "skirt":
         hem = b.y_hip + look.skirt * H
         for side in (1, -1):
             x = b.s * side
-            c.poly(((cx, b.y_waist), (cx + x * h["waist"], b.y_waist), (cx + x * h["hip"] * 1.05, b.y_hip),
-                    (cx + x * h["hip"] * 1.3, hem), (cx, hem)), _LEG[side], _LOWER)
+            c.poly(
+                (
+                    (cx, b.y_waist),
+                    (cx + x * h["waist"], b.y_waist),
+                    (cx + x * h["hip"] * 1.05, b.y_hip),
+                    (cx + x * h["hip"] * 1.3, hem),
+                    (cx, hem),
+                ),
+                _LEG[side],
+                _LOWER,
+            )
     outer = _SHIRT if look.jacket is None else _JACKET
     sh, ch = h["shoulder"], h["chest"]
     top = b.y_shoulder
-    body = ((cx - h["neck"] * 1.6, neck_y), (cx - sh * 0.9, top + 0.004 * H), (cx - sh, top + 0.035 * H),
-            (cx - ch, top + 0.09 * H), (cx - h["waist"] * 1.04, b.y_waist), (cx - h["hip"] * 1.06, b.y_hem),
-            (cx + h["hip"] * 1.06, b.y_hem), (cx + h["waist"] * 1.04, b.y_waist), (cx + ch, top + 0.09 * H),
-            (cx + sh, top + 0.035 * H), (cx + sh * 0.9, top + 0.004 * H), (cx + h["neck"] * 1.6, neck_y))
+    body = (
+        (cx - h["neck"] * 1.6, neck_y),
+        (cx - sh * 0.9, top + 0.004 * H),
+        (cx - sh, top + 0.035 * H),
+        (cx - ch, top + 0.09 * H),
+        (cx - h["waist"] * 1.04, b.y_waist),
+        (cx - h["hip"] * 1.06, b.y_hem),
+        (cx + h["hip"] * 1.06, b.y_hem),
+        (cx + h["waist"] * 1.04, b.y_waist),
+        (cx + ch, top + 0.09 * H),
+        (cx + sh, top + 0.035 * H),
+        (cx + sh * 0.9, top + 0.004 * H),
+        (cx + h["neck"] * 1.6, neck_y),
+    )
     c.poly(body, _TORSO, outer)
     if look.jacket is not None and b.s > 0:  # the open jacket shows the shirt down the middle
         w0, w1 = h["neck"] * 1.2, h["waist"] * 0.45
@@ -158,13 +209,29 @@ def _draw_logo(c: _Canvas, look: _Look, centre, size: float) -> None:
     if look.logo_shape == 0:
         c.circle(centre, size * 0.8, _TORSO, _LOGO)
     elif look.logo_shape == 1:
-        c.poly(((x - size, y - size * 0.6), (x + size, y - size * 0.6), (x + size, y + size * 0.6),
-                (x - size, y + size * 0.6)), _TORSO, _LOGO)
+        c.poly(
+            (
+                (x - size, y - size * 0.6),
+                (x + size, y - size * 0.6),
+                (x + size, y + size * 0.6),
+                (x - size, y + size * 0.6),
+            ),
+            _TORSO,
+            _LOGO,
+        )
     elif look.logo_shape == 2:
         c.poly(((x, y - size), (x + size, y + size * 0.7), (x - size, y + size * 0.7)), _TORSO, _LOGO)
     else:
-        c.poly(((x - size * 1.6, y - size * 0.3), (x + size * 1.6, y - size * 0.3), (x + size * 1.6, y + size * 0.3),
-                (x - size * 1.6, y + size * 0.3)), _TORSO, _LOGO)
+        c.poly(
+            (
+                (x - size * 1.6, y - size * 0.3),
+                (x + size * 1.6, y - size * 0.3),
+                (x + size * 1.6, y + size * 0.3),
+                (x - size * 1.6, y + size * 0.3),
+            ),
+            _TORSO,
+            _LOGO,
+        )
 
 
 def _draw_arms(c: _Canvas, look: _Look, b: _Body) -> None:
@@ -210,31 +277,58 @@ def _draw_head(c: _Canvas, look: _Look, b: _Body) -> None:
             c.ellipse((hx, hy - 0.18 * u), (a * 1.15, 0.07 * u), 0, _HEAD, _HAT)
     elif look.hat == "beanie":
         c.ellipse((hx, hy - 0.12 * u), (a * 1.1, 0.46 * u), 0, _HEAD, _HAT, 180, 360)
-        c.poly(((hx - a * 1.1, hy - 0.16 * u), (hx + a * 1.1, hy - 0.16 * u), (hx + a * 1.1, hy - 0.05 * u),
-                (hx - a * 1.1, hy - 0.05 * u)), _HEAD, _HAT)
+        c.poly(
+            (
+                (hx - a * 1.1, hy - 0.16 * u),
+                (hx + a * 1.1, hy - 0.16 * u),
+                (hx + a * 1.1, hy - 0.05 * u),
+                (hx - a * 1.1, hy - 0.05 * u),
+            ),
+            _HEAD,
+            _HAT,
+        )
 
 
 def _draw_long_hair(c: _Canvas, b: _Body, length: float) -> None:
     u = b.unit
     hx, hy = b.cx, b.top + 0.5 * u
     a = 0.36 * u
-    c.poly(((hx - a * 1.05, hy), (hx + a * 1.05, hy), (hx + a * 1.2, hy + length), (hx - a * 1.2, hy + length)),
-           _HEAD, _HAIR)
+    c.poly(
+        ((hx - a * 1.05, hy), (hx + a * 1.05, hy), (hx + a * 1.2, hy + length), (hx - a * 1.2, hy + length)),
+        _HEAD,
+        _HAIR,
+    )
 
 
 def _draw_backpack(c: _Canvas, b: _Body) -> None:
     H, cx = b.height, b.cx
     w, top = b.half["chest"] * 0.8, b.y_shoulder + 0.025 * H
-    c.poly(((cx - w, top + 0.02 * H), (cx - w * 0.8, top), (cx + w * 0.8, top), (cx + w, top + 0.02 * H),
-            (cx + w * 1.05, top + 0.25 * H), (cx - w * 1.05, top + 0.25 * H)), _TORSO, _BAG)
+    c.poly(
+        (
+            (cx - w, top + 0.02 * H),
+            (cx - w * 0.8, top),
+            (cx + w * 0.8, top),
+            (cx + w, top + 0.02 * H),
+            (cx + w * 1.05, top + 0.25 * H),
+            (cx - w * 1.05, top + 0.25 * H),
+        ),
+        _TORSO,
+        _BAG,
+    )
 
 
 def _draw_straps(c: _Canvas, b: _Body) -> None:
     H = b.height
     for side in (1, -1):
         x = b.cx + b.s * side * b.half["chest"] * 0.55
-        c.capsule((x, b.y_shoulder), (x + b.s * side * 0.015 * H, b.y_shoulder + 0.14 * H), 0.012 * H, 0.012 * H,
-                  _TORSO, _STRAP)
+        c.capsule(
+            (x, b.y_shoulder),
+            (x + b.s * side * 0.015 * H, b.y_shoulder + 0.14 * H),
+            0.012 * H,
+            0.012 * H,
+            _TORSO,
+            _STRAP,
+        )
 
 
 def _draw_shoulder_bag(c: _Canvas, look: _Look, b: _Body) -> None:
@@ -245,8 +339,16 @@ def _draw_shoulder_bag(c: _Canvas, look: _Look, b: _Body) -> None:
     strap_top = (b.cx - out * b.half["chest"] * 0.6, b.y_shoulder + 0.003 * H)
     c.capsule(strap_top, (bag_x, b.y_hip - 0.03 * H), 0.008 * H, 0.008 * H, _TORSO, _STRAP)
     w, h = 0.055 * H, 0.045 * H
-    c.poly(((bag_x - w, b.y_hip - h), (bag_x + w, b.y_hip - h), (bag_x + w * 1.05, b.y_hip + h),
-            (bag_x - w * 1.05, b.y_hip + h)), _TORSO, _BAG)
+    c.poly(
+        (
+            (bag_x - w, b.y_hip - h),
+            (bag_x + w, b.y_hip - h),
+            (bag_x + w * 1.05, b.y_hip + h),
+            (bag_x - w * 1.05, b.y_hip + h),
+        ),
+        _TORSO,
+        _BAG,
+    )
 
 
 def _apply_pattern(c: _Canvas, look: _Look, b: _Body) -> None:
@@ -290,11 +392,20 @@ def _draw_figure(c: _Canvas, look: _Look, b: _Body) -> None:
 def _dress(palette: np.ndarray, base: int, look: _Look, rng: np.random.Generator) -> None:
     """Write the look's colours into palette slots ``base + material``, with per-image jitter."""
     colours = {
-        _SKIN: look.skin, _HAIR: look.hair if look.hair_style != "buzz" else tuple(0.6 * v for v in look.skin),
-        _EYE: (25, 20, 20), _LIP: tuple(0.75 * v for v in look.skin), _SHIRT: look.shirt,
-        _PATTERN: look.pattern_colour, _LOGO: look.pattern_colour, _JACKET: look.jacket or look.shirt,
-        _LOWER: look.lower, _LEGWEAR: look.legwear, _SHOE: look.shoes, _HAT: look.hat_colour,
-        _BAG: look.bag_colour, _STRAP: tuple(0.6 * v for v in look.bag_colour),
+        _SKIN: look.skin,
+        _HAIR: look.hair if look.hair_style != "buzz" else tuple(0.6 * v for v in look.skin),
+        _EYE: (25, 20, 20),
+        _LIP: tuple(0.75 * v for v in look.skin),
+        _SHIRT: look.shirt,
+        _PATTERN: look.pattern_colour,
+        _LOGO: look.pattern_colour,
+        _JACKET: look.jacket or look.shirt,
+        _LOWER: look.lower,
+        _LEGWEAR: look.legwear,
+        _SHOE: look.shoes,
+        _HAT: look.hat_colour,
+        _BAG: look.bag_colour,
+        _STRAP: tuple(0.6 * v for v in look.bag_colour),
     }
     slots = np.array([base + k for k in colours], np.intp)
     values = np.array(list(colours.values()), np.float32)

@@ -1,5 +1,6 @@
 """Identities and cameras: what makes a person recognisable (``_Look``) and what a camera does to a scene
 (``_Camera``), both derived from the global seed alone."""
+
 from __future__ import annotations
 
 import functools
@@ -10,33 +11,67 @@ import numpy as np
 from .plan import CAMERAS
 
 # Palettes (RGB). Weights favour the dark and neutral clothes that dominate street scenes.
-_CLOTHES = np.array([
-    (22, 22, 26), (50, 50, 56), (105, 105, 110), (165, 165, 168), (228, 226, 220), (28, 36, 72),
-    (45, 78, 150), (120, 160, 205), (150, 28, 32), (95, 25, 35), (220, 130, 160), (220, 115, 40),
-    (215, 190, 55), (38, 110, 58), (90, 95, 48), (185, 165, 125), (95, 62, 40), (90, 55, 125),
-    (30, 115, 120),
-], np.float32)
+_CLOTHES = np.array(
+    [
+        (22, 22, 26),
+        (50, 50, 56),
+        (105, 105, 110),
+        (165, 165, 168),
+        (228, 226, 220),
+        (28, 36, 72),
+        (45, 78, 150),
+        (120, 160, 205),
+        (150, 28, 32),
+        (95, 25, 35),
+        (220, 130, 160),
+        (220, 115, 40),
+        (215, 190, 55),
+        (38, 110, 58),
+        (90, 95, 48),
+        (185, 165, 125),
+        (95, 62, 40),
+        (90, 55, 125),
+        (30, 115, 120),
+    ],
+    np.float32,
+)
 _CLOTHES_W = np.array([14, 9, 7, 5, 9, 7, 6, 4, 5, 3, 3, 2, 2, 3, 3, 4, 4, 2, 2], np.float64)
-_TROUSERS = np.array([
-    (22, 22, 26), (50, 50, 56), (55, 75, 115), (28, 36, 72), (110, 135, 175), (110, 110, 115),
-    (180, 160, 120), (90, 60, 40), (88, 92, 48), (225, 222, 215),
-], np.float32)
+_TROUSERS = np.array(
+    [
+        (22, 22, 26),
+        (50, 50, 56),
+        (55, 75, 115),
+        (28, 36, 72),
+        (110, 135, 175),
+        (110, 110, 115),
+        (180, 160, 120),
+        (90, 60, 40),
+        (88, 92, 48),
+        (225, 222, 215),
+    ],
+    np.float32,
+)
 _TROUSERS_W = np.array([18, 8, 14, 7, 5, 5, 5, 3, 3, 2], np.float64)
-_SHOES = np.array([(20, 20, 22), (235, 235, 232), (90, 58, 35), (110, 110, 115), (160, 30, 35), (40, 60, 120)],
-                  np.float32)
+_SHOES = np.array(
+    [(20, 20, 22), (235, 235, 232), (90, 58, 35), (110, 110, 115), (160, 30, 35), (40, 60, 120)], np.float32
+)
 _SHOES_W = np.array([10, 7, 4, 3, 1, 1], np.float64)
-_SKINS = np.array([(242, 205, 180), (225, 180, 150), (200, 150, 115), (170, 120, 85), (130, 88, 60), (95, 65, 45)],
-                  np.float32)
-_HAIRS = np.array([(18, 15, 14), (50, 35, 25), (95, 65, 40), (190, 160, 105), (150, 150, 150), (120, 55, 30)],
-                  np.float32)
+_SKINS = np.array(
+    [(242, 205, 180), (225, 180, 150), (200, 150, 115), (170, 120, 85), (130, 88, 60), (95, 65, 45)], np.float32
+)
+_HAIRS = np.array(
+    [(18, 15, 14), (50, 35, 25), (95, 65, 40), (190, 160, 105), (150, 150, 150), (120, 55, 30)], np.float32
+)
 _HAIRS_W = np.array([10, 8, 4, 2, 1, 1], np.float64)
-_CARS = np.array([(230, 230, 232), (160, 165, 170), (30, 32, 36), (140, 25, 30), (35, 60, 120), (70, 80, 70)],
-                 np.float32)
+_CARS = np.array(
+    [(230, 230, 232), (160, 165, 170), (30, 32, 36), (140, 25, 30), (35, 60, 120), (70, 80, 70)], np.float32
+)
 
 _PATTERNS = ("solid", "hstripes", "vstripes", "checks", "logo")
 _PATTERNS_W = np.array([45, 15, 10, 10, 20], np.float64)
 _LOWER_KINDS = ("trousers", "shorts", "skirt")
 _LOWER_W = np.array([75, 13, 12], np.float64)
+
 
 @dataclass(frozen=True)
 class _Look:
@@ -137,19 +172,21 @@ def _cameras(seed: int) -> tuple[_Camera, ...]:
     out = []
     for cam in range(CAMERAS):
         wall = rng.uniform(70, 200) * np.exp(rng.normal(0, 0.15, 3))  # muted, slightly tinted greys
-        out.append(_Camera(
-            style=styles[(cam + int(rng.integers(2))) % len(styles)],
-            wall=tuple(np.clip(wall, 0, 255).tolist()),
-            wall2=tuple(np.clip(wall * rng.uniform(0.6, 1.2, 3), 0, 255).tolist()),
-            ground=tuple((rng.uniform(60, 160) * np.exp(rng.normal(0, 0.1, 3))).tolist()),
-            accent=tuple(rng.uniform(20, 235, 3).tolist()),
-            horizon=float(rng.uniform(0.45, 0.75)),
-            cast=tuple(rng.uniform(0.85, 1.15, 3).tolist()),
-            brightness=float(rng.uniform(-25, 20)),
-            contrast=float(rng.uniform(0.75, 1.1)),
-            blur=float(rng.uniform(0.6, 1.4)),
-            noise=float(rng.uniform(2, 7)),
-            texture=float(rng.uniform(0.05, 0.2)),
-            front=float(rng.uniform(0.3, 0.7)),
-        ))
+        out.append(
+            _Camera(
+                style=styles[(cam + int(rng.integers(2))) % len(styles)],
+                wall=tuple(np.clip(wall, 0, 255).tolist()),
+                wall2=tuple(np.clip(wall * rng.uniform(0.6, 1.2, 3), 0, 255).tolist()),
+                ground=tuple((rng.uniform(60, 160) * np.exp(rng.normal(0, 0.1, 3))).tolist()),
+                accent=tuple(rng.uniform(20, 235, 3).tolist()),
+                horizon=float(rng.uniform(0.45, 0.75)),
+                cast=tuple(rng.uniform(0.85, 1.15, 3).tolist()),
+                brightness=float(rng.uniform(-25, 20)),
+                contrast=float(rng.uniform(0.75, 1.1)),
+                blur=float(rng.uniform(0.6, 1.4)),
+                noise=float(rng.uniform(2, 7)),
+                texture=float(rng.uniform(0.05, 0.2)),
+                front=float(rng.uniform(0.3, 0.7)),
+            )
+        )
     return tuple(out)

@@ -1,4 +1,5 @@
 """The plan of a synthetic dataset: every image's split, identity, camera, occlusion and seed (``plan``)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ _TRAIN_OCCLUDED = 0.2
 _GALLERY_OCCLUDED = 0.1
 _COVERAGE = (0.3, 0.6)  # share of the target's part pixels an occluder hides
 
+
 @dataclass(frozen=True)
 class SyntheticItem:
     """One image of the synthetic dataset (see `plan`)."""
@@ -37,8 +39,10 @@ class SyntheticItem:
 
 def _check(num_ids: int, seed: int) -> None:
     if isinstance(num_ids, bool) or not isinstance(num_ids, (int, np.integer)) or num_ids < MIN_IDS:
-        raise DropError(f"the synthetic dataset needs at least {MIN_IDS} identities, got {num_ids!r}.",
-                        hint="Half of them train, half test; pass a larger number of ids.")
+        raise DropError(
+            f"the synthetic dataset needs at least {MIN_IDS} identities, got {num_ids!r}.",
+            hint="Half of them train, half test; pass a larger number of ids.",
+        )
     if num_ids > 9999:
         raise DropError(f"the synthetic dataset holds at most 9999 identities (4-digit names), got {num_ids}.")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -65,11 +69,12 @@ def plan(num_ids: int, seed: int) -> list[SyntheticItem]:
     rng = np.random.default_rng([seed, 0])
     num_train = num_ids // 2
     test_ids = list(range(num_train + 1, num_ids + 1))
-    gallery_only = set(rng.choice(test_ids, size=max(1, round(_GALLERY_ONLY_SHARE * len(test_ids))),
-                                  replace=False).tolist())
+    gallery_only = set(
+        rng.choice(test_ids, size=max(1, round(_GALLERY_ONLY_SHARE * len(test_ids))), replace=False).tolist()
+    )
     rows: dict[str, list[tuple[int, int]]] = {"train": [], "query": [], "gallery": []}
     for pid in range(1, num_ids + 1):
-        cams = (rng.permutation(CAMERAS)[:rng.integers(_IDENTITY_CAMERAS[0], _IDENTITY_CAMERAS[1] + 1)] + 1).tolist()
+        cams = (rng.permutation(CAMERAS)[: rng.integers(_IDENTITY_CAMERAS[0], _IDENTITY_CAMERAS[1] + 1)] + 1).tolist()
         if pid <= num_train:
             count = int(rng.integers(_TRAIN_IMAGES[0], _TRAIN_IMAGES[1] + 1))
             rows["train"] += [(pid, int(rng.choice(cams))) for _ in range(count)]

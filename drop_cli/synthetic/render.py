@@ -1,4 +1,5 @@
 """``render``: one synthetic image and its exact part map, a pure function of the item."""
+
 from __future__ import annotations
 
 import cv2
@@ -25,8 +26,9 @@ from .plan import CAMERAS, SyntheticItem, _check
 from .scene import _background, _occlude
 
 
-def _compose(rng: np.random.Generator, pixels: np.ndarray, palette: np.ndarray, image: np.ndarray,
-             cam: _Camera) -> np.ndarray:
+def _compose(
+    rng: np.random.Generator, pixels: np.ndarray, palette: np.ndarray, image: np.ndarray, cam: _Camera
+) -> np.ndarray:
     """Paint the canvas over the background ``image`` (in place): materials coloured, shaded towards
     every region edge, textured and lit from above; then the camera's optics, tone and sensor noise."""
     region, material = pixels[:, :, 0], pixels[:, :, 1]
@@ -35,8 +37,9 @@ def _compose(rng: np.random.Generator, pixels: np.ndarray, palette: np.ndarray, 
     factor = cv2.LUT(depth, _SHADE) * (1.0 + cv2.LUT(material, _TEXTURE) * _window(_tiles().smooth, rng))
     factor = cv2.convertScaleAbs(factor * _LIGHT_FALLOFF, alpha=128)
     colours = np.clip(palette, 0, 255).astype(np.uint8)[None]
-    colour = cv2.multiply(cv2.LUT(cv2.merge((material, material, material)), colours),
-                          cv2.merge((factor, factor, factor)), scale=1 / 128)
+    colour = cv2.multiply(
+        cv2.LUT(cv2.merge((material, material, material)), colours), cv2.merge((factor, factor, factor)), scale=1 / 128
+    )
     cv2.copyTo(colour, cv2.compare(region, 0, cv2.CMP_GT), image)
     image = cv2.GaussianBlur(image, (0, 0), cam.blur * rng.uniform(0.7, 1.3))
     gain = np.array(cam.cast) * rng.uniform(0.93, 1.07, 3)
@@ -63,8 +66,14 @@ def render(item: SyntheticItem, num_ids: int, seed: int) -> tuple[np.ndarray, np
     palette = np.zeros((256, 3), np.float32)
     _dress(palette, 0, look, rng)
     height = _H * rng.uniform(0.8, 0.94)
-    body = _pose(rng, look, bool(rng.random() < cam.front), height, _W / 2 + rng.uniform(-9, 9),
-                 _H - rng.uniform(2, 0.97 * _H - height))
+    body = _pose(
+        rng,
+        look,
+        bool(rng.random() < cam.front),
+        height,
+        _W / 2 + rng.uniform(-9, 9),
+        _H - rng.uniform(2, 0.97 * _H - height),
+    )
     pixels = np.zeros((_H, _W, 2), np.uint8)
     _draw_figure(_Canvas(pixels), look, body)
     if item.occluded:

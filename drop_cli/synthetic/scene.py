@@ -1,5 +1,6 @@
 """Scenes: the camera's background, and the occluders (objects and other people) placed to hide a sampled
 share of the target's part pixels."""
+
 from __future__ import annotations
 
 import cv2
@@ -37,8 +38,11 @@ def _background(rng: np.random.Generator, cam: _Camera) -> np.ndarray:
     wall, wall2, ground = (np.array(v) * jitter for v in (cam.wall, cam.wall2, cam.ground))
     horizon = int(_H * (cam.horizon + rng.uniform(-0.07, 0.07)))
     rows = np.arange(_H)[:, None]
-    column = np.where(rows < horizon, wall2 + (wall - wall2) * (rows / horizon),
-                      ground * (0.8 + 0.3 * (rows - horizon) / (_H - horizon)))
+    column = np.where(
+        rows < horizon,
+        wall2 + (wall - wall2) * (rows / horizon),
+        ground * (0.8 + 0.3 * (rows - horizon) / (_H - horizon)),
+    )
     img = cv2.resize(_to_uint8(column)[:, None, :], (_W, _H), interpolation=cv2.INTER_NEAREST)
     accent = tuple((np.array(cam.accent) * rng.uniform(0.8, 1.2, 3)).tolist())
     dark = tuple((wall * 0.45).tolist())
@@ -52,10 +56,19 @@ def _background(rng: np.random.Generator, cam: _Camera) -> np.ndarray:
     elif cam.style == "park":  # tree crowns and a bench
         for _ in range(int(rng.integers(3, 7))):
             green = (rng.uniform(20, 70), rng.uniform(70, 140), rng.uniform(20, 60))
-            cv2.ellipse(img, (int(rng.uniform(0, _W)), int(rng.uniform(0, horizon))),
-                        (int(rng.uniform(15, 40)), int(rng.uniform(12, 35))), 0, 0, 360, green, -1)
-        cv2.rectangle(img, (int(rng.uniform(-20, _W)), horizon - 30), (int(rng.uniform(0, _W)) + 6, horizon),
-                      (70, 50, 35), -1)
+            cv2.ellipse(
+                img,
+                (int(rng.uniform(0, _W)), int(rng.uniform(0, horizon))),
+                (int(rng.uniform(15, 40)), int(rng.uniform(12, 35))),
+                0,
+                0,
+                360,
+                green,
+                -1,
+            )
+        cv2.rectangle(
+            img, (int(rng.uniform(-20, _W)), horizon - 30), (int(rng.uniform(0, _W)) + 6, horizon), (70, 50, 35), -1
+        )
     elif cam.style == "hall":  # panelled wall under a ceiling light
         for x in np.arange(rng.uniform(0, 30), _W, rng.uniform(20, 40)):
             cv2.line(img, (int(x), 0), (int(x), horizon), dark, 1)
@@ -63,8 +76,13 @@ def _background(rng: np.random.Generator, cam: _Camera) -> np.ndarray:
     else:  # a plaza: shop signs and a lamp post
         for _ in range(int(rng.integers(2, 5))):
             x, y = rng.uniform(-20, _W), rng.uniform(0, horizon - 10)
-            cv2.rectangle(img, (int(x), int(y)), (int(x + rng.uniform(15, 50)), int(y + rng.uniform(10, 40))),
-                          tuple(rng.uniform(30, 230, 3).tolist()), -1)
+            cv2.rectangle(
+                img,
+                (int(x), int(y)),
+                (int(x + rng.uniform(15, 50)), int(y + rng.uniform(10, 40))),
+                tuple(rng.uniform(30, 230, 3).tolist()),
+                -1,
+            )
         x = int(rng.uniform(0, _W))
         cv2.line(img, (x, 0), (x, horizon + 20), (60, 60, 65), int(rng.integers(2, 5)))
     joint = tuple((ground * 0.72).tolist())
@@ -79,8 +97,10 @@ def _background(rng: np.random.Generator, cam: _Camera) -> np.ndarray:
         cv2.rectangle(img, (int(x), int(y)), (int(x + rng.uniform(6, 30)), int(y + rng.uniform(6, 40))), accent, -1)
     return _add_noise(img, _window(_tiles().smooth3, rng), 100 / 127 * cam.texture)
 
-def _occlude(rng: np.random.Generator, pixels: np.ndarray, palette: np.ndarray, seed: int, num_ids: int,
-             pid: int, body: _Body) -> None:
+
+def _occlude(
+    rng: np.random.Generator, pixels: np.ndarray, palette: np.ndarray, seed: int, num_ids: int, pid: int, body: _Body
+) -> None:
     """Cover a sampled share of the target's part pixels with an object or another person."""
     target = _LABEL_LUT[pixels[:, :, 0]] > 0
     total = int(target.sum())
@@ -88,8 +108,12 @@ def _occlude(rng: np.random.Generator, pixels: np.ndarray, palette: np.ndarray, 
         return
     coverage = rng.uniform(*_COVERAGE)
     kind = rng.choice(("bottom", "side", "top", "person"), p=(0.45, 0.15, 0.1, 0.3))
-    palette[[_MAIN, _ALT, _DARK, _LIGHT]] = (rng.uniform(30, 230, 3), rng.uniform(30, 230, 3),
-                                             rng.uniform(15, 50, 3), rng.uniform(190, 250, 3))
+    palette[[_MAIN, _ALT, _DARK, _LIGHT]] = (
+        rng.uniform(30, 230, 3),
+        rng.uniform(30, 230, 3),
+        rng.uniform(15, 50, 3),
+        rng.uniform(190, 250, 3),
+    )
     palette[_GLASS] = rng.uniform(45, 90) * np.array((0.9, 1.0, 1.15))
     palette[_LEAF] = rng.uniform((20, 70, 20), (60, 130, 50))
     palette[_LEAF2] = rng.uniform((40, 100, 30), (90, 170, 70))
@@ -113,26 +137,36 @@ def _occlude(rng: np.random.Generator, pixels: np.ndarray, palette: np.ndarray, 
             _draw_top_object(rng, c, k)
 
 
-def _draw_bottom_object(rng: np.random.Generator, c: _Canvas, palette: np.ndarray, top: float,
-                        target: np.ndarray) -> None:
+def _draw_bottom_object(
+    rng: np.random.Generator, c: _Canvas, palette: np.ndarray, top: float, target: np.ndarray
+) -> None:
     """A car, box or bush whose upper edge is at ``top`` and which spans the figure's width."""
-    xs = np.flatnonzero(target[int(top):].any(0))
+    xs = np.flatnonzero(target[int(top) :].any(0))
     x0, x1 = (float(xs[0]), float(xs[-1])) if len(xs) else (0.0, float(_W))
     kind = rng.choice(("car", "box", "bush"))
     if kind == "car":  # seen from the side: body, windows if it reaches high enough, door seam, wheels
         palette[_MAIN] = _CARS[rng.integers(len(_CARS))] * rng.uniform(0.9, 1.1, 3)
         left, right = -rng.uniform(10, 60), _W + rng.uniform(10, 60)
         glass = min(0.45 * (_H - top), 55.0) if _H - top > 60 else 0.0
-        c.poly(((left, top + 12), (left + 25, top), (right - 25, top), (right, top + 12), (right, _H), (left, _H)),
-               _OBJECT, _MAIN)
+        c.poly(
+            ((left, top + 12), (left + 25, top), (right - 25, top), (right, top + 12), (right, _H), (left, _H)),
+            _OBJECT,
+            _MAIN,
+        )
         if glass:
-            c.poly(((left + 8, top + glass), (left + 28, top + 4), (right - 28, top + 4), (right - 8, top + glass)),
-                   _OBJECT + 1, _GLASS)
+            c.poly(
+                ((left + 8, top + glass), (left + 28, top + 4), (right - 28, top + 4), (right - 8, top + glass)),
+                _OBJECT + 1,
+                _GLASS,
+            )
         seam = rng.uniform(20, _W - 20)
         c.poly(((seam, top + 4), (seam + 2, top + 4), (seam + 2, _H), (seam, _H)), _OBJECT + 2, _DARK)
         handle_y = top + glass + 10
-        c.poly(((seam + 6, handle_y), (seam + 16, handle_y), (seam + 16, handle_y + 3), (seam + 6, handle_y + 3)),
-               _OBJECT + 3, _DARK)
+        c.poly(
+            ((seam + 6, handle_y), (seam + 16, handle_y), (seam + 16, handle_y + 3), (seam + 6, handle_y + 3)),
+            _OBJECT + 3,
+            _DARK,
+        )
         for x in (rng.uniform(-20, 30), rng.uniform(_W - 30, _W + 20)):
             c.circle((x, _H + 8), rng.uniform(18, 26), _OBJECT + 4, _DARK)
     elif kind == "box":
@@ -146,8 +180,13 @@ def _draw_bottom_object(rng: np.random.Generator, c: _Canvas, palette: np.ndarra
         left, right = x0 - rng.uniform(8, 20), x1 + rng.uniform(8, 20)
         c.poly(((left, top + 10), (right, top + 10), (right, _H), (left, _H)), _OBJECT, _LEAF)
         for x in np.linspace(left, right, int(rng.integers(4, 8))):
-            c.ellipse((x + rng.uniform(-5, 5), top + rng.uniform(2, 14)), (rng.uniform(9, 18), rng.uniform(8, 14)), 0,
-                      _OBJECT, _LEAF if rng.random() < 0.5 else _LEAF2)
+            c.ellipse(
+                (x + rng.uniform(-5, 5), top + rng.uniform(2, 14)),
+                (rng.uniform(9, 18), rng.uniform(8, 14)),
+                0,
+                _OBJECT,
+                _LEAF if rng.random() < 0.5 else _LEAF2,
+            )
 
 
 def _draw_side_object(rng: np.random.Generator, c: _Canvas, palette: np.ndarray, edge: float, side: int) -> None:
@@ -180,12 +219,20 @@ def _draw_top_object(rng: np.random.Generator, c: _Canvas, bottom: float) -> Non
     else:
         c.poly(((-5, -1), (_W + 5, -1), (_W + 5, bottom - 10), (-5, bottom - 10)), _OBJECT, _LEAF)
         for x in np.linspace(-5, _W + 5, int(rng.integers(4, 8))):
-            c.ellipse((x, bottom - rng.uniform(4, 14)), (rng.uniform(10, 18), rng.uniform(8, 14)), 0, _OBJECT,
-                      _LEAF2)
+            c.ellipse((x, bottom - rng.uniform(4, 14)), (rng.uniform(10, 18), rng.uniform(8, 14)), 0, _OBJECT, _LEAF2)
 
 
-def _occluding_person(rng: np.random.Generator, pixels: np.ndarray, palette: np.ndarray, seed: int, num_ids: int,
-                      pid: int, body: _Body, target: np.ndarray, coverage: float) -> None:
+def _occluding_person(
+    rng: np.random.Generator,
+    pixels: np.ndarray,
+    palette: np.ndarray,
+    seed: int,
+    num_ids: int,
+    pid: int,
+    body: _Body,
+    target: np.ndarray,
+    coverage: float,
+) -> None:
     """Another identity nearer the camera, shifted sideways to hide about ``coverage`` of the target.
 
     The person is drawn once on a canvas three crops wide; the overlap of every horizontal shift is
@@ -203,6 +250,6 @@ def _occluding_person(rng: np.random.Generator, pixels: np.ndarray, palette: np.
     theirs = cv2.resize((wide[:, :, 0] > 0).astype(np.float32), (3 * small[1], small[0]), interpolation=cv2.INTER_AREA)
     overlap = np.einsum("yjx,yx->j", sliding_window_view(theirs, small[1], axis=1), mine) / max(mine.sum(), 1e-6)
     offset = 4 * int(np.argmin(np.abs(overlap - coverage)))
-    window = wide[:, offset:offset + _W]
+    window = wide[:, offset : offset + _W]
     drawn = window[:, :, 0] > 0
     pixels[drawn] = window[drawn]

@@ -5,6 +5,7 @@ so the bytes do not depend on the number of workers) into a temporary folder, wi
 as a labels file (``ground_truth.h5``: labeler `synthetic`, preset `eight`, image resolution); the
 folder is renamed into place once complete, with ``synthetic.json`` recording ids and seed.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,9 +44,15 @@ class SyntheticResult:
     already_complete: bool = False
 
     def to_json(self) -> dict:
-        return {"folder": str(self.folder), "ground_truth": str(self.ground_truth), "images": self.images,
-                "ids": self.ids, "seed": self.seed, "already_complete": self.already_complete,
-                "seconds": round(self.seconds, 3)}
+        return {
+            "folder": str(self.folder),
+            "ground_truth": str(self.ground_truth),
+            "images": self.images,
+            "ids": self.ids,
+            "seed": self.seed,
+            "already_complete": self.already_complete,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def _render_chunk(items: list, num_ids: int, seed: int, folder: Path) -> list[np.ndarray]:
@@ -55,8 +62,10 @@ def _render_chunk(items: list, num_ids: int, seed: int, folder: Path) -> list[np
         image, parts = render(item, num_ids, seed)
         ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
         if not ok:
-            raise DropError(f"OpenCV could not encode the synthetic image {item.relpath} as JPEG.",
-                            hint="Check the opencv-python installation (pip install -e . reinstalls it).")
+            raise DropError(
+                f"OpenCV could not encode the synthetic image {item.relpath} as JPEG.",
+                hint="Check the opencv-python installation (pip install -e . reinstalls it).",
+            )
         (folder / item.relpath).write_bytes(jpeg.tobytes())
         truths.append(parts)
     return truths
@@ -64,11 +73,12 @@ def _render_chunk(items: list, num_ids: int, seed: int, folder: Path) -> list[np
 
 def _chunks(items: list, size: int) -> Iterator[list]:
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]
 
 
-def write_synthetic(root: str | Path, *, ids: int = 100, seed: int = 0, workers: int = 0, overwrite: bool = False,
-                    progress: bool = True) -> SyntheticResult:
+def write_synthetic(
+    root: str | Path, *, ids: int = 100, seed: int = 0, workers: int = 0, overwrite: bool = False, progress: bool = True
+) -> SyntheticResult:
     """Write the synthetic set of (``ids``, ``seed``) into ``<root>/synthetic/`` with ``workers`` processes
     (0 or 1: this process). An existing set of the same ids and seed is left as it is; another one is
     replaced only with ``overwrite``."""
@@ -82,12 +92,25 @@ def write_synthetic(root: str | Path, *, ids: int = 100, seed: int = 0, workers:
     if folder.exists():
         existing = json.loads(stamp_file.read_text()) if stamp_file.is_file() else None
         if existing == stamp and (folder / GROUND_TRUTH_FILE).is_file() and not overwrite:
-            return SyntheticResult(folder, folder / GROUND_TRUTH_FILE, counts, ids, seed,
-                                   time.perf_counter() - start, already_complete=True)
+            return SyntheticResult(
+                folder,
+                folder / GROUND_TRUTH_FILE,
+                counts,
+                ids,
+                seed,
+                time.perf_counter() - start,
+                already_complete=True,
+            )
         if not overwrite:
-            raise DatasetError(f"{folder} already exists" + (f" with ids={existing['ids']} seed={existing['seed']}."
-                                                             if existing else " and was not made by drop."),
-                               hint="Pass --overwrite to replace it, or choose another ROOT.")
+            raise DatasetError(
+                f"{folder} already exists"
+                + (
+                    f" with ids={existing['ids']} seed={existing['seed']}."
+                    if existing
+                    else " and was not made by drop."
+                ),
+                hint="Pass --overwrite to replace it, or choose another ROOT.",
+            )
     try:
         root.mkdir(parents=True, exist_ok=True)
         tmp = root / f".synthetic.{os.getpid()}.tmp"
@@ -97,19 +120,27 @@ def write_synthetic(root: str | Path, *, ids: int = 100, seed: int = 0, workers:
     except PermissionError:
         raise DropError(f"cannot write to {root}: permission denied.", hint="Choose another ROOT.") from None
     relpaths = [it.relpath for it in items]
-    attrs = {"dataset": "synthetic", "preset": "eight", "parts": list(PRESETS["eight"]), "labeler": "synthetic",
-             "labeler_version": LABELERS["synthetic"].version}
+    attrs = {
+        "dataset": "synthetic",
+        "preset": "eight",
+        "parts": list(PRESETS["eight"]),
+        "labeler": "synthetic",
+        "labeler_version": LABELERS["synthetic"].version,
+    }
     try:
-        with _ui.progress_bar("make-synthetic", len(items), enabled=progress) as advance, \
-                LabelWriter(tmp / GROUND_TRUTH_FILE, relpaths, IMAGE_HEIGHT, IMAGE_WIDTH, attrs) as writer:
+        with (
+            _ui.progress_bar("make-synthetic", len(items), enabled=progress) as advance,
+            LabelWriter(tmp / GROUND_TRUTH_FILE, relpaths, IMAGE_HEIGHT, IMAGE_WIDTH, attrs) as writer,
+        ):
             chunks = list(_chunks(items, _CHUNK))
             if workers <= 1:
                 results = (_render_chunk(c, ids, seed, tmp) for c in chunks)
                 _write_truths(writer, results, advance)
             else:
                 with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                    results = pool.map(_render_chunk, chunks, [ids] * len(chunks), [seed] * len(chunks),
-                                       [tmp] * len(chunks))
+                    results = pool.map(
+                        _render_chunk, chunks, [ids] * len(chunks), [seed] * len(chunks), [tmp] * len(chunks)
+                    )
                     _write_truths(writer, results, advance)
             writer.commit()
         (tmp / "synthetic.json").write_text(json.dumps(stamp, indent=1))

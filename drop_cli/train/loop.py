@@ -13,6 +13,7 @@ test split: a run keeps ``last.pt``, the model of the last finished epoch.
 Distributed: under ``torchrun`` each rank trains on its share of every global batch with DDP (see
 ``train.step``); rank 0 alone evaluates and writes files.
 """
+
 from __future__ import annotations
 
 import csv
@@ -73,10 +74,15 @@ def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
 
 def evaluate(model, query_loader, gallery_loader, device, config: LoopConfig, dtype: torch.dtype | None) -> dict:
     """rank-1/5/10, mAP, mINP under the recipe's eval.distance (and eval.rerank), exactly as `drop evaluate`."""
-    q, g = (extract_features(model, loader, device, config.flip_tta, dtype, parts=config.parts,
-                             part_embeddings=config.part_embeddings) for loader in (query_loader, gallery_loader))
-    row = evaluate_setting(q, g, row_names(config.parts), make_setting(config.eval_distance, True, config.eval_rerank),
-                           config.rerank)
+    q, g = (
+        extract_features(
+            model, loader, device, config.flip_tta, dtype, parts=config.parts, part_embeddings=config.part_embeddings
+        )
+        for loader in (query_loader, gallery_loader)
+    )
+    row = evaluate_setting(
+        q, g, row_names(config.parts), make_setting(config.eval_distance, True, config.eval_rerank), config.rerank
+    )
     return {k: row[k] for k in ("rank1", "rank5", "rank10", "mAP", "mINP")}
 
 
@@ -111,9 +117,11 @@ class LossTally:
         if not finite.all():
             row = int((~finite.all(dim=1)).nonzero()[0])
             bad = [name for name, ok in zip(self.names[:-1], finite[row].tolist()) if not ok]
-            raise DropError(f"the loss became {values[row, -1].item()} at epoch {self.epoch + 1}, step "
-                            f"{self.steps + row + 1} (term {', '.join(bad) or 'total'}).",
-                            hint="last.pt holds the last good epoch; lower optim.lr or check the data.")
+            raise DropError(
+                f"the loss became {values[row, -1].item()} at epoch {self.epoch + 1}, step "
+                f"{self.steps + row + 1} (term {', '.join(bad) or 'total'}).",
+                hint="last.pt holds the last good epoch; lower optim.lr or check the data.",
+            )
         self.sums = values.sum(dim=0) if self.sums is None else self.sums + values.sum(dim=0)
         self.steps += len(values)
 
@@ -138,10 +146,24 @@ class MetricsLog:
         plot_training_curves(history, self.run_dir / "curves.png")
 
 
-def train_loop(model: torch.nn.Module, *, context: StepContext, config: LoopConfig, train_set, sampler,
-               query_loader, gallery_loader, optimizer: torch.optim.Optimizer, state: LoopState,
-               run_dir: Path | None, checkpoint_info: dict, log, progress: bool = True, rank: int = 0,
-               world_size: int = 1) -> LoopState:
+def train_loop(
+    model: torch.nn.Module,
+    *,
+    context: StepContext,
+    config: LoopConfig,
+    train_set,
+    sampler,
+    query_loader,
+    gallery_loader,
+    optimizer: torch.optim.Optimizer,
+    state: LoopState,
+    run_dir: Path | None,
+    checkpoint_info: dict,
+    log,
+    progress: bool = True,
+    rank: int = 0,
+    world_size: int = 1,
+) -> LoopState:
     """Train from ``state.epoch + 1`` to ``config.epochs``; returns the final state.
 
     ``checkpoint_info`` (the recipe, num_classes) is stored in every checkpoint beside the weights.
@@ -149,8 +171,13 @@ def train_loop(model: torch.nn.Module, *, context: StepContext, config: LoopConf
     device = context.device
     core = model.module if hasattr(model, "module") else model
     metrics_log = MetricsLog(run_dir) if run_dir is not None else None
-    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=config.workers,
-                        pin_memory=device.type == "cuda", persistent_workers=config.workers > 0)
+    loader = DataLoader(
+        train_set,
+        batch_sampler=sampler,
+        num_workers=config.workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=config.workers > 0,
+    )
     for epoch in range(state.epoch + 1, config.epochs):
         lr = lr_at(epoch, config.lr, config.warmup_epochs, config.milestones, config.gamma)
         for group in optimizer.param_groups:
@@ -160,8 +187,9 @@ def train_loop(model: torch.nn.Module, *, context: StepContext, config: LoopConf
         tally = LossTally(epoch, LOSS_READ_EVERY if device.type == "cuda" else 1)
         images, start = 0, time.perf_counter()
         model.train()
-        with _ui.progress_bar(f"epoch {epoch + 1}/{config.epochs}", len(sampler), unit="it",
-                              enabled=progress and rank == 0) as advance:
+        with _ui.progress_bar(
+            f"epoch {epoch + 1}/{config.epochs}", len(sampler), unit="it", enabled=progress and rank == 0
+        ) as advance:
             for batch in loader:
                 terms = train_step(model, batch, step_context, optimizer)
                 tally.add(terms, sum(terms.values()))
@@ -169,8 +197,13 @@ def train_loop(model: torch.nn.Module, *, context: StepContext, config: LoopConf
                 advance(1)
         means = tally.means()
         seconds = time.perf_counter() - start
-        row = {"epoch": epoch + 1, "lr": lr, **means,
-               "images_per_s": images * world_size / max(seconds, 1e-9), "memory": int(step_context.use_memory)}
+        row = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            **means,
+            "images_per_s": images * world_size / max(seconds, 1e-9),
+            "memory": int(step_context.use_memory),
+        }
         is_eval = (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs
         if is_eval and rank == 0:
             row.update(evaluate(core, query_loader, gallery_loader, device, config, context.autocast_dtype))
@@ -179,9 +212,16 @@ def train_loop(model: torch.nn.Module, *, context: StepContext, config: LoopConf
         if rank == 0:
             log(_epoch_line(row))
             if run_dir is not None:
-                save_checkpoint(run_dir / "last.pt", model=core.state_dict(), optimizer=optimizer.state_dict(),
-                                memory_bank=context.bank.state_dict() if context.bank is not None else None,
-                                epoch=epoch, metrics=row, history=state.history, **checkpoint_info)
+                save_checkpoint(
+                    run_dir / "last.pt",
+                    model=core.state_dict(),
+                    optimizer=optimizer.state_dict(),
+                    memory_bank=context.bank.state_dict() if context.bank is not None else None,
+                    epoch=epoch,
+                    metrics=row,
+                    history=state.history,
+                    **checkpoint_info,
+                )
                 metrics_log.append(row, state.history)
         if world_size > 1:
             dist.barrier()
@@ -189,8 +229,11 @@ def train_loop(model: torch.nn.Module, *, context: StepContext, config: LoopConf
 
 
 def _epoch_line(row: dict) -> str:
-    terms = " ".join(f"{k}={v:.3f}" for k, v in row.items()
-                     if k not in {"epoch", "lr", "images_per_s", "memory", "rank1", "rank5", "rank10", "mAP", "mINP"})
+    terms = " ".join(
+        f"{k}={v:.3f}"
+        for k, v in row.items()
+        if k not in {"epoch", "lr", "images_per_s", "memory", "rank1", "rank5", "rank10", "mAP", "mINP"}
+    )
     line = f"epoch {row['epoch']}: lr={row['lr']:.2e} {terms} ({row['images_per_s']:.1f} img/s)"
     if "mAP" in row:
         line += f" | rank-1 {100 * row['rank1']:.1f} mAP {100 * row['mAP']:.1f} mINP {100 * row['mINP']:.1f}"

@@ -23,6 +23,7 @@ computed on the whole global batch, gathered from every rank with this rank's sh
 gradient (``BATCH_TERMS``); the per-image means (identity, parsing) on the rank's own share. See
 ``train.step`` for how the two are weighted so that the gradient is the one-process gradient.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -71,9 +72,16 @@ class Objective:
     def use_memory(self, bank: PartsMemoryBank | None, epoch: int) -> bool:
         return bank is not None and memory_ready(bank, epoch, self.config.memory_start_epoch)
 
-    def __call__(self, out: DropOutput, labels: torch.Tensor, pids: torch.Tensor, indices: torch.Tensor,
-                 bank: PartsMemoryBank | None = None, use_memory: bool = False,
-                 gather: Gather = _local) -> dict[str, torch.Tensor]:
+    def __call__(
+        self,
+        out: DropOutput,
+        labels: torch.Tensor,
+        pids: torch.Tensor,
+        indices: torch.Tensor,
+        bank: PartsMemoryBank | None = None,
+        use_memory: bool = False,
+        gather: Gather = _local,
+    ) -> dict[str, torch.Tensor]:
         """Weighted loss terms, keyed by name (their sum is the loss to minimise).
 
         Args:
@@ -86,23 +94,38 @@ class Objective:
         c = self.config
         all_pids = gather(pids)
         if not c.parts:
-            return {"id_global": c.id_weight * identity_loss({"global": out.id_logits["global"]}, pids,
-                                                             c.label_smoothing)["global"],
-                    "global_triplet": c.triplet_weight * batch_hard_triplet_loss(
-                        gather(out.embeddings[:, GLOBAL]), all_pids, c.triplet_margin)}
+            return {
+                "id_global": c.id_weight
+                * identity_loss({"global": out.id_logits["global"]}, pids, c.label_smoothing)["global"],
+                "global_triplet": c.triplet_weight
+                * batch_hard_triplet_loss(gather(out.embeddings[:, GLOBAL]), all_pids, c.triplet_margin),
+            }
         terms = {f"id_{k}": c.id_weight * v for k, v in identity_loss(out.id_logits, pids, c.label_smoothing).items()}
         parts, visibility = gather(out.parts), gather(out.visibility)
         if c.triplet_weight:
             terms["part_triplet"] = c.triplet_weight * part_averaged_triplet_loss(
-                parts, visibility if c.triplet_visibility else None, all_pids, c.triplet_margin)
+                parts, visibility if c.triplet_visibility else None, all_pids, c.triplet_margin
+            )
         if c.foreground_triplet_weight:
             terms["foreground_triplet"] = c.foreground_triplet_weight * batch_hard_triplet_loss(
-                gather(out.embeddings[:, FOREGROUND]), all_pids, c.triplet_margin)
+                gather(out.embeddings[:, FOREGROUND]), all_pids, c.triplet_margin
+            )
         if c.pct:
-            pct = pct_loss(parts, visibility, all_pids, gather(indices), bank, c.pct_margin, c.compact_weight,
-                           use_memory, c.pct_normalize, c.memory_positives)
+            pct = pct_loss(
+                parts,
+                visibility,
+                all_pids,
+                gather(indices),
+                bank,
+                c.pct_margin,
+                c.compact_weight,
+                use_memory,
+                c.pct_normalize,
+                c.memory_positives,
+            )
             terms["pct_triplet"] = c.pct_weight * pct["pct_triplet"]
             terms["pct_compact"] = pct["pct_compact"]
-        terms["parsing"] = c.parsing_weight * parsing_loss(out.parsing_logits, labels.long(), c.parsing_smoothing,
-                                                           c.parsing_label_smoothing, c.parsing_target_resize)
+        terms["parsing"] = c.parsing_weight * parsing_loss(
+            out.parsing_logits, labels.long(), c.parsing_smoothing, c.parsing_label_smoothing, c.parsing_target_resize
+        )
         return terms

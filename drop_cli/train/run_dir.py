@@ -1,4 +1,5 @@
 """Run folders: one per run, never overwritten, describing how the run was made."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,14 @@ def new_run_dir(output: str | Path, name: str) -> Path:
 def git_commit() -> str | None:
     """The commit of the drop source tree, when it is a git checkout."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -38,11 +45,18 @@ def git_commit() -> str | None:
 def environment(device: str, seed: int, world_size: int) -> dict:
     """Versions, commit, device and command line, for env.json."""
     return {
-        "drop_version": __version__, "git_commit": git_commit(), "python": sys.version.split()[0],
-        "platform": platform.platform(), "torch": torch.__version__, "timm": timm.__version__,
-        "cuda": torch.version.cuda, "device": device,
+        "drop_version": __version__,
+        "git_commit": git_commit(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "cuda": torch.version.cuda,
+        "device": device,
         "device_name": torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor(),
-        "world_size": world_size, "seed": seed, "command": sys.argv,
+        "world_size": world_size,
+        "seed": seed,
+        "command": sys.argv,
         "started": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 

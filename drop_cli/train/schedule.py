@@ -1,4 +1,5 @@
 """Learning-rate schedule as a function of the epoch: linear warm-up, then steps down."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """Set up a training run from a resolved recipe: device, processes, data, model, run folder, resume."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,17 +46,22 @@ class TrainResult:
         return self.run_dir / "last.pt" if self.run_dir and (self.run_dir / "last.pt").exists() else None
 
     def to_json(self) -> dict:
-        return {"run_dir": str(self.run_dir) if self.run_dir else None,
-                "checkpoint": str(self.checkpoint) if self.checkpoint else None,
-                "final": self.final, "seconds": round(self.seconds, 3)}
+        return {
+            "run_dir": str(self.run_dir) if self.run_dir else None,
+            "checkpoint": str(self.checkpoint) if self.checkpoint else None,
+            "final": self.final,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name not in {"auto", "cpu", "cuda"}:
         raise DropError(f"unknown device {name!r}.", hint="Use auto, cpu or cuda.")
     if name == "cuda" and not torch.cuda.is_available():
-        raise DropError("--device cuda was asked for, but PyTorch sees no CUDA device.",
-                        hint="Use --device cpu, or install a CUDA build of PyTorch on a machine with a GPU.")
+        raise DropError(
+            "--device cuda was asked for, but PyTorch sees no CUDA device.",
+            hint="Use --device cpu, or install a CUDA build of PyTorch on a machine with a GPU.",
+        )
     if name == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
     return torch.device("cuda", local_rank)
@@ -92,23 +98,33 @@ def _open_labels(recipe: Recipe, folder: Path) -> LabelFile:
     data = recipe.data
     path = labels_path(recipe, folder)
     if not path.is_file():
-        if data.labeler == "bpbreid" and not data.labels and not (folder / MASKS_FOLDER).is_dir() \
-                and not any((folder / "masks").glob("*")):
+        if (
+            data.labeler == "bpbreid"
+            and not data.labels
+            and not (folder / MASKS_FOLDER).is_dir()
+            and not any((folder / "masks").glob("*"))
+        ):
             raise missing_masks_error(data.dataset, folder / MASKS_FOLDER)
         size = f" --height {data.height} --width {data.width}" if data.labeler == "bpbreid" else ""
-        raise LabelsError(f"labels file {path} not found.",
-                          hint=f"Create it with `drop prepare-data {data.dataset} --root {data.root} "
-                               f"--labeler {data.labeler} --preset {data.preset}{size}`, or set data.labels.")
+        raise LabelsError(
+            f"labels file {path} not found.",
+            hint=f"Create it with `drop prepare-data {data.dataset} --root {data.root} "
+            f"--labeler {data.labeler} --preset {data.preset}{size}`, or set data.labels.",
+        )
     labels = LabelFile(path)
     if labels.attrs.get("labeler") == "bpbreid" and (labels.height, labels.width) != (data.height, data.width):
-        _ui.warn(f"{path} holds {labels.height}x{labels.width} labels for {data.height}x{data.width} inputs: the "
-                 "parsing targets differ from BPBreID's at part boundaries. Prepare them with --height "
-                 f"{data.height} --width {data.width} for BPBreID's exact targets.")
+        _ui.warn(
+            f"{path} holds {labels.height}x{labels.width} labels for {data.height}x{data.width} inputs: the "
+            "parsing targets differ from BPBreID's at part boundaries. Prepare them with --height "
+            f"{data.height} --width {data.width} for BPBreID's exact targets."
+        )
     if labels.attrs.get("preset") != recipe.data.preset:
-        raise LabelsError(f"{path} holds `{labels.attrs.get('preset')}` labels ({len(labels.parts)} parts) but the "
-                          f"recipe asks for data.preset {recipe.data.preset} "
-                          f"({len(part_names(recipe.data.preset))} parts).",
-                          hint="Set data.preset to match, or prepare labels with the recipe's preset.")
+        raise LabelsError(
+            f"{path} holds `{labels.attrs.get('preset')}` labels ({len(labels.parts)} parts) but the "
+            f"recipe asks for data.preset {recipe.data.preset} "
+            f"({len(part_names(recipe.data.preset))} parts).",
+            hint="Set data.preset to match, or prepare labels with the recipe's preset.",
+        )
     return labels
 
 
@@ -118,8 +134,10 @@ def _run_folder(recipe: Recipe, output: str | Path | None, resume: str | Path | 
     if output is not None:
         run_dir = Path(output).expanduser()
         if (run_dir / "last.pt").exists():
-            raise DropError(f"{run_dir} already holds a run.", hint=f"Continue it with --resume {run_dir}, or choose "
-                                                                    "another --output.")
+            raise DropError(
+                f"{run_dir} already holds a run.",
+                hint=f"Continue it with --resume {run_dir}, or choose another --output.",
+            )
         run_dir.mkdir(parents=True, exist_ok=True)
         return run_dir
     name = recipe.train.name or f"{recipe.data.dataset}-{recipe.model.backbone}"
@@ -129,12 +147,19 @@ def _run_folder(recipe: Recipe, output: str | Path | None, resume: str | Path | 
 def _check_resume(recipe: Recipe, checkpoint: dict, path: Path) -> None:
     differences = recipe_differences(checkpoint["recipe"], recipe.to_dict())
     if differences:
-        raise DropError(f"cannot resume {path}: the recipe differs in {', '.join(differences)}.",
-                        hint="Resume with the run's own recipe (omit --recipe), or start a new run.")
+        raise DropError(
+            f"cannot resume {path}: the recipe differs in {', '.join(differences)}.",
+            hint="Resume with the run's own recipe (omit --recipe), or start a new run.",
+        )
 
 
-def run_training(recipe: Recipe, output: str | Path | None = None, resume: str | Path | None = None,
-                 device: str = "auto", progress: bool = True) -> TrainResult:
+def run_training(
+    recipe: Recipe,
+    output: str | Path | None = None,
+    resume: str | Path | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> TrainResult:
     """Train ``recipe``; see :func:`drop_cli.api.train`."""
     start = time.perf_counter()
     rank, world_size, local_rank = _distributed()
@@ -143,41 +168,74 @@ def run_training(recipe: Recipe, output: str | Path | None = None, resume: str |
     data, train_cfg = recipe.data, recipe.train
 
     ds = load_dataset(data.dataset, data.root)
-    test_ds = ds if data.test_dataset in (None, data.dataset) else load_dataset(data.test_dataset,
-                                                                               data.test_root or data.root)
+    test_ds = (
+        ds
+        if data.test_dataset in (None, data.dataset)
+        else load_dataset(data.test_dataset, data.test_root or data.root)
+    )
     labels = _open_labels(recipe, ds.folder)
     parts = labels.parts
     flagged = {r.path for r in ds.train if r.path in labels and labels.flags(r.path)} if data.skip_flagged else set()
     train_records = [r for r in ds.train if r.path not in flagged]
     num_classes = len({r.pid for r in ds.train})  # every identity keeps its class, flagged images or not
-    model = build_model(num_classes, len(parts), ppe_height=data.height // 4,  # one position row per feature row
-                        **dataclasses.asdict(recipe.model))
+    model = build_model(
+        num_classes,
+        len(parts),
+        ppe_height=data.height // 4,  # one position row per feature row
+        **dataclasses.asdict(recipe.model),
+    )
     normalise = {"mean": model.backbone.mean, "std": model.backbone.std}  # what the backbone's weights expect
-    train_set = ReidImages(train_records, ds.folder, TrainTransform(
-        data.height, data.width, parts=parts, pad=data.pad, flip=data.flip, flip_swap_sides=data.flip_swap_sides,
-        random_erasing=data.random_erasing, erasing=data.erasing, color_jitter=data.color_jitter,
-        jitter_brightness=data.jitter_brightness, jitter_contrast=data.jitter_contrast,
-        jitter_saturation=data.jitter_saturation, antialias=data.antialias, **normalise), labels)
-    sampler = SeededBatches(PKBatchSampler([r.pid for r in train_records], train_cfg.batch_size, data.num_instances,
-                                           train_cfg.seed, rank, world_size))
+    train_set = ReidImages(
+        train_records,
+        ds.folder,
+        TrainTransform(
+            data.height,
+            data.width,
+            parts=parts,
+            pad=data.pad,
+            flip=data.flip,
+            flip_swap_sides=data.flip_swap_sides,
+            random_erasing=data.random_erasing,
+            erasing=data.erasing,
+            color_jitter=data.color_jitter,
+            jitter_brightness=data.jitter_brightness,
+            jitter_contrast=data.jitter_contrast,
+            jitter_saturation=data.jitter_saturation,
+            antialias=data.antialias,
+            **normalise,
+        ),
+        labels,
+    )
+    sampler = SeededBatches(
+        PKBatchSampler(
+            [r.pid for r in train_records], train_cfg.batch_size, data.num_instances, train_cfg.seed, rank, world_size
+        )
+    )
     eval_transform = EvalTransform(data.height, data.width, antialias=data.antialias, **normalise)
     query_loader, gallery_loader = (
-        DataLoader(ReidImages(records, test_ds.folder, eval_transform), batch_size=recipe.eval.batch_size,
-                   num_workers=data.workers)
-        for records in (test_ds.query, test_ds.gallery))
+        DataLoader(
+            ReidImages(records, test_ds.folder, eval_transform),
+            batch_size=recipe.eval.batch_size,
+            num_workers=data.workers,
+        )
+        for records in (test_ds.query, test_ds.gallery)
+    )
 
     if train_cfg.sync_bn and world_size > 1:
         if dev.type != "cuda":
-            raise DropError("train.sync_bn needs CUDA (PyTorch synchronises batch norm on GPUs only).",
-                            hint="Set train.sync_bn: false on CPUs.")
+            raise DropError(
+                "train.sync_bn needs CUDA (PyTorch synchronises batch norm on GPUs only).",
+                hint="Set train.sync_bn: false on CPUs.",
+            )
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = place_model(model, dev, train_cfg.channels_last)
     objective = Objective(recipe.loss)
     bank = objective.memory_bank(len(train_records), len(parts), recipe.model.embed_dim)
     if bank is not None:
         bank.to(dev)
-    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.optim.lr, weight_decay=recipe.optim.weight_decay,
-                                 fused=dev.type == "cuda")  # one kernel for all parameters, not ~10 per tensor
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=recipe.optim.lr, weight_decay=recipe.optim.weight_decay, fused=dev.type == "cuda"
+    )  # one kernel for all parameters, not ~10 per tensor
 
     run_dir = _run_folder(recipe, output, resume) if rank == 0 else None
     state = LoopState()
@@ -193,7 +251,8 @@ def run_training(recipe: Recipe, output: str | Path | None = None, resume: str |
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
     if world_size > 1:
         model = torch.nn.parallel.DistributedDataParallel(  # the global baseline leaves the part branch unused
-            model, device_ids=[local_rank] if dev.type == "cuda" else None, find_unused_parameters=not recipe.loss.parts)
+            model, device_ids=[local_rank] if dev.type == "cuda" else None, find_unused_parameters=not recipe.loss.parts
+        )
 
     log_file = run_dir / "log.txt" if run_dir is not None else None
 
@@ -208,29 +267,65 @@ def run_training(recipe: Recipe, output: str | Path | None = None, resume: str |
         write_json(run_dir / "env.json", environment(str(dev), train_cfg.seed, world_size))
         if flagged:
             (run_dir / "flagged.txt").write_text("".join(f"{path}\n" for path in sorted(flagged)))
-            _ui.warn(f"{len(flagged)} training image(s) that prepare-data flagged are left out ({run_dir / 'flagged.txt'}"
-                     "); data.skip_flagged: false keeps them.")
-        log(f"run folder {run_dir}: {data.dataset} ({len(train_records):,} train images, {num_classes} ids), "
-            f"{recipe.model.backbone} on {dev}" + (f" x {world_size} processes" if world_size > 1 else "")
-            + (f", resuming after epoch {state.epoch + 1}" if resume is not None else ""))
-    config = LoopConfig(epochs=train_cfg.epochs, lr=recipe.optim.lr, warmup_epochs=recipe.optim.warmup_epochs,
-                        milestones=recipe.optim.milestones, gamma=recipe.optim.gamma, eval_every=train_cfg.eval_every,
-                        workers=data.workers, parts=parts, flip_tta=recipe.eval.flip_tta,
-                        eval_distance=recipe.eval.distance, eval_rerank=recipe.eval.rerank,
-                        rerank=Rerank(recipe.eval.rerank_k1, recipe.eval.rerank_k2, recipe.eval.rerank_lambda),
-                        part_embeddings=recipe.eval.part_embeddings)
+            _ui.warn(
+                f"{len(flagged)} training image(s) that prepare-data flagged are left out ({run_dir / 'flagged.txt'}"
+                "); data.skip_flagged: false keeps them."
+            )
+        log(
+            f"run folder {run_dir}: {data.dataset} ({len(train_records):,} train images, {num_classes} ids), "
+            f"{recipe.model.backbone} on {dev}"
+            + (f" x {world_size} processes" if world_size > 1 else "")
+            + (f", resuming after epoch {state.epoch + 1}" if resume is not None else "")
+        )
+    config = LoopConfig(
+        epochs=train_cfg.epochs,
+        lr=recipe.optim.lr,
+        warmup_epochs=recipe.optim.warmup_epochs,
+        milestones=recipe.optim.milestones,
+        gamma=recipe.optim.gamma,
+        eval_every=train_cfg.eval_every,
+        workers=data.workers,
+        parts=parts,
+        flip_tta=recipe.eval.flip_tta,
+        eval_distance=recipe.eval.distance,
+        eval_rerank=recipe.eval.rerank,
+        rerank=Rerank(recipe.eval.rerank_k1, recipe.eval.rerank_k2, recipe.eval.rerank_lambda),
+        part_embeddings=recipe.eval.part_embeddings,
+    )
     dtype = amp_dtype(dev, train_cfg.amp)
-    context = StepContext(objective=objective, device=dev, autocast_dtype=dtype, channels_last=train_cfg.channels_last,
-                          gather=GlobalBatch(rank, world_size), bank=bank,
-                          scaler=torch.amp.GradScaler() if dtype == torch.float16 else None)
+    context = StepContext(
+        objective=objective,
+        device=dev,
+        autocast_dtype=dtype,
+        channels_last=train_cfg.channels_last,
+        gather=GlobalBatch(rank, world_size),
+        bank=bank,
+        scaler=torch.amp.GradScaler() if dtype == torch.float16 else None,
+    )
     try:
-        state = train_loop(model, context=context, config=config, train_set=train_set, sampler=sampler,
-                           query_loader=query_loader, gallery_loader=gallery_loader, optimizer=optimizer, state=state,
-                           run_dir=run_dir, checkpoint_info={"recipe": recipe.to_dict(), "num_classes": num_classes},
-                           log=log, progress=progress, rank=rank, world_size=world_size)
+        state = train_loop(
+            model,
+            context=context,
+            config=config,
+            train_set=train_set,
+            sampler=sampler,
+            query_loader=query_loader,
+            gallery_loader=gallery_loader,
+            optimizer=optimizer,
+            state=state,
+            run_dir=run_dir,
+            checkpoint_info={"recipe": recipe.to_dict(), "num_classes": num_classes},
+            log=log,
+            progress=progress,
+            rank=rank,
+            world_size=world_size,
+        )
     except torch.cuda.OutOfMemoryError:
-        raise DropError(f"out of GPU memory at batch size {train_cfg.batch_size}.",
-                        hint="Lower train.batch_size (e.g. --set train.batch_size=32), or use 256x128 inputs.") from None
-    final = {k: v for k, v in state.history[-1].items() if k in ("epoch", "rank1", "mAP", "mINP")} \
-        if state.history else {}
+        raise DropError(
+            f"out of GPU memory at batch size {train_cfg.batch_size}.",
+            hint="Lower train.batch_size (e.g. --set train.batch_size=32), or use 256x128 inputs.",
+        ) from None
+    final = (
+        {k: v for k, v in state.history[-1].items() if k in ("epoch", "rank1", "mAP", "mINP")} if state.history else {}
+    )
     return TrainResult(run_dir, final, time.perf_counter() - start, rank)

@@ -10,6 +10,7 @@ share; the per-image means (identity, parsing) stay on the share, whose averaged
 gradient of the global mean. The step's gradient is then the one-process gradient of the same 64
 images (tested with 2 processes). ``train.sync_bn`` also makes batch norm see the global batch (CUDA).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -58,7 +59,9 @@ class StepContext:
     scaler: torch.amp.GradScaler | None = None  # float16 autocast's loss scaling; None: none
 
 
-def forward_backward(model: torch.nn.Module, batch: dict, context: StepContext) -> tuple[dict[str, torch.Tensor], object]:
+def forward_backward(
+    model: torch.nn.Module, batch: dict, context: StepContext
+) -> tuple[dict[str, torch.Tensor], object]:
     """Forward this rank's share of a batch, compute the objective and back-propagate it.
 
     Args:
@@ -86,8 +89,9 @@ def forward_backward(model: torch.nn.Module, batch: dict, context: StepContext) 
     return terms, out
 
 
-def train_step(model: torch.nn.Module, batch: dict, context: StepContext,
-               optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+def train_step(
+    model: torch.nn.Module, batch: dict, context: StepContext, optimizer: torch.optim.Optimizer
+) -> dict[str, torch.Tensor]:
     """One optimisation step on this rank's share of a batch; the memory bank takes the global batch.
 
     Returns:
@@ -102,6 +106,10 @@ def train_step(model: torch.nn.Module, batch: dict, context: StepContext,
         optimizer.step()
     if context.bank is not None:
         gather = context.gather
-        context.bank.update(gather(batch["index"].to(context.device)), gather(out.parts.detach().float()),
-                            gather(out.visibility), gather(batch["pid"].to(context.device)))
+        context.bank.update(
+            gather(batch["index"].to(context.device)),
+            gather(out.parts.detach().float()),
+            gather(out.visibility),
+            gather(batch["pid"].to(context.device)),
+        )
     return terms

@@ -13,6 +13,7 @@ imported only when a plot is drawn) draws the embedding map and the curves. Ever
 under a temporary name, then renamed. Bad input raises :class:`~drop_cli.errors.DropError`; a
 missing image becomes a grey placeholder and one warning.
 """
+
 from .curves import plot_training_curves, read_history
 from .embeddings import draw_embeddings
 from .overlays import draw_labels, draw_parsing, overlay_parts

@@ -5,6 +5,7 @@ takes seconds. Text uses DejaVu Sans (shipped with matplotlib) and is queued, th
 picture is saved, so the pixel work stays vectorised. The layout constants shared by the pictures
 live here (each picture's own are in its module), so its size follows from its documented formula.
 """
+
 from __future__ import annotations
 
 import functools
@@ -45,7 +46,7 @@ def fit_text(text: str, width: int, size: int = CAPTION_SIZE, bold: bool = False
         return text
     for cut in range(1, len(text) + 1):
         keep = len(text) - cut
-        short = text[:keep - keep // 2] + "…" + text[len(text) - keep // 2:] if middle else text[:keep] + "…"
+        short = text[: keep - keep // 2] + "…" + text[len(text) - keep // 2 :] if middle else text[:keep] + "…"
         if font.getlength(short) <= width:
             return short
     return "…"
@@ -77,10 +78,10 @@ class Canvas:
     def paste(self, tile: np.ndarray, top: int, left: int) -> None:
         """Copy an RGB ``tile`` [h, w, 3] with its top-left corner at (top, left)."""
         h, w = tile.shape[:2]
-        self.pixels[top:top + h, left:left + w] = tile
+        self.pixels[top : top + h, left : left + w] = tile
 
     def fill(self, top: int, left: int, height: int, width: int, colour: RGB) -> None:
-        self.pixels[top:top + height, left:left + width] = colour
+        self.pixels[top : top + height, left : left + width] = colour
 
     def frame(self, top: int, left: int, height: int, width: int, colour: RGB, thickness: int) -> None:
         """A rectangle outline of ``thickness`` px whose outer edge is the given box."""
@@ -90,8 +91,18 @@ class Canvas:
         self.fill(top, left, height, t, colour)
         self.fill(top, left + width - t, height, t, colour)
 
-    def text(self, x: int, y: int, text: str, size: int = CAPTION_SIZE, colour: RGB = palette.TEXT,
-             bold: bool = False, max_width: int | None = None, anchor: str = "la", middle: bool = False) -> None:
+    def text(
+        self,
+        x: int,
+        y: int,
+        text: str,
+        size: int = CAPTION_SIZE,
+        colour: RGB = palette.TEXT,
+        bold: bool = False,
+        max_width: int | None = None,
+        anchor: str = "la",
+        middle: bool = False,
+    ) -> None:
         """Queue ``text`` at (x, y) (Pillow ``anchor``, default left and ascender line), shortened to ``max_width`` px
         (`fit_text`; ``middle`` keeps both ends, e.g. of a file name)."""
         if max_width is not None:
@@ -148,4 +159,3 @@ class Canvas:
     def save(self, path: str | Path) -> Path:
         """Write the picture as a PNG, under a temporary name first, then renamed."""
         return save_png(self.render(), path)
-

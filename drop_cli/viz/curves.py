@@ -1,4 +1,5 @@
 """Training curves: loss terms, learning rate, rank-1 / mAP / mINP against epochs, from metrics.csv rows."""
+
 from __future__ import annotations
 
 import csv
@@ -48,14 +49,22 @@ def plot_training_curves(history: list[dict], path: Path) -> Path:
     terms = [k for k in dict.fromkeys(k for r in history for k in r) if k not in _NOT_LOSSES and k != "loss"]
     colours = colormaps["tab10"]
     for i, key in enumerate(terms):
-        ax_loss.plot(*_series(history, key), label=key, color=colours(i % 10), linewidth=1.4,
-                     marker="." if dense else None)
+        ax_loss.plot(
+            *_series(history, key), label=key, color=colours(i % 10), linewidth=1.4, marker="." if dense else None
+        )
     ax_loss.plot(*_series(history, "loss"), label="loss (sum)", color="black", linewidth=2.6)
     memory_on = [e for e, v in zip(*_series(history, "memory")) if v >= 1]
     if memory_on:
         ax_loss.axvline(memory_on[0], color="gray", linestyle=":", linewidth=1.2)
-        ax_loss.annotate("memory bank on", (memory_on[0], 1.0), xycoords=("data", "axes fraction"),
-                         xytext=(3, -12), textcoords="offset points", fontsize=8, color="gray")
+        ax_loss.annotate(
+            "memory bank on",
+            (memory_on[0], 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -12),
+            textcoords="offset points",
+            fontsize=8,
+            color="gray",
+        )
     ax_loss.set(title="loss terms (weighted)", xlabel="epoch", ylabel="loss")
     ax_loss.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
 
@@ -73,8 +82,15 @@ def plot_training_curves(history: list[dict], path: Path) -> Path:
     x, y = _series(history, "mAP")
     top = 100.0
     if x:
-        ax_eval.plot(x[-1], 100 * y[-1], marker="*", color="tab:orange", markersize=15, markeredgecolor="black",
-                     label=f"final mAP {100 * y[-1]:.1f}")
+        ax_eval.plot(
+            x[-1],
+            100 * y[-1],
+            marker="*",
+            color="tab:orange",
+            markersize=15,
+            markeredgecolor="black",
+            label=f"final mAP {100 * y[-1]:.1f}",
+        )
         final_text = f" · mAP {100 * y[-1]:.1f}% at epoch {x[-1]:g}"
         ax_eval.legend(fontsize=9, loc="upper left")
         highest = max(100 * v for key, _, _ in _EVAL for v in _series(history, key)[1])
@@ -87,6 +103,5 @@ def plot_training_curves(history: list[dict], path: Path) -> Path:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     epochs = _series(history, "epoch")[1]
     span = f"epochs {epochs[0]:g} to {epochs[-1]:g}" if epochs else "no epoch yet"
-    fig.suptitle(f"Training curves: {span}{final_text}",
-                 fontsize=13, x=0.01, ha="left", fontweight="bold")
+    fig.suptitle(f"Training curves: {span}{final_text}", fontsize=13, x=0.01, ha="left", fontweight="bold")
     return save_figure(fig, path, DPI)

@@ -1,4 +1,5 @@
 """Embedding maps: a 2-D projection (t-SNE or PCA) of one embedding row, coloured by identity."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -37,20 +38,36 @@ def pick_ids(pids: np.ndarray, ids: Sequence[int] | None, num_ids: int, seed: in
     if ids is not None:
         unknown = np.setdiff1d(np.asarray(ids, dtype=np.int64), values)
         if unknown.size:
-            raise DropError(f"no sample of id {unknown[0]} to show.",
-                            hint=f"The {len(values)} ids with samples range from {values.min()} to {values.max()}.")
+            raise DropError(
+                f"no sample of id {unknown[0]} to show.",
+                hint=f"The {len(values)} ids with samples range from {values.min()} to {values.max()}.",
+            )
         return np.asarray(ids)
     eligible = values[(counts >= 2) & (values > 0)]
     if eligible.size == 0 or num_ids < 1:
-        raise DropError("no identity with two or more samples to show." if num_ids >= 1
-                        else f"the number of ids must be at least 1, got {num_ids}.")
+        raise DropError(
+            "no identity with two or more samples to show."
+            if num_ids >= 1
+            else f"the number of ids must be at least 1, got {num_ids}."
+        )
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(eligible, size=min(num_ids, eligible.size), replace=False))
 
 
-def draw_embeddings(out: str | Path, embeddings: np.ndarray, names: Sequence[str], pids: np.ndarray, *,
-                    row: str = "global", visibility: np.ndarray | None = None, ids: Sequence[int] | None = None,
-                    num_ids: int = 10, method: str = "tsne", seed: int = 0, title: str | None = None) -> Path:
+def draw_embeddings(
+    out: str | Path,
+    embeddings: np.ndarray,
+    names: Sequence[str],
+    pids: np.ndarray,
+    *,
+    row: str = "global",
+    visibility: np.ndarray | None = None,
+    ids: Sequence[int] | None = None,
+    num_ids: int = 10,
+    method: str = "tsne",
+    seed: int = 0,
+    title: str | None = None,
+) -> Path:
     """Scatter the 2-D projection of one embedding row of the chosen identities, one colour per identity.
 
     A part embedding only counts where the part is visible (visibility above 0.5): elsewhere it
@@ -72,8 +89,9 @@ def draw_embeddings(out: str | Path, embeddings: np.ndarray, names: Sequence[str
     """
     embeddings, pids = np.asarray(embeddings), np.asarray(pids)
     if embeddings.ndim != 3 or embeddings.shape[:2] != (len(pids), len(names)):
-        raise DropError(f"embeddings must be [N, M, D] for {len(pids)} ids and {len(names)} rows, got "
-                        f"{embeddings.shape}.")
+        raise DropError(
+            f"embeddings must be [N, M, D] for {len(pids)} ids and {len(names)} rows, got {embeddings.shape}."
+        )
     m = lookup({name: i for i, name in enumerate(names)}, row, "embedding row")
     label = lookup(METHODS, method, "projection")
     keep = np.ones(len(pids), bool) if visibility is None else np.asarray(visibility)[:, m] > 0.5
@@ -94,15 +112,33 @@ def draw_embeddings(out: str | Path, embeddings: np.ndarray, names: Sequence[str
     shown_pids = pids[keep]
     for i, pid in enumerate(shown_ids):
         at = shown_pids == pid
-        ax.scatter(xy[at, 0], xy[at, 1], s=42, color=cmap(i % cmap.N), marker=markers[(i // cmap.N) % len(markers)],
-                   edgecolors="white", linewidths=0.6, label=f"id {pid} ({at.sum()})")
+        ax.scatter(
+            xy[at, 0],
+            xy[at, 1],
+            s=42,
+            color=cmap(i % cmap.N),
+            marker=markers[(i // cmap.N) % len(markers)],
+            edgecolors="white",
+            linewidths=0.6,
+            label=f"id {pid} ({at.sum()})",
+        )
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_xlabel(f"{label} 1")
     ax.set_ylabel(f"{label} 2")
     visible_note = " (visible only)" if visibility is not None and row not in ("global", "foreground") else ""
-    ax.set_title(title or f"{label} of the {row!r} embedding: {len(shown_ids)} identities, {int(keep.sum())} "
-                          f"images{visible_note}", fontsize=12, loc="left")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, title="identity (images)",
-              ncols=1 + len(shown_ids) // 26, frameon=False)
+    ax.set_title(
+        title
+        or f"{label} of the {row!r} embedding: {len(shown_ids)} identities, {int(keep.sum())} images{visible_note}",
+        fontsize=12,
+        loc="left",
+    )
+    ax.legend(
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=9,
+        title="identity (images)",
+        ncols=1 + len(shown_ids) // 26,
+        frameon=False,
+    )
     return save_figure(fig, out, DPI)

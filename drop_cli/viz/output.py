@@ -1,4 +1,5 @@
 """Writing pictures: every PNG goes to a temporary name in the target folder first, then is renamed."""
+
 from __future__ import annotations
 
 import os

@@ -11,6 +11,7 @@ Layout of both pictures (constants in `canvas` and here), for ``n`` images in ``
 * width ``W = max(MIN_WIDTH, 2 * MARGIN + content width)``; height ``header_height(2, K, W)
   + r * cell_h + (r - 1) * GAP + MARGIN``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -32,8 +33,9 @@ GROUP_GAP = 18
 MIN_WIDTH = 640
 
 
-def overlay_parts(image: np.ndarray, labels: np.ndarray, colours: np.ndarray, alpha: float = 0.5,
-                  contours: bool = True) -> np.ndarray:
+def overlay_parts(
+    image: np.ndarray, labels: np.ndarray, colours: np.ndarray, alpha: float = 0.5, contours: bool = True
+) -> np.ndarray:
     """Blend each part's colour onto the image where the label map puts it; background stays as it is.
 
     Args:
@@ -71,8 +73,9 @@ def _grid_width(columns: int, unit: int, gap: int) -> int:
 
 def _check_grid(columns: int, tile_height: int, alpha: float) -> None:
     if columns < 1 or tile_height < 16 or not 0 <= alpha <= 1:
-        raise DropError(f"need columns >= 1, tile_height >= 16 and alpha in [0, 1]; got {columns}, {tile_height}, "
-                        f"{alpha}.")
+        raise DropError(
+            f"need columns >= 1, tile_height >= 16 and alpha in [0, 1]; got {columns}, {tile_height}, {alpha}."
+        )
 
 
 def _legend(parts: Sequence[str], colours: np.ndarray) -> list[tuple[str, tuple[int, int, int]]]:
@@ -97,8 +100,10 @@ def choose(pool: Sequence[str], images: Sequence[str] | None, count: int | None,
         where = {p: i for i, p in enumerate(pool)}
         unknown = [p for p in images if p not in where]
         if unknown:
-            raise DropError(f"{len(unknown)} selected image(s) are not among the {len(pool)} candidates, e.g. "
-                            f"{unknown[0]}.", hint="Give paths relative to the dataset folder, as stored in the file.")
+            raise DropError(
+                f"{len(unknown)} selected image(s) are not among the {len(pool)} candidates, e.g. {unknown[0]}.",
+                hint="Give paths relative to the dataset folder, as stored in the file.",
+            )
         chosen = [where[p] for p in images]
     elif count is not None and count < 1:
         raise DropError(f"the number of images must be at least 1, got {count}.")
@@ -111,9 +116,20 @@ def choose(pool: Sequence[str], images: Sequence[str] | None, count: int | None,
     return chosen
 
 
-def draw_labels(out: str | Path, labels: LabelFile, folder: str | Path, *, pool: Sequence[str] | None = None,
-                images: Sequence[str] | None = None, count: int | None = 16, seed: int = 0, columns: int = 8,
-                tile_height: int = 256, alpha: float = 0.5, contours: bool = True) -> Path:
+def draw_labels(
+    out: str | Path,
+    labels: LabelFile,
+    folder: str | Path,
+    *,
+    pool: Sequence[str] | None = None,
+    images: Sequence[str] | None = None,
+    count: int | None = 16,
+    seed: int = 0,
+    columns: int = 8,
+    tile_height: int = 256,
+    alpha: float = 0.5,
+    contours: bool = True,
+) -> Path:
     """A grid of images with their pseudo labels overlaid, a legend of the part colours, flagged images framed red.
 
     Args:
@@ -149,10 +165,15 @@ def draw_labels(out: str | Path, labels: LabelFile, folder: str | Path, *, pool:
     how = "as selected" if images is not None else (f"random, seed {seed}" if len(chosen) < len(pool) else "all")
     top = canvas.header(
         f"Pseudo labels: {labels.path.name}",
-        [(f"{labels.attrs.get('dataset', '?')} · preset {labels.attrs.get('preset', '?')} · labeler "
-          f"{labels.attrs.get('labeler', '?')} · {len(chosen)} of {len(pool)} images ({how})"),
-         "red frame: flagged by the labeler (flag under the image) · grey cross: image missing"],
-        _legend(parts, colours))
+        [
+            (
+                f"{labels.attrs.get('dataset', '?')} · preset {labels.attrs.get('preset', '?')} · labeler "
+                f"{labels.attrs.get('labeler', '?')} · {len(chosen)} of {len(pool)} images ({how})"
+            ),
+            "red frame: flagged by the labeler (flag under the image) · grey cross: image missing",
+        ],
+        _legend(parts, colours),
+    )
     for i, rel in enumerate(chosen):
         y, x = top + (i // cols) * (cell_h + GAP), MARGIN + (i % cols) * (cell_w + GAP)
         tile = _overlaid(*tile_for(pictures[rel], tile_height, tile_w), labels[rel], colours, alpha, contours)
@@ -170,10 +191,21 @@ def draw_labels(out: str | Path, labels: LabelFile, folder: str | Path, *, pool:
     return canvas.save(out)
 
 
-def draw_parsing(out: str | Path, folder: str | Path, paths: Sequence[str], predicted: np.ndarray,
-                 parts: Sequence[str], labels: LabelFile | None = None, *, images: Sequence[str] | None = None,
-                 count: int | None = 8, seed: int = 0, columns: int = 3, tile_height: int = 256,
-                 alpha: float = 0.5) -> Path:
+def draw_parsing(
+    out: str | Path,
+    folder: str | Path,
+    paths: Sequence[str],
+    predicted: np.ndarray,
+    parts: Sequence[str],
+    labels: LabelFile | None = None,
+    *,
+    images: Sequence[str] | None = None,
+    count: int | None = 8,
+    seed: int = 0,
+    columns: int = 3,
+    tile_height: int = 256,
+    alpha: float = 0.5,
+) -> Path:
     """Predicted parsing next to the pseudo label of the same image, with per-part visibility marks.
 
     Each image is a group of tiles: the image, its pseudo label (when ``labels`` is given) and the
@@ -200,13 +232,17 @@ def draw_parsing(out: str | Path, folder: str | Path, paths: Sequence[str], pred
     _check_grid(columns, tile_height, alpha)
     predicted = np.asarray(predicted)
     if predicted.ndim != 3 or len(predicted) != len(paths) or not np.issubdtype(predicted.dtype, np.integer):
-        raise DropError(f"predicted parsing must be integer maps [N, h, w] for the {len(paths)} paths, got "
-                        f"{predicted.dtype} {predicted.shape}.")
+        raise DropError(
+            f"predicted parsing must be integer maps [N, h, w] for the {len(paths)} paths, got "
+            f"{predicted.dtype} {predicted.shape}."
+        )
     if predicted.size and (predicted.min() < 0 or predicted.max() > len(parts)):
         raise DropError(f"predicted parsing has label values outside 0..{len(parts)} ({len(parts)} parts).")
     if labels is not None and tuple(labels.parts) != tuple(parts):
-        raise DropError(f"the labels file has parts {list(labels.parts)}, the prediction {list(parts)}.",
-                        hint="Use the labels file of the preset the model was trained with.")
+        raise DropError(
+            f"the labels file has parts {list(labels.parts)}, the prediction {list(parts)}.",
+            hint="Use the labels file of the preset the model was trained with.",
+        )
     chosen = choose(list(paths), images, count, seed)
     rels = [paths[i] for i in chosen]
     truths = [labels[rel] for rel in rels] if labels is not None else None
@@ -225,10 +261,13 @@ def draw_parsing(out: str | Path, folder: str | Path, paths: Sequence[str], pred
     size = f"{predicted.shape[1]}x{predicted.shape[2]}"
     top = canvas.header(
         f"Predicted parsing{' against pseudo labels: ' + labels.path.name if labels is not None else ''}",
-        [f"{len(rels)} of {len(paths)} images · each group: {kinds} (predicted at {size})",
-         "squares: part present (filled) or absent (outline)"
-         + (" · mIoU: prediction against the pseudo label" if labels is not None else "")],
-        _legend(parts, colours))
+        [
+            f"{len(rels)} of {len(paths)} images · each group: {kinds} (predicted at {size})",
+            "squares: part present (filled) or absent (outline)"
+            + (" · mIoU: prediction against the pseudo label" if labels is not None else ""),
+        ],
+        _legend(parts, colours),
+    )
     for i, rel in enumerate(rels):
         y = top + (i // cols) * (cell_h + GAP)
         x = MARGIN + (i % cols) * (group_w + GROUP_GAP)
@@ -248,8 +287,14 @@ def draw_parsing(out: str | Path, folder: str | Path, paths: Sequence[str], pred
             canvas.paste(picture, y + FRAME, cx + FRAME)
             caption_y = y + tile_height + 2 * FRAME + 1
             missing = j == 0 and pictures[rel] is None
-            canvas.text(cx, caption_y, caption, colour=palette.FLAGGED if missing else palette.TEXT, max_width=cell_w,
-                        middle=j == 0)
+            canvas.text(
+                cx,
+                caption_y,
+                caption,
+                colour=palette.FLAGGED if missing else palette.TEXT,
+                max_width=cell_w,
+                middle=j == 0,
+            )
             if label_map is not None:
                 present = np.zeros(len(parts) + 1, bool)
                 present[np.unique(label_map)] = True
@@ -257,10 +302,18 @@ def draw_parsing(out: str | Path, folder: str | Path, paths: Sequence[str], pred
     return canvas.save(out)
 
 
-def _overlaid(tile: np.ndarray, box: tuple[int, int, int, int], labels: np.ndarray, colours: np.ndarray,
-              alpha: float, contours: bool = True) -> np.ndarray:
+def _overlaid(
+    tile: np.ndarray,
+    box: tuple[int, int, int, int],
+    labels: np.ndarray,
+    colours: np.ndarray,
+    alpha: float,
+    contours: bool = True,
+) -> np.ndarray:
     """A copy of ``tile`` with ``labels`` overlaid inside the image's ``box`` (top, left, h, w)."""
     top, left, h, w = box
     out = tile.copy()
-    out[top:top + h, left:left + w] = overlay_parts(tile[top:top + h, left:left + w], labels, colours, alpha, contours)
+    out[top : top + h, left : left + w] = overlay_parts(
+        tile[top : top + h, left : left + w], labels, colours, alpha, contours
+    )
     return out

@@ -5,6 +5,7 @@ A part keeps its colour across presets where the names agree (``head`` and ``tor
 Names outside the presets get colours from a spare list, by position, so a custom part set still
 gets distinct, stable colours.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -26,8 +27,16 @@ PART_COLOURS: dict[str, RGB] = {
     "legs": (0, 200, 170),
     "feet": (150, 85, 40),
 }
-_SPARE: tuple[RGB, ...] = ((0, 170, 255), (190, 190, 0), (120, 80, 200), (255, 80, 80), (0, 130, 90),
-                           (200, 140, 255), (120, 120, 120), (255, 170, 120))
+_SPARE: tuple[RGB, ...] = (
+    (0, 170, 255),
+    (190, 190, 0),
+    (120, 80, 200),
+    (255, 80, 80),
+    (0, 130, 90),
+    (200, 140, 255),
+    (120, 120, 120),
+    (255, 170, 120),
+)
 
 BACKGROUND: RGB = (0, 0, 0)
 SAME_ID: RGB = (30, 170, 60)

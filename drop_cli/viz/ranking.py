@@ -12,6 +12,7 @@ and in `canvas`): ``cell_w = tile_width + 2 * BORDER``, ``cell_h = tile_height +
 k * cell_w + (k - 1) * GAP)``; height ``header_height(2, K + 3, W) + COLUMN_HEAD_H + r * cell_h +
 (r - 1) * ROW_GAP + MARGIN`` (legend: K parts, query, same id, different id).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -60,8 +61,13 @@ class ImageSet:
         """From one split of a features file (``.paths``, ``.pids``, ``.camids``, ``.visibility`` [N, M])
         and its M row names; the global and foreground rows (always visible) are left out."""
         keep = [i for i, name in enumerate(names) if name not in ("global", "foreground")]
-        return cls(list(split.paths), np.asarray(split.pids), np.asarray(split.camids),
-                   np.asarray(split.visibility)[:, keep], tuple(names[i] for i in keep))
+        return cls(
+            list(split.paths),
+            np.asarray(split.pids),
+            np.asarray(split.camids),
+            np.asarray(split.visibility)[:, keep],
+            tuple(names[i] for i in keep),
+        )
 
 
 def _check(distmat: np.ndarray, query: ImageSet, gallery: ImageSet) -> np.ndarray:
@@ -74,15 +80,24 @@ def _check(distmat: np.ndarray, query: ImageSet, gallery: ImageSet) -> np.ndarra
         if np.shape(images.pids) != (n,) or np.shape(images.camids) != (n,):
             raise DropError(f"{side}: pids and camids must be [N] arrays for the {n} paths.")
         if images.visibility is not None and np.shape(images.visibility) != (n, len(images.parts)):
-            raise DropError(f"{side}: visibility has shape {np.shape(images.visibility)}, expected "
-                            f"{(n, len(images.parts))} [images, parts].")
+            raise DropError(
+                f"{side}: visibility has shape {np.shape(images.visibility)}, expected "
+                f"{(n, len(images.parts))} [images, parts]."
+            )
     if query.parts != gallery.parts:
         raise DropError(f"query and gallery have different parts: {query.parts} and {gallery.parts}.")
     return distmat
 
 
-def pick_queries(q_pids: np.ndarray, ap: np.ndarray | None = None, *, queries: Sequence[int] | None = None,
-                 query_ids: Sequence[int] | None = None, worst: int | None = None, count: int = 10) -> np.ndarray:
+def pick_queries(
+    q_pids: np.ndarray,
+    ap: np.ndarray | None = None,
+    *,
+    queries: Sequence[int] | None = None,
+    query_ids: Sequence[int] | None = None,
+    worst: int | None = None,
+    count: int = 10,
+) -> np.ndarray:
     """The query indices to draw, by one of: ``queries`` (indices), ``query_ids`` (every query of these
     identities, in the order given), ``worst`` (that many lowest-AP queries, lowest first, ties by
     index) or, when none is given, ``count`` queries evenly spread over the query set.
@@ -95,8 +110,9 @@ def pick_queries(q_pids: np.ndarray, ap: np.ndarray | None = None, *, queries: S
         DropError: more than one way given, an index out of range, an unknown query id, or no
         query with a valid match for ``worst``.
     """
-    given = [name for name, value in (("queries", queries), ("query_ids", query_ids), ("worst", worst))
-             if value is not None]
+    given = [
+        name for name, value in (("queries", queries), ("query_ids", query_ids), ("worst", worst)) if value is not None
+    ]
     if len(given) > 1:
         raise DropError(f"choose queries one way, got {' and '.join(given)}.")
     num_query = len(q_pids)
@@ -104,22 +120,32 @@ def pick_queries(q_pids: np.ndarray, ap: np.ndarray | None = None, *, queries: S
         picked = np.asarray(queries, dtype=np.int64).reshape(-1)
         bad = picked[(picked < 0) | (picked >= num_query)]
         if bad.size:
-            raise DropError(f"query index {bad[0]} is out of range: there are {num_query} queries (0..{num_query - 1}).")
+            raise DropError(
+                f"query index {bad[0]} is out of range: there are {num_query} queries (0..{num_query - 1})."
+            )
     elif query_ids is not None:
         known = np.unique(q_pids)
         unknown = np.setdiff1d(np.asarray(query_ids, dtype=np.int64), known)
         if unknown.size:
-            raise DropError(f"unknown query id {unknown[0]}.",
-                            hint=f"The {len(known)} query ids range from {known.min()} to {known.max()}, e.g. "
-                                 f"{', '.join(map(str, known[:5].tolist()))}.")
+            raise DropError(
+                f"unknown query id {unknown[0]}.",
+                hint=f"The {len(known)} query ids range from {known.min()} to {known.max()}, e.g. "
+                f"{', '.join(map(str, known[:5].tolist()))}.",
+            )
         picked = np.concatenate([np.flatnonzero(q_pids == pid) for pid in query_ids] + [np.empty(0, np.int64)])
     elif worst is not None:
         if ap is None:
             raise DropError("choosing the worst queries needs their average precision.")
         valid = np.flatnonzero(np.isfinite(ap))
         if worst < 1 or valid.size == 0:
-            raise DropError("no query to show: " + ("no query has a valid match in the gallery." if worst >= 1
-                                                     else f"worst must be at least 1, got {worst}."))
+            raise DropError(
+                "no query to show: "
+                + (
+                    "no query has a valid match in the gallery."
+                    if worst >= 1
+                    else f"worst must be at least 1, got {worst}."
+                )
+            )
         picked = valid[np.argsort(ap[valid], kind="stable")[:worst]]
     else:
         picked = np.unique(np.linspace(0, num_query - 1, min(count, num_query)).round().astype(np.int64))
@@ -131,16 +157,32 @@ def pick_queries(q_pids: np.ndarray, ap: np.ndarray | None = None, *, queries: S
 def top_k(distmat: np.ndarray, query: ImageSet, gallery: ImageSet, picked: np.ndarray, k: int) -> list[np.ndarray]:
     """For each picked query, the gallery indices of its first ``k`` kept images (fewer if fewer are kept)."""
     rows = distmat[picked]
-    kept = kept_in_ranking(np.asarray(query.pids)[picked, None], np.asarray(query.camids)[picked, None],
-                           np.asarray(gallery.pids)[None], np.asarray(gallery.camids)[None])
+    kept = kept_in_ranking(
+        np.asarray(query.pids)[picked, None],
+        np.asarray(query.camids)[picked, None],
+        np.asarray(gallery.pids)[None],
+        np.asarray(gallery.camids)[None],
+    )
     order = np.argsort(np.where(kept, rows, np.inf), axis=1, kind="stable")[:, :k]
     return [o[: min(k, int(n))] for o, n in zip(order, kept.sum(1))]
 
 
-def draw_ranking(out: str | Path, folder: str | Path, query: ImageSet, gallery: ImageSet, distmat: np.ndarray, *,
-                 queries: Sequence[int] | None = None, query_ids: Sequence[int] | None = None,
-                 worst: int | None = None, count: int = 10, k: int = 10, tile_height: int = 128,
-                 tile_width: int | None = None, title: str | None = None) -> Path:
+def draw_ranking(
+    out: str | Path,
+    folder: str | Path,
+    query: ImageSet,
+    gallery: ImageSet,
+    distmat: np.ndarray,
+    *,
+    queries: Sequence[int] | None = None,
+    query_ids: Sequence[int] | None = None,
+    worst: int | None = None,
+    count: int = 10,
+    k: int = 10,
+    tile_height: int = 128,
+    tile_width: int | None = None,
+    title: str | None = None,
+) -> Path:
     """Draw the ranking grid: per row a query (dark frame) and its top-``k`` gallery images, framed green
     (same identity) or red (different identity), with the distance, identity and camera under each
     and one square per part, filled where the part is visible in both images.
@@ -184,14 +226,24 @@ def draw_ranking(out: str | Path, folder: str | Path, query: ImageSet, gallery: 
     rows = len(picked)
     height = header_height(2, len(legend), width) + COLUMN_HEAD_H + rows * cell_h + (rows - 1) * ROW_GAP + MARGIN
     canvas = Canvas(height, width)
-    how = ("as selected" if queries is not None else f"ids {', '.join(map(str, query_ids))}" if query_ids is not None
-           else "lowest AP first" if worst is not None else "evenly spaced")
+    how = (
+        "as selected"
+        if queries is not None
+        else f"ids {', '.join(map(str, query_ids))}"
+        if query_ids is not None
+        else "lowest AP first"
+        if worst is not None
+        else "evenly spaced"
+    )
     top = canvas.header(
         title or f"Ranking: top {k} of {len(gallery.paths)} for {rows}/{len(query.paths)} queries ({how})",
-        ["frames: query, same identity, different identity · under each image: distance (query: AP), id, camera",
-         ("squares: parts visible in both (query: in it) · " if parts else "")
-         + "not ranked, as in evaluation: same id and camera, junk"],
-        legend)
+        [
+            "frames: query, same identity, different identity · under each image: distance (query: AP), id, camera",
+            ("squares: parts visible in both (query: in it) · " if parts else "")
+            + "not ranked, as in evaluation: same id and camera, junk",
+        ],
+        legend,
+    )
     q_left = MARGIN + GUTTER
     g_left = q_left + cell_w + QUERY_GAP
     canvas.text(q_left + cell_w // 2, top, "query", anchor="ma", bold=True)
@@ -204,28 +256,64 @@ def draw_ranking(out: str | Path, folder: str | Path, query: ImageSet, gallery: 
         canvas.text(MARGIN, y + BORDER + tile_height // 2, f"#{qi}", CAPTION_SIZE + 1, bold=True, anchor="lm")
         q_pid = query.pids[qi]
         score = f"AP {100 * q_ap:.1f}%" if np.isfinite(q_ap) else "no valid match"
-        _cell(canvas, y, q_left, pictures[query.paths[qi]], tile_height, tile_w, palette.QUERY,
-              (f"id {q_pid} c{query.camids[qi]}", score), None if q_visible is None else q_visible[qi], colours)
+        _cell(
+            canvas,
+            y,
+            q_left,
+            pictures[query.paths[qi]],
+            tile_height,
+            tile_w,
+            palette.QUERY,
+            (f"id {q_pid} c{query.camids[qi]}", score),
+            None if q_visible is None else q_visible[qi],
+            colours,
+        )
         for rank, gi in enumerate(gallery_row):
             d = distmat[qi, gi]
             shared = None if q_visible is None else q_visible[qi] & g_visible[gi]
-            _cell(canvas, y, g_left + rank * (cell_w + GAP), pictures[gallery.paths[gi]], tile_height, tile_w,
-                  palette.SAME_ID if gallery.pids[gi] == q_pid else palette.OTHER_ID,
-                  ("no shared" if d >= UNSHARED_DISTANCE and parts else f"{d:.3f}",
-                   f"id {gallery.pids[gi]} c{gallery.camids[gi]}"), shared, colours)
+            _cell(
+                canvas,
+                y,
+                g_left + rank * (cell_w + GAP),
+                pictures[gallery.paths[gi]],
+                tile_height,
+                tile_w,
+                palette.SAME_ID if gallery.pids[gi] == q_pid else palette.OTHER_ID,
+                (
+                    "no shared" if d >= UNSHARED_DISTANCE and parts else f"{d:.3f}",
+                    f"id {gallery.pids[gi]} c{gallery.camids[gi]}",
+                ),
+                shared,
+                colours,
+            )
     return canvas.save(out)
 
 
-def _cell(canvas: Canvas, top: int, left: int, image: np.ndarray | None, tile_height: int, tile_width: int,
-          colour: tuple[int, int, int], captions: tuple[str, str], shown: np.ndarray | None,
-          colours: np.ndarray) -> None:
+def _cell(
+    canvas: Canvas,
+    top: int,
+    left: int,
+    image: np.ndarray | None,
+    tile_height: int,
+    tile_width: int,
+    colour: tuple[int, int, int],
+    captions: tuple[str, str],
+    shown: np.ndarray | None,
+    colours: np.ndarray,
+) -> None:
     """One framed tile with two caption lines and, when ``shown`` [K] is given, the part marks."""
     cell_w = tile_width + 2 * BORDER
     canvas.frame(top, left, tile_height + 2 * BORDER, cell_w, colour, BORDER)
     canvas.paste(tile_for(image, tile_height, tile_width)[0], top + BORDER, left + BORDER)
     if image is None:
-        canvas.text(left + cell_w // 2, top + BORDER + tile_height // 2, "missing", colour=palette.FLAGGED,
-                    anchor="mm", max_width=tile_width)
+        canvas.text(
+            left + cell_w // 2,
+            top + BORDER + tile_height // 2,
+            "missing",
+            colour=palette.FLAGGED,
+            anchor="mm",
+            max_width=tile_width,
+        )
     y = top + tile_height + 2 * BORDER + 1
     canvas.text(left, y, captions[0], max_width=cell_w)
     canvas.text(left, y + CAPTION_H, captions[1], colour=palette.MUTED, max_width=cell_w)

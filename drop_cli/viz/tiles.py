@@ -4,6 +4,7 @@ A missing or unreadable image becomes a grey placeholder with a cross and one wa
 whole picture; when most images are missing, the folder is not the one the paths belong to, and
 that is a `DropError` rather than a picture of placeholders.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -33,12 +34,16 @@ def read_images(folder: str | Path, relpaths: Sequence[str], what: str = "images
         images[rel] = _read_rgb(folder / rel)
     missing = [rel for rel, image in images.items() if image is None]
     if missing and 2 * len(missing) > len(images):
-        raise DropError(f"{len(missing)} of {len(images)} {what} are missing under {folder}, e.g. {missing[0]}.",
-                        hint="Pass the dataset folder that the paths are relative to (the one the labels or "
-                             "features file was made from).")
+        raise DropError(
+            f"{len(missing)} of {len(images)} {what} are missing under {folder}, e.g. {missing[0]}.",
+            hint="Pass the dataset folder that the paths are relative to (the one the labels or "
+            "features file was made from).",
+        )
     if missing:
-        _ui.warn(f"{len(missing)} of {len(images)} {what} missing or unreadable under {folder} (drawn as grey "
-                 f"placeholders): {', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}")
+        _ui.warn(
+            f"{len(missing)} of {len(images)} {what} missing or unreadable under {folder} (drawn as grey "
+            f"placeholders): {', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}"
+        )
     return images
 
 
@@ -73,7 +78,7 @@ def fit(image: np.ndarray, height: int, width: int) -> tuple[np.ndarray, tuple[i
         return np.ascontiguousarray(scaled), box
     tile = np.empty((height, width, 3), np.uint8)
     tile[:] = PAD
-    tile[top:top + h, left:left + w] = scaled
+    tile[top : top + h, left : left + w] = scaled
     return tile, box
 
 
@@ -92,4 +97,3 @@ def tile_for(image: np.ndarray | None, height: int, width: int) -> tuple[np.ndar
     if image is None:
         return placeholder(height, width), (0, 0, height, width)
     return fit(image, height, width)
-

@@ -4,6 +4,7 @@ Every labeler has ``name``, ``version`` and ``label(image_rgb, relpath) -> Label
 built from plain values (preset, label height and width, its own options) so that worker
 processes can rebuild it from a :class:`LabelerSpec`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -20,6 +20,7 @@ Files: ``<dataset folder>/masks/pifpaf_maskrcnn_filtering/<split folder>/<stem>.
 ``<name>.confidence_fields.npy``); for Occluded-REID and P-DukeMTMC-reID the per-identity folder is
 left out (``occluded_body_images/<stem>.npy``), as BPBreID's ``infer_masks_path`` does.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -90,19 +91,24 @@ def find_masks_dir(dataset: str, folder: Path, relpaths: list[str], explicit: st
         if not masks_dir.is_dir() and len(others) == 1:
             masks_dir = others[0]
         elif not masks_dir.is_dir() and others:
-            raise LabelsError(f"cannot tell which BPBreID masks to use: {folder / 'masks'} holds "
-                              f"{len(others)} mask folders.",
-                              hint="Pass --bpbreid-masks DIR (e.g. masks/pifpaf_maskrcnn_filtering).")
+            raise LabelsError(
+                f"cannot tell which BPBreID masks to use: {folder / 'masks'} holds {len(others)} mask folders.",
+                hint="Pass --bpbreid-masks DIR (e.g. masks/pifpaf_maskrcnn_filtering).",
+            )
     if not masks_dir.is_dir():
         raise missing_masks_error(dataset, masks_dir)
     missing = [p for p in relpaths if not mask_file(masks_dir, p, dataset).is_file()]
     if relpaths and len(missing) == len(relpaths):
-        raise LabelsError(f"none of the {len(relpaths)} images has a BPBreID mask in {masks_dir} "
-                          f"(looked for e.g. {mask_file(masks_dir, relpaths[0], dataset)}).",
-                          hint="Point --bpbreid-masks at the folder that holds the split folders.")
+        raise LabelsError(
+            f"none of the {len(relpaths)} images has a BPBreID mask in {masks_dir} "
+            f"(looked for e.g. {mask_file(masks_dir, relpaths[0], dataset)}).",
+            hint="Point --bpbreid-masks at the folder that holds the split folders.",
+        )
     if missing:
-        _ui.warn(f"{len(missing)} image(s) have no BPBreID mask and will be flagged missing_source, "
-                 f"e.g. {', '.join(missing[:3])}.")
+        _ui.warn(
+            f"{len(missing)} image(s) have no BPBreID mask and will be flagged missing_source, "
+            f"e.g. {', '.join(missing[:3])}."
+        )
     return masks_dir
 
 
@@ -113,7 +119,8 @@ def missing_masks_error(dataset: str, masks_dir: Path) -> LabelsError:
         f"BPBreID's part masks for {dataset} are not in {masks_dir}: download them from BPBreID's README "
         f"({MASKS_URL}) and unzip the masks folder into the dataset folder.",
         hint="Or label the set with drop's own pose labeler instead: --set data.labeler=pose "
-             "(`drop prepare-data ... --labeler pose`).")
+        "(`drop prepare-data ... --labeler pose`).",
+    )
 
 
 def fields_to_labels(fields: np.ndarray, preset: str, height: int, width: int) -> np.ndarray:
@@ -141,8 +148,9 @@ class BpbreidLabeler:
         except FileNotFoundError:
             return LabelResult(np.zeros((self.height, self.width), np.uint8), 0.0, FLAG_MISSING_SOURCE)
         except (ValueError, OSError) as e:
-            raise DropError(f"bpbreid mask {path} is not a readable .npy file ({e}).",
-                            hint="Re-extract BPBreID's mask archive.") from None
+            raise DropError(
+                f"bpbreid mask {path} is not a readable .npy file ({e}).", hint="Re-extract BPBreID's mask archive."
+            ) from None
         try:
             return LabelResult(fields_to_labels(fields, self.preset, self.height, self.width))
         except ValueError as e:

