@@ -30,7 +30,7 @@ import yaml
 from .errors import RecipeError
 
 _YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -192,7 +192,6 @@ def _v1_data(data: dict) -> dict:
         "flip_swap_sides": True,
         "erasing": "zhong",
         "antialias": True,
-        "skip_flagged": False,
         "color_jitter": 1.0 if strength else 0.0,
         "jitter_brightness": strength,
         "jitter_contrast": strength,
@@ -214,13 +213,13 @@ _MIGRATIONS: dict[int, dict[str, Any]] = {
         },
         "loss": _v1_loss,
         "train": lambda train: {**train, "sync_bn": False},
-        "eval": lambda eval_: {
-            **eval_,
-            "part_embeddings": "bnneck",
-            "rerank_k1": 20,
-            "rerank_k2": 6,
-            "rerank_lambda": 0.3,
-        },
+        "eval": lambda eval_: {**eval_, "part_embeddings": "bnneck"},
+    },
+    # 2 -> 3: re-ranking's parameters became recipe keys (they were always these values); flagged
+    # images were trained on before data.skip_flagged.
+    2: {
+        "data": lambda data: {"skip_flagged": False, **data},
+        "eval": lambda eval_: {"rerank_k1": 20, "rerank_k2": 6, "rerank_lambda": 0.3, **eval_},
     },
 }
 

@@ -14,7 +14,7 @@ import torch
 
 from drop_cli import api
 from drop_cli.errors import DropError
-from drop_cli.recipe import load_recipe
+from drop_cli.recipe import SCHEMA_VERSION, load_recipe
 from drop_cli.train import loop as loop_module
 from drop_cli.train.checkpoint import load_checkpoint
 
@@ -48,7 +48,7 @@ def test_train_writes_a_complete_run_folder(synthetic_labels, synthetic_root, tm
     assert payload["final"] == {"epoch": 2, **{k: pytest.approx(float(rows[1][k])) for k in ("rank1", "mAP", "mINP")}}
     checkpoint = load_checkpoint(run / "last.pt")
     assert checkpoint["recipe"]["model"]["backbone"] == "test_resnet" and checkpoint["num_classes"] == 6
-    assert checkpoint["recipe"]["version"] == 2 and checkpoint["epoch"] == 1
+    assert checkpoint["recipe"]["version"] == SCHEMA_VERSION and checkpoint["epoch"] == 1
     assert json.loads((run / "env.json").read_text())["seed"] == 0
     assert "epoch 2:" in (run / "log.txt").read_text()
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

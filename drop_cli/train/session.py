@@ -23,7 +23,7 @@ from ..labels import LabelFile, default_labels_path
 from ..labels.labelers.bpbreid import MASKS_FOLDER, missing_masks_error
 from ..model import build_model
 from ..parts import part_names
-from ..recipe import Recipe, recipe_differences
+from ..recipe import Recipe, recipe_differences, recipe_from_dict
 from .checkpoint import load_checkpoint
 from .loop import LoopConfig, LoopState, amp_dtype, train_loop
 from .objective import Objective
@@ -145,7 +145,7 @@ def _run_folder(recipe: Recipe, output: str | Path | None, resume: str | Path | 
 
 
 def _check_resume(recipe: Recipe, checkpoint: dict, path: Path) -> None:
-    differences = recipe_differences(checkpoint["recipe"], recipe.to_dict())
+    differences = recipe_differences(recipe_from_dict(checkpoint["recipe"]).to_dict(), recipe.to_dict())
     if differences:
         raise DropError(
             f"cannot resume {path}: the recipe differs in {', '.join(differences)}.",
