@@ -483,3 +483,18 @@ def test_build_model_unknown_key_names_the_closest():
     with pytest.raises(DropError) as error:
         build_model(CLASSES, K, backbone="test_resnet", decoupel=False)
     assert "decoupel" in str(error.value) and "Did you mean 'decouple'" in str(error.value)
+
+
+def test_input_normalisation_follows_the_starting_weights():
+    """A backbone starting from pretrained or local weights gets the normalisation its weights expect
+    (timm's config: test_resnet's is 0.5 / 0.5), one starting from random weights ImageNet's [base]."""
+    from drop_cli.model import input_normalisation
+
+    net = tiny_net()
+    assert net.backbone.mean == (0.5, 0.5, 0.5)
+    assert input_normalisation(net, pretrained=True, weights=None) == {"mean": (0.5,) * 3, "std": (0.5,) * 3}
+    assert input_normalisation(net, pretrained=False, weights="w.pth")["mean"] == (0.5,) * 3
+    assert input_normalisation(net, pretrained=False, weights=None) == {
+        "mean": (0.485, 0.456, 0.406),
+        "std": (0.229, 0.224, 0.225),
+    }

@@ -15,6 +15,7 @@ from ..data import load_dataset
 from ..data.transforms import EvalTransform
 from ..errors import DropError, lookup
 from ..features import SPLITS, Extraction, extract_to_file, features_complete
+from ..model import input_normalisation
 from ..parts import part_names, row_names
 from ..recipe import recipe_from_dict
 from ..train.checkpoint import load_checkpoint, model_from_checkpoint
@@ -162,8 +163,7 @@ def extract_features(
             recipe.data.height,
             recipe.data.width,
             antialias=recipe.data.antialias,
-            mean=model.backbone.mean,
-            std=model.backbone.std,
+            **input_normalisation(model, pretrained=recipe.model.pretrained, weights=recipe.model.weights),
         ),
         parts=parts,
         part_embeddings=recipe.eval.part_embeddings,

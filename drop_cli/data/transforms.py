@@ -82,7 +82,7 @@ class TrainTransform:
         color_jitter: probability of a colour jitter of ``jitter_brightness`` / ``jitter_contrast`` /
             ``jitter_saturation`` (factors drawn in 1 +- each).
         antialias: antialiased resizing of the image.
-        mean, std: the normalisation the backbone's weights expect (``Backbone.mean``/``.std``; ImageNet's).
+        mean, std: the input normalisation (``model.input_normalisation``; ImageNet's by default).
     """
 
     def __init__(

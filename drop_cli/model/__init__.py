@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .build import build_model
+from .build import build_model, input_normalisation
 from .drop_net import DropNet
 from .output import DropOutput
 from .pooling import POOLING
 
-__all__ = ["POOLING", "DropNet", "DropOutput", "build_model"]
+__all__ = ["POOLING", "DropNet", "DropOutput", "build_model", "input_normalisation"]

@@ -15,7 +15,10 @@ import inspect
 from ..errors import lookup
 from .drop_net import DropNet
 
-__all__ = ["MODEL_KEYS", "build_model"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "MODEL_KEYS", "build_model", "input_normalisation"]
+
+# [base] BPBreID's normalisation (data.norm_mean / norm_std), for networks that start from random weights.
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 # Recipe keys of the model section: DropNet's keyword arguments, less those the data decides.
 MODEL_KEYS: tuple[str, ...] = tuple(
@@ -41,3 +44,13 @@ def build_model(num_classes: int, num_parts: int, **model_section) -> DropNet:
         lookup(valid, key, "model key")
     kwargs = {key: value for key, value in model_section.items() if value is not None}
     return DropNet(num_classes=num_classes, num_parts=num_parts, **kwargs)
+
+
+def input_normalisation(model: DropNet, *, pretrained: bool, weights: str | None) -> dict[str, tuple[float, ...]]:
+    """``{"mean", "std"}`` of the images the network is trained and run on: what its backbone's weights
+    expect (timm's pretrained config) when it starts from pretrained or local weights, ImageNet's
+    (BPBreID's) when it starts from random weights. Decided by the recipe, so that a model rebuilt from a
+    checkpoint is fed as it was trained."""
+    if pretrained or weights:
+        return {"mean": model.backbone.mean, "std": model.backbone.std}
+    return {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}

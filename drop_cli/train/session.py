@@ -21,7 +21,7 @@ from ..errors import DropError, LabelsError
 from ..evaluation.scoring import Rerank
 from ..labels import LabelFile, default_labels_path
 from ..labels.labelers.bpbreid import MASKS_FOLDER, missing_masks_error
-from ..model import build_model
+from ..model import build_model, input_normalisation
 from ..parts import part_names
 from ..recipe import Recipe, recipe_differences, recipe_from_dict
 from .checkpoint import load_checkpoint
@@ -184,7 +184,7 @@ def run_training(
         ppe_height=data.height // 4,  # one position row per feature row
         **dataclasses.asdict(recipe.model),
     )
-    normalise = {"mean": model.backbone.mean, "std": model.backbone.std}  # what the backbone's weights expect
+    normalise = input_normalisation(model, pretrained=recipe.model.pretrained, weights=recipe.model.weights)
     train_set = ReidImages(
         train_records,
         ds.folder,
