@@ -234,7 +234,7 @@ def train(
     """
     if not recipe and resume is None:
         raise DropError("no recipe given.", hint="Pass --recipe FILE (see recipes/), or --resume RUN_DIR.")
-    result = api.train(recipe, set_ or [], output=output, resume=resume, device=device, progress=not json_out)
+    result = api.train(recipe, overrides=set_ or [], output=output, resume=resume, device=device, progress=not json_out)
     if result.rank != 0:
         return
     table = Table(title=f"{result.run_dir}")
@@ -257,7 +257,7 @@ def recipe_show(recipe: RecipeOpt = None, set_: SetOpt = None, json_out: JsonOpt
 
     Example: drop recipe show --recipe occluded_duke --recipe ablations/no_dpu
     """
-    resolved = api.resolve_recipe(recipe, set_ or [])
+    resolved = api.resolve_recipe(recipe, overrides=set_ or [])
     if json_out:
         print(json.dumps(resolved.to_dict()))
     else:

@@ -139,3 +139,16 @@ def test_the_lazy_exports_are_complete():
         assert getattr(api, name) is not None, name
     for name in drop_cli.__all__:
         assert getattr(drop_cli, name) is not None, name
+
+
+def test_api_functions_are_keyword_only_after_their_first_argument():
+    loose = []
+    for module, path in modules().items():
+        if unit(module) != "api":
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+                positional = [a.arg for a in node.args.posonlyargs + node.args.args]
+                if len(positional) > 1:
+                    loose.append(f"{module}.{node.name}({', '.join(positional)}, ...)")
+    assert not loose, "make these keyword-only after the first argument:\n" + "\n".join(loose)

@@ -45,7 +45,7 @@ ROWS = {"global": [0], "foreground": [1], "parts": list(range(2, 10)), "parts+fo
 def checkpoint(synthetic_labels, synthetic_root, tmp_path_factory) -> Path:
     """last.pt of a tiny model trained once for this module."""
     run = tmp_path_factory.mktemp("features-run") / "run"
-    return api.train(TINY, tiny_recipe(synthetic_root), output=run, progress=False).run_dir / "last.pt"
+    return api.train(TINY, overrides=tiny_recipe(synthetic_root), output=run, progress=False).run_dir / "last.pt"
 
 
 @pytest.fixture(scope="module")

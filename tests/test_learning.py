@@ -51,7 +51,7 @@ def test_drop_learns_on_synthetic_occlusion(tmp_path):
     api.prepare_data("synthetic", root=tmp_path, labeler="synthetic", workers=0, progress=False)
     result = api.train(
         RECIPE,
-        [
+        overrides=[
             f"data.root={tmp_path}",
             "data.labeler=synthetic",
             "train.epochs=12",

@@ -22,7 +22,7 @@ from .conftest import TINY, tiny_recipe
 
 
 def test_train_writes_a_complete_run_folder(synthetic_labels, synthetic_root, tmp_path):
-    result = api.train(TINY, tiny_recipe(synthetic_root), output=tmp_path / "run", progress=False)
+    result = api.train(TINY, overrides=tiny_recipe(synthetic_root), output=tmp_path / "run", progress=False)
     run = result.run_dir
     for name in ("recipe.yaml", "env.json", "log.txt", "metrics.csv", "curves.png", "last.pt"):
         assert (run / name).is_file(), name
@@ -56,7 +56,7 @@ def test_train_writes_a_complete_run_folder(synthetic_labels, synthetic_root, tm
 
 def test_resume_after_interruption_ends_with_the_same_weights(synthetic_labels, synthetic_root, tmp_path, monkeypatch):
     overrides = tiny_recipe(synthetic_root, **{"train.epochs": 3, "train.eval_every": 3})
-    full = api.train(TINY, overrides, output=tmp_path / "full", progress=False)
+    full = api.train(TINY, overrides=overrides, output=tmp_path / "full", progress=False)
 
     real_save = loop_module.save_checkpoint
 
@@ -67,9 +67,9 @@ def test_resume_after_interruption_ends_with_the_same_weights(synthetic_labels, 
 
     monkeypatch.setattr(loop_module, "save_checkpoint", save_then_interrupt_after_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        api.train(TINY, overrides, output=tmp_path / "cut", progress=False)
+        api.train(TINY, overrides=overrides, output=tmp_path / "cut", progress=False)
     monkeypatch.setattr(loop_module, "save_checkpoint", real_save)
-    resumed = api.train(TINY, overrides, resume=tmp_path / "cut", progress=False)
+    resumed = api.train(TINY, overrides=overrides, resume=tmp_path / "cut", progress=False)
     assert resumed.final == full.final
     rows = list(csv.DictReader((tmp_path / "cut" / "metrics.csv").read_text().splitlines()))
     assert [r["memory"] for r in rows] == ["0", "0", "1"], "memory regime once the bank is filled"
@@ -85,7 +85,7 @@ def test_the_number_of_workers_does_not_change_the_weights(synthetic_labels, syn
     runs = [
         api.train(
             TINY,
-            tiny_recipe(
+            overrides=tiny_recipe(
                 synthetic_root,
                 **{"train.epochs": 2, "train.eval_every": 2, "data.workers": workers, "data.color_jitter": 0.2},
             ),
@@ -102,11 +102,13 @@ def test_the_number_of_workers_does_not_change_the_weights(synthetic_labels, syn
 
 def test_resume_refuses_another_recipe(synthetic_labels, synthetic_root, tmp_path):
     overrides = tiny_recipe(synthetic_root, **{"train.epochs": 1})
-    api.train(TINY, overrides, output=tmp_path / "run", progress=False)
+    api.train(TINY, overrides=overrides, output=tmp_path / "run", progress=False)
     with pytest.raises(DropError, match=r"recipe differs in model\.embed_dim, optim\.lr"):
-        api.train(TINY, [*overrides, "model.embed_dim=16", "optim.lr=0.1"], resume=tmp_path / "run", progress=False)
+        api.train(
+            TINY, overrides=[*overrides, "model.embed_dim=16", "optim.lr=0.1"], resume=tmp_path / "run", progress=False
+        )
     with pytest.raises(DropError, match="already holds a run.*--resume"):
-        api.train(TINY, overrides, output=tmp_path / "run", progress=False)
+        api.train(TINY, overrides=overrides, output=tmp_path / "run", progress=False)
 
 
 def test_missing_labels_name_the_prepare_data_command(synthetic_root, tmp_path):
@@ -117,7 +119,7 @@ def test_missing_labels_name_the_prepare_data_command(synthetic_root, tmp_path):
     ):
         api.train(
             TINY,
-            tiny_recipe(synthetic_root, **{"data.labeler": "pose", "data.preset": "five"}),
+            overrides=tiny_recipe(synthetic_root, **{"data.labeler": "pose", "data.preset": "five"}),
             output=tmp_path / "run",
             progress=False,
         )
@@ -127,7 +129,7 @@ def test_labels_preset_must_match_the_recipe(synthetic_labels, synthetic_root, t
     with pytest.raises(DropError, match=r"holds `eight` labels \(8 parts\) but the recipe asks for data.preset five"):
         api.train(
             TINY,
-            tiny_recipe(synthetic_root, **{"data.preset": "five", "data.labels": str(synthetic_labels)}),
+            overrides=tiny_recipe(synthetic_root, **{"data.preset": "five", "data.labels": str(synthetic_labels)}),
             output=tmp_path / "run",
             progress=False,
         )
@@ -136,7 +138,7 @@ def test_labels_preset_must_match_the_recipe(synthetic_labels, synthetic_root, t
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_cuda_asked_for_but_missing(synthetic_labels, synthetic_root, tmp_path):
     with pytest.raises(DropError, match="--device cuda was asked for, but PyTorch sees no CUDA device"):
-        api.train(TINY, tiny_recipe(synthetic_root), device="cuda", output=tmp_path / "run", progress=False)
+        api.train(TINY, overrides=tiny_recipe(synthetic_root), device="cuda", output=tmp_path / "run", progress=False)
 
 
 def test_non_finite_loss_stops_naming_step_and_term(synthetic_labels, synthetic_root, tmp_path, monkeypatch):
@@ -144,7 +146,7 @@ def test_non_finite_loss_stops_naming_step_and_term(synthetic_labels, synthetic_
 
     monkeypatch.setattr(objective, "parsing_loss", lambda logits, *a, **k: logits.sum() * float("nan"))
     with pytest.raises(DropError, match=r"the loss became nan at epoch 1, step 1 \(term parsing\)"):
-        api.train(TINY, tiny_recipe(synthetic_root), output=tmp_path / "run", progress=False)
+        api.train(TINY, overrides=tiny_recipe(synthetic_root), output=tmp_path / "run", progress=False)
 
 
 @pytest.mark.slow
@@ -183,7 +185,7 @@ def test_global_feature_baseline_and_eval_distance(synthetic_labels, synthetic_r
     with the same numbers `drop evaluate` gives on the cached features."""
     result = api.train(
         TINY,
-        tiny_recipe(synthetic_root, **{"loss.parts": False, "eval.distance": "global", "train.epochs": 1}),
+        overrides=tiny_recipe(synthetic_root, **{"loss.parts": False, "eval.distance": "global", "train.epochs": 1}),
         output=tmp_path / "run",
         progress=False,
     )
@@ -255,8 +257,10 @@ def test_flagged_training_images_are_left_out(synthetic_labels, synthetic_root, 
             flags[paths.index(path)] = 2  # no_person
         f["flags"][...] = flags
     overrides = tiny_recipe(synthetic_root, **{"data.labels": str(labels), "train.epochs": 1})
-    run = api.train(TINY, overrides, output=tmp_path / "skip", progress=False).run_dir
+    run = api.train(TINY, overrides=overrides, output=tmp_path / "skip", progress=False).run_dir
     assert (run / "flagged.txt").read_text().split() == sorted(train[:3])
     assert f"({len(train) - 3:,} train images" in (run / "log.txt").read_text()
-    kept = api.train(TINY, [*overrides, "data.skip_flagged=false"], output=tmp_path / "keep", progress=False).run_dir
+    kept = api.train(
+        TINY, overrides=[*overrides, "data.skip_flagged=false"], output=tmp_path / "keep", progress=False
+    ).run_dir
     assert not (kept / "flagged.txt").exists() and f"({len(train):,} train images" in (kept / "log.txt").read_text()

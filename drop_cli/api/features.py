@@ -79,6 +79,7 @@ def _parse_splits(splits: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 def extract_features(
     checkpoint: str | Path,
+    *,
     dataset: str | None = None,
     root: str | Path | None = None,
     splits: str | list[str] | tuple[str, ...] = ("query", "gallery"),
@@ -211,7 +212,7 @@ def extract_features(
     )
 
 
-def split_features(checkpoint: str | Path, split: str) -> Path:
+def split_features(checkpoint: str | Path, *, split: str) -> Path:
     """The features file of one split of the checkpoint's test dataset, ``features-<split>.h5`` beside
     it: extracted once (quietly), then reused by every caller that needs that split's features."""
     checkpoint = Path(checkpoint).expanduser()

@@ -13,7 +13,7 @@ RecipeArg = str | Path | Sequence[str | Path] | None
 
 
 def resolve_recipe(
-    recipe: RecipeArg = None, overrides: Sequence[str] = (), *, resume: str | Path | None = None
+    recipe: RecipeArg = None, *, overrides: Sequence[str] = (), resume: str | Path | None = None
 ) -> Recipe:
     """The recipe a run uses: the files stacked in order (or, resuming without one, the run's own
     recipe.yaml) plus ``key=value`` overrides."""
@@ -24,8 +24,8 @@ def resolve_recipe(
 
 def train(
     recipe: RecipeArg = None,
-    overrides: Sequence[str] = (),
     *,
+    overrides: Sequence[str] = (),
     output: str | Path | None = None,
     resume: str | Path | None = None,
     device: str = "auto",
@@ -49,4 +49,4 @@ def train(
             "no recipe given.",
             hint="Pass a recipe (a file or a shipped name such as 'synthetic'), or resume a run folder.",
         )
-    return run_training(resolve_recipe(recipe, overrides, resume=resume), output, resume, device, progress)
+    return run_training(resolve_recipe(recipe, overrides=overrides, resume=resume), output, resume, device, progress)

@@ -88,7 +88,7 @@ def visualize_parsing(
             hint="--features reads a cache from `drop extract-features`; --checkpoint makes one.",
         )
     if checkpoint is not None:
-        features = split_features(checkpoint, split)
+        features = split_features(checkpoint, split=split)
     cache = FeatureFile(features)
     if not cache.has_parsing:
         raise DropError(

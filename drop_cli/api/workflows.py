@@ -67,7 +67,7 @@ def quickstart(
     run_dir = out / "runs" / "synthetic-drop"
     run = train(
         "synthetic",
-        [f"data.root={data}", f"data.labeler={labeler}", *overrides],
+        overrides=[f"data.root={data}", f"data.labeler={labeler}", *overrides],
         output=None if (run_dir / "last.pt").exists() else run_dir,
         resume=run_dir if (run_dir / "last.pt").exists() else None,
         progress=progress,

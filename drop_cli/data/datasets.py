@@ -183,7 +183,7 @@ def _partial_reid(folder: Path) -> Dataset:
                 f"partial_reid: {len(bad)} file name(s) in {folder / subdir} do not start with '<pid>_', "
                 f"e.g. {', '.join(bad[:3])}."
             )
-        return [Record(f"{subdir}/{n}", int(m.group(1)), camid) for n, m in parsed]
+        return [Record(f"{subdir}/{n}", int(m.group(1)), camid) for n, m in parsed if m is not None]
 
     return Dataset("partial_reid", folder, [], split(subdirs[0], 0), split(subdirs[1], 1))
 
@@ -313,8 +313,10 @@ def dataset_folder(name: str, root: str | Path) -> Path:
     else:
         dirname, _ = lookup(DATASETS, name, "dataset")
         candidates = [root / d for d in (dirname, *_ALTERNATIVE_DIRS.get(name, ()))]
-        folder = next((c for c in candidates if c.is_dir()), None)
-        if folder is None:
+        found = next((c for c in candidates if c.is_dir()), None)
+        if found is not None:
+            folder = found
+        else:
             folder = root if (root.name in {c.name for c in candidates} or _looks_like(name, root)) else candidates[0]
     if not folder.is_dir():
         raise DatasetError(

@@ -32,6 +32,7 @@ distances make the original's own neighbour order arbitrary (its argsort is not 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -214,7 +215,7 @@ def _check_inputs(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k1: int, k2
 class _ConcatenatedDistances:
     """Read access to D = [[q_q, q_g], [q_g.T, g_g]] without building it (numpy arrays or tensors)."""
 
-    def __init__(self, q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray):
+    def __init__(self, q_g: Any, q_q: Any, g_g: Any):
         self.q_g, self.q_q, self.g_g = q_g, q_q, g_g
         self.num_query = q_g.shape[0]
         self.size = sum(q_g.shape)

@@ -433,8 +433,11 @@ def _grid_per_matrix(
         distmat = _distance(query, gallery, combo, device)
         re_ranked = None
         for setting in settings:
-            if setting.rerank and re_ranked is None:
-                re_ranked = _re_ranked(distmat, query, gallery, combo, rerank, device)
-            results[setting] = _metrics(re_ranked if setting.rerank else distmat, query, gallery)
+            matrix = distmat
+            if setting.rerank:
+                if re_ranked is None:
+                    re_ranked = _re_ranked(distmat, query, gallery, combo, rerank, device)
+                matrix = re_ranked
+            results[setting] = _metrics(matrix, query, gallery)
             advance(1)
     return results

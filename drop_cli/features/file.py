@@ -28,6 +28,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -278,7 +279,7 @@ class PartialFeatures:
         """Save one chunk: embeddings [n, M, D], visibility [n, M], parsing [n, h, w] or None."""
         target = self._file(split, chunk)
         tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.npz")
-        arrays = {"embeddings": embeddings, "visibility": visibility}
+        arrays: dict[str, Any] = {"embeddings": embeddings, "visibility": visibility}
         if parsing is not None:
             arrays["parsing"] = parsing
         np.savez(tmp, **arrays)

@@ -46,6 +46,10 @@ class PartsMemoryBank(torch.nn.Module):
         normalize: store L2-normalised embeddings (and normalise the blends); False: raw embeddings.
     """
 
+    memory: torch.Tensor  # [num_images, K, D]
+    filled: torch.Tensor  # [num_images, K] bool: the slot has been written
+    pids: torch.Tensor  # [num_images] identity of each slot's image, -1 before its first write
+
     def __init__(self, num_images: int, num_parts: int, dim: int, momentum: float = 0.5, normalize: bool = True):
         super().__init__()
         self.momentum, self.normalize = momentum, normalize

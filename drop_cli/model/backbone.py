@@ -29,6 +29,7 @@ import difflib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -70,6 +71,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             f"model weights file {str(path)!r} does not exist.",
             hint="Set model.weights to a local timm or torchvision state dict (.pth or .safetensors).",
         )
+    state: Any
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -260,7 +262,7 @@ class Backbone(nn.Module):
         self.name = name
         out_indices = tuple(out_indices)
         self.model = _create_features_model(name, pretrained and weights is None, out_indices)
-        info = self.model.feature_info
+        info: Any = self.model.feature_info  # timm FeatureInfo
         self.channels: tuple[int, ...] = tuple(info.channels())
         strides = list(info.reduction())
         modules = info.module_name()

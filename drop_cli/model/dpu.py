@@ -17,6 +17,8 @@ of F to the same 128 channels, a task-specific map without multi-scale fusion.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,7 +37,7 @@ class ConvBnAct(nn.Sequential):
         )
 
 
-def resize(x: torch.Tensor, size: tuple[int, int], align_corners: bool = False) -> torch.Tensor:
+def resize(x: torch.Tensor, size: Sequence[int], align_corners: bool = False) -> torch.Tensor:
     """Bilinear resize; a no-op when the size already matches."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x

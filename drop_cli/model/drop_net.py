@@ -42,6 +42,7 @@ detached), as in BPBreID; the decoupling is in the features each head reads.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
@@ -148,7 +149,7 @@ class EmbeddingHead(nn.Module):
             else None
         )
         for linear in self.classifier.values() if self.classifier is not None else ():
-            nn.init.normal_(linear.weight, std=0.001)
+            nn.init.normal_(cast(nn.Linear, linear).weight, std=0.001)
 
     def _reduce(self, pooled: torch.Tensor) -> torch.Tensor:
         """[N, 2 + K, C] -> [N, 2 + K, D]."""
@@ -252,6 +253,8 @@ class DropNet(nn.Module):
         self.backbone = Backbone(backbone, pretrained=pretrained, weights=weights, last_stride_one=last_stride_one)
         self.reid_stream = ReidStream(self.backbone.channels, align_corners=align_corners)
         self.feature_dim = self.reid_stream.out_channels  # C
+        # None: the parsing head reads F; DPU reads the backbone maps; the projection reads F
+        self.parsing_stream: nn.Module | None
         if not decouple:
             self.parsing_stream = None
             parsing_in = self.feature_dim
@@ -292,12 +295,10 @@ class DropNet(nn.Module):
         """
         features = self.backbone(images)
         reid_map = self.reid_stream(features)  # F [N, C, h, w]
-        if not self.decouple:
+        if self.parsing_stream is None:
             parsing_map = reid_map
-        elif self.dpu:
-            parsing_map = self.parsing_stream(features)
         else:
-            parsing_map = self.parsing_stream(reid_map)
+            parsing_map = self.parsing_stream(features if self.dpu else reid_map)
         if self.position_encoder is not None:
             parsing_map = self.position_encoder(parsing_map)
         parsing_logits = self.parsing_head(parsing_map)  # S [N, K+1, h, w]

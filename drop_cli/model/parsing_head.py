@@ -12,6 +12,8 @@ logits at one pixel at least.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -40,7 +42,7 @@ class ParsingHead(nn.Sequential):
             nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
         else:
             raise ValueError(f"init must be one of {PARSING_INITS}, not {init!r}")
-        nn.init.zeros_(conv.bias)
+        nn.init.zeros_(cast(torch.Tensor, conv.bias))
         super().__init__(nn.BatchNorm2d(in_channels), conv)
         self.num_parts = num_parts
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -76,7 +77,7 @@ def mean_pool(weights: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
     return total.to(torch.promote_types(total.dtype, torch.float32)) / weights.shape[2]
 
 
-def _product_max(weights: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _product_max(weights: torch.Tensor, features: torch.Tensor) -> Any:
     """max and argmax over HW of ``weights[n, k, hw] * features[n, c, hw]``, each [N, K, C].
 
     Written as the plain broadcast product so that torch.compile turns it into one reduction kernel.
@@ -85,16 +86,17 @@ def _product_max(weights: torch.Tensor, features: torch.Tensor) -> tuple[torch.T
     return (weights.to(dtype)[:, :, None, :] * features.to(dtype)[:, None, :, :]).max(dim=3)
 
 
-_fused_product_max: Callable | None = None  # compiled on first use on CUDA; False once compiling failed
+_fused_product_max: Callable | bool | None = None  # compiled on first use on CUDA; False once compiling failed
 
 
-def _cuda_product_max(weights: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The fused kernel's result, or None where torch.compile is not usable (a warning, once)."""
+def _cuda_product_max(weights: torch.Tensor, features: torch.Tensor) -> Any:
+    """The fused kernel's result (torch.max's values and indices), or None where torch.compile is not
+    usable (a warning, once)."""
     global _fused_product_max
     if _fused_product_max is False:
         return None
     try:
-        if _fused_product_max is None:
+        if not callable(_fused_product_max):
             _fused_product_max = torch.compile(_product_max, dynamic=True)
         return _fused_product_max(weights, features)
     except Exception as error:

@@ -39,7 +39,7 @@ class PedestrianPositionEncoder(nn.Module):
         Returns:
             [N, channels, h, w].
         """
-        embedding = self.embedding
+        embedding: torch.Tensor = self.embedding
         if embedding.shape[2] != x.shape[2]:
             embedding = F.interpolate(embedding, size=(x.shape[2], 1), mode="bilinear", align_corners=False)
         return x + embedding.to(x.dtype)

@@ -95,7 +95,7 @@ def _miou(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
 
 def _query_parsing_miou(checkpoint: Path, truth) -> tuple[float, float]:
     """The parsing mIoU of a run's model on the queries (features cached beside the checkpoint)."""
-    query = FeatureFile(api.split_features(checkpoint, "query")).read("query", parsing=True)
+    query = FeatureFile(api.split_features(checkpoint, split="query")).read("query", parsing=True)
     return _miou(query.parsing, np.stack([truth[path] for path in query.paths]))
 
 
@@ -176,7 +176,7 @@ def run_study(
             resume = run_dir if (run_dir / "last.pt").exists() else None
             result = api.train(
                 [recipe, *diffs],
-                [*overrides, f"train.seed={seed}"],
+                overrides=[*overrides, f"train.seed={seed}"],
                 output=None if resume else run_dir,
                 resume=resume,
                 progress=progress,
