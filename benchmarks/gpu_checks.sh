@@ -24,8 +24,9 @@ python3 -m pytest -q -p no:cacheprovider tests/test_rerank.py tests/test_part_di
 step "training step, hrnet_w32 256x128 batch 64, bf16 + channels_last"
 python3 -m benchmarks.bench_train_step --device cuda --batch 64 --steps 20 --warmup 5 --threads 8
 
-step "the same step with the backbone replayed as CUDA graphs (experiment, not in drop train)"
-python3 -m benchmarks.bench_train_step --device cuda --batch 64 --steps 20 --warmup 5 --threads 8 --graphs
+step "the same step under torch.compile (train.compile=default), then with CUDA graphs (reduce-overhead)"
+python3 -m benchmarks.bench_train_step --device cuda --batch 64 --steps 20 --warmup 5 --threads 8 --compile default
+python3 -m benchmarks.bench_train_step --device cuda --batch 64 --steps 20 --warmup 5 --threads 8 --compile reduce-overhead
 
 step "evaluation on the GPU: re_rank (Market size) and part_distance (Occluded-Duke size) against the CPU"
 python3 benchmarks/bench_evaluation.py --only rerank part --device cuda

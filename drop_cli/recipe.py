@@ -31,6 +31,8 @@ from .errors import RecipeError
 
 _YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 SCHEMA_VERSION = 3
+# torch.compile modes of the training forward (drop_cli.train.step.compiled); off: eager
+CompileMode = Literal["off", "default", "reduce-overhead", "max-autotune"]
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,8 @@ class TrainConfig:
     seed: int = 0
     amp: bool = True  # [ours] mixed precision on CUDA (bf16 where supported, else fp16)
     channels_last: bool = True  # [ours] on CUDA
+    compile: CompileMode = "off"  # [ours] torch.compile the
+    #                        training forward with this mode; reduce-overhead also replays it as CUDA graphs
     sync_bn: bool = False  # under torchrun on CUDA: batch-norm statistics over the global batch; false:
     #                        per GPU, as BPBreID's DataParallel (the authors' 2-GPU training)
     eval_every: int = 10  # evaluate on query/gallery every N epochs (and at the end)

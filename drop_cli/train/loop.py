@@ -30,10 +30,11 @@ from ..errors import DropError
 from ..evaluation.scoring import Rerank, evaluate_setting, make_setting
 from ..features import extract_features
 from ..parts import row_names
+from ..recipe import CompileMode
 from ..viz.curves import plot_training_curves
 from .checkpoint import save_checkpoint
 from .schedule import lr_at
-from .step import StepContext, train_step
+from .step import StepContext, compiled, train_step
 
 METRICS_FILE = "metrics.csv"
 # Steps between reads of the loss values on CUDA (every read waits for the GPU to finish).
@@ -57,6 +58,7 @@ class LoopConfig:
     eval_rerank: bool = False
     rerank: Rerank = field(default_factory=Rerank)  # the re-ranking parameters, when eval_rerank
     part_embeddings: str = "pre_bnneck"
+    compile: CompileMode = "off"  # the training forward under torch.compile (step.compiled)
 
 
 @dataclass
@@ -170,6 +172,7 @@ def train_loop(
     """
     device = context.device
     core = model.module if hasattr(model, "module") else model
+    step_model = compiled(model, config.compile)
     metrics_log = MetricsLog(run_dir) if run_dir is not None else None
     loader = DataLoader(
         train_set,
@@ -191,7 +194,7 @@ def train_loop(
             f"epoch {epoch + 1}/{config.epochs}", len(sampler), unit="it", enabled=progress and rank == 0
         ) as advance:
             for batch in loader:
-                terms = train_step(model, batch, step_context, optimizer)
+                terms = train_step(step_model, batch, step_context, optimizer)
                 tally.add(terms, sum(terms.values()))
                 images += len(batch["image"])
                 advance(1)

@@ -291,6 +291,7 @@ def run_training(
         eval_rerank=recipe.eval.rerank,
         rerank=Rerank(recipe.eval.rerank_k1, recipe.eval.rerank_k2, recipe.eval.rerank_lambda),
         part_embeddings=recipe.eval.part_embeddings,
+        compile=train_cfg.compile,
     )
     dtype = amp_dtype(dev, train_cfg.amp)
     context = StepContext(

@@ -19,7 +19,20 @@ import torch
 import torch.distributed as dist
 
 from ..losses import PartsMemoryBank
+from ..recipe import CompileMode
 from .objective import BATCH_TERMS, Objective
+
+
+def compiled(model: torch.nn.Module, mode: CompileMode) -> torch.nn.Module:
+    """The module `train_step` calls: ``model`` itself (``off``) or ``model`` under torch.compile with
+    that mode (``reduce-overhead`` also captures the compiled forward and backward as CUDA graphs).
+
+    The compiled module shares ``model``'s parameters, so evaluation and checkpoints keep using ``model``.
+    The model compiles without graph breaks (tested on the CPU).
+    """
+    if mode == "off":
+        return model
+    return torch.compile(model, mode=None if mode == "default" else mode)
 
 
 @dataclass(frozen=True)
