@@ -13,12 +13,15 @@
 Inputs are synthetic (identity centres plus noise, Market-like labels with junk and distractors);
 the baselines' outputs are checked against drop's. Peak memory is the growth of the resident set
 during the call (Linux: VmHWM after a reset, freed heap memory first returned to the system so that
-reusing it counts; elsewhere tracemalloc, numpy allocations only).
+reusing it counts; elsewhere tracemalloc, numpy allocations only). At the full sizes, drop's CPU
+rows are checked against their targets, printed below the table: evaluate_rank <= 1 s, re_rank
+<= 6 s and 3 GB, part_distance <= 10 s.
 
     python benchmarks/bench_evaluation.py                      # everything, full size
     python benchmarks/bench_evaluation.py --only eval part     # a subset
     python benchmarks/bench_evaluation.py --scale 0.2          # every size x 0.2 (a quick run)
     python benchmarks/bench_evaluation.py --device cuda        # GPU rows as well
+    python benchmarks/bench_evaluation.py --out evaluation.json   # also write the rows as JSON
 """
 
 from __future__ import annotations
@@ -35,9 +38,18 @@ import numpy as np
 
 from drop_cli.evaluation import UNSHARED_DISTANCE, evaluate_rank, part_distance, re_rank
 
+if __package__:  # python -m benchmarks.bench_evaluation, or imported by the tests
+    from ._report import add_out_option, settings, verdict, write_json
+else:  # python benchmarks/bench_evaluation.py
+    from _report import add_out_option, settings, verdict, write_json
+
 MARKET = (3368, 15913)
 OCCLUDED_DUKE = (2210, 17661)
 PARTS, PART_DIM = 10, 512
+# The targets of drop's CPU implementations at the full sizes above
+EVALUATE_RANK_TARGET_S = 1.0
+RE_RANK_TARGET_S, RE_RANK_TARGET_MB = 6.0, 3 * 1024
+PART_DISTANCE_TARGET_S = 10.0
 
 
 def main() -> None:
@@ -48,6 +60,7 @@ def main() -> None:
     parser.add_argument("--classic-scale", type=float, default=0.25, help="relative size of the classic re-ranking")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: time the GPU paths too")
+    add_out_option(parser)
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     rows = []
@@ -58,6 +71,9 @@ def main() -> None:
     if "part" in args.only:
         rows += bench_part_distance(rng, scaled(OCCLUDED_DUKE, args.scale), args.device == "cuda")
     print_table(rows)
+    print_targets(rows)
+    if args.out:
+        write_json(args.out, {"settings": settings(args), "rows": rows})
 
 
 def scaled(size: tuple[int, int], factor: float) -> tuple[int, int]:
@@ -94,8 +110,28 @@ def _proc_status_kb(field: str) -> int:
     raise KeyError(field)
 
 
-def row(function: str, size: str, impl: str, seconds: float, peak_mb: float, check: str = "") -> dict:
-    return {"function": function, "size": size, "impl": impl, "seconds": seconds, "peak_mb": peak_mb, "check": check}
+def row(function: str, size: str, impl: str, seconds: float, peak_mb: float, check: str = "", **figures) -> dict:
+    """One line of the table; ``figures``: the numbers behind ``check``, for the JSON only."""
+    return {
+        "function": function,
+        "size": size,
+        "impl": impl,
+        "seconds": seconds,
+        "peak_mb": peak_mb,
+        "check": check,
+        **figures,
+    }
+
+
+def with_target(line: dict, full_size: bool, target_s: float, target_peak_mb: float | None = None) -> dict:
+    """``line`` with its targets and whether it meets them (None: not at the full size, not checked)."""
+    line["target_s"] = target_s
+    met = line["seconds"] <= target_s
+    if target_peak_mb is not None:
+        line["target_peak_mb"] = target_peak_mb
+        met = met and line["peak_mb"] <= target_peak_mb
+    line["meets_target"] = met if full_size else None
+    return line
 
 
 def print_table(rows: list[dict]) -> None:
@@ -107,6 +143,16 @@ def print_table(rows: list[dict]) -> None:
             f"{row['function']:<15} {row['size']:<28} {row['impl']:<34} {row['seconds']:>8.2f} "
             f"{row['peak_mb']:>8.0f}  {row['check']}"
         )
+
+
+def print_targets(rows: list[dict]) -> None:
+    for row in rows:
+        if "target_s" in row:
+            memory = f" and {row['target_peak_mb'] / 1024:g} GB" if "target_peak_mb" in row else ""
+            print(
+                f"{row['function']} {row['size']}, {row['impl']}: {row['seconds']:.2f} s, {row['peak_mb']:.0f} MB "
+                f"(target <= {row['target_s']:g} s{memory} at full size: {verdict(row['meets_target'])})"
+            )
 
 
 # --- synthetic inputs --------------------------------------------------------------------------
@@ -153,10 +199,12 @@ def bench_evaluate(rng: np.random.Generator, size: tuple[int, int]) -> list[dict
     _, *noise_cost = measure(lambda: evaluate_rank(noise, *labels))
     name = f"{size[0]} x {size[1]}"
     summary = f"mAP {ours['mAP']:.3f} rank-1 {ours['cmc'][0]:.3f} mINP {ours['mINP']:.3f}"
+    metrics = {"mAP": ours["mAP"], "rank1": ours["cmc"][0], "mINP": ours["mINP"]}
+    ours_row = row("evaluate_rank", name, "drop (histogram ranks)", *ours_cost, summary, **metrics)
     return [
-        row("evaluate_rank", name, "drop (histogram ranks)", *ours_cost, summary),
+        with_target(ours_row, size == MARKET, EVALUATE_RANK_TARGET_S),
         row("evaluate_rank", name, "drop, random distances", *noise_cost),
-        row("evaluate_rank", name, "numpy full argsort", *base_cost, f"max diff {diff:.1e}"),
+        row("evaluate_rank", name, "numpy full argsort", *base_cost, f"max diff {diff:.1e}", max_diff=diff),
     ]
 
 
@@ -192,8 +240,9 @@ def bench_re_rank(rng: np.random.Generator, size: tuple[int, int], classic_scale
     if gpu:
         re_rank(*(d[:100, :100] for d in inputs), device="cuda")  # warm-up
         on_gpu, *gpu_cost = measure(lambda: re_rank(*inputs, device="cuda"))
-        check = f"max diff to CPU {np.abs(on_gpu - on_cpu).max():.1e}"
-        gpu_rows = [row("re_rank", full_size, "drop (sparse), CUDA", *gpu_cost, check)]
+        gpu_diff = np.abs(on_gpu - on_cpu).max()
+        check = f"max diff to CPU {gpu_diff:.1e}"
+        gpu_rows = [row("re_rank", full_size, "drop (sparse), CUDA", *gpu_cost, check, max_diff=gpu_diff)]
     del inputs, on_cpu
 
     small_q, small_g = scaled(size, classic_scale)
@@ -202,12 +251,22 @@ def bench_re_rank(rng: np.random.Generator, size: tuple[int, int], classic_scale
     ours, *ours_cost = measure(lambda: re_rank(*inputs, device="cpu"))
     classic, *classic_cost = measure(lambda: classic_re_rank(*inputs))
     growth = (sum(size) / (small_q + small_g)) ** 2
-    check = f"max diff {np.abs(ours - classic).max():.1e}; x{growth:.0f} memory and x{growth:.0f}+ time at full size"
+    diff = np.abs(ours - classic).max()
+    check = f"max diff {diff:.1e}; x{growth:.0f} memory and x{growth:.0f}+ time at full size"
+    full_row = row("re_rank", full_size, "drop (sparse)", *full_cost)
     return [
-        row("re_rank", full_size, "drop (sparse)", *full_cost),
+        with_target(full_row, size == MARKET, RE_RANK_TARGET_S, RE_RANK_TARGET_MB),
         *gpu_rows,
         row("re_rank", f"{small_q} + {small_g}", "drop (sparse)", *ours_cost),
-        row("re_rank", f"{small_q} + {small_g}", "classic dense (Zhong et al.)", *classic_cost, check),
+        row(
+            "re_rank",
+            f"{small_q} + {small_g}",
+            "classic dense (Zhong et al.)",
+            *classic_cost,
+            check,
+            max_diff=diff,
+            full_size_growth=growth,
+        ),
     ]
 
 
@@ -268,24 +327,27 @@ def bench_part_distance(rng: np.random.Generator, size: tuple[int, int], gpu: bo
     ours, *ours_cost = measure(lambda: part_distance(q_emb, q_vis, g_emb, g_vis, device="cpu"))
     base, *base_cost = measure(lambda: materialised_part_distance(q_emb, q_vis, g_emb, g_vis))
     name = f"{size[0]} x {size[1]} x {PARTS} x {PART_DIM}"
-    check = f"max diff {np.abs(ours - base).max():.1e}"
+    diff = np.abs(ours - base).max()
     gpu_rows = []
     if gpu:
         part_distance(q_emb[:10], q_vis[:10], g_emb[:10], g_vis[:10], device="cuda")  # warm-up
         on_gpu, *gpu_cost = measure(lambda: part_distance(q_emb, q_vis, g_emb, g_vis, device="cuda"))
+        gpu_diff = np.abs(on_gpu - ours).max()
         gpu_rows = [
             row(
                 "part_distance",
                 name,
                 "drop (chunked, CUDA)",
                 *gpu_cost,
-                f"max diff to CPU {np.abs(on_gpu - ours).max():.1e}",
+                f"max diff to CPU {gpu_diff:.1e}",
+                max_diff=gpu_diff,
             )
         ]
+    ours_row = row("part_distance", name, "drop (chunked, CPU)", *ours_cost)
     return [
-        row("part_distance", name, "drop (chunked, CPU)", *ours_cost),
+        with_target(ours_row, size == OCCLUDED_DUKE, PART_DISTANCE_TARGET_S),
         *gpu_rows,
-        row("part_distance", name, "numpy [M, Nq, Ng] materialised", *base_cost, check),
+        row("part_distance", name, "numpy [M, Nq, Ng] materialised", *base_cost, f"max diff {diff:.1e}", max_diff=diff),
     ]
 
 

@@ -3,7 +3,7 @@
 Two runs: crops with a person (unoccluded synthetic pedestrians), which take the whole path, and noise crops, which stop right after the network (no person), so
 their time is the network plus the input warp. Prints ms per image and images/s for each.
 
-    python benchmarks/bench_pose.py [--threads 1] [--pose-model FILE]
+    python benchmarks/bench_pose.py [--threads 1] [--pose-model FILE] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -17,6 +17,11 @@ import numpy as np
 from drop_cli.labels.labelers.pose import PoseLabeler
 from drop_cli.labels.labelers.pose_model import pose_model_path
 from drop_cli.synthetic import plan, render
+
+if __package__:  # python -m benchmarks.bench_pose
+    from ._report import add_out_option, settings, write_json
+else:  # python benchmarks/bench_pose.py
+    from _report import add_out_option, settings, write_json
 
 NUM_CROPS = 200
 
@@ -39,18 +44,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--pose-model", default=None)
+    add_out_option(parser)
     args = parser.parse_args()
-    labeler = PoseLabeler("eight", 128, 64, pose_model_path(args.pose_model), num_threads=args.threads)
+    model = pose_model_path(args.pose_model)
+    labeler = PoseLabeler("eight", 128, 64, model, num_threads=args.threads)
     rng = np.random.default_rng(0)
     runs = {
         "person crops, whole label()": person_crops(),
         "noise crops, network only": list(rng.integers(0, 256, (NUM_CROPS, 256, 128, 3), dtype=np.uint8)),
     }
+    results = {}
     for what, crops in runs.items():
         seconds, flagged = time_labels(labeler, crops)
+        results[what] = {
+            "seconds": seconds,
+            "ms_per_image": 1000 * seconds / NUM_CROPS,
+            "images_per_s": NUM_CROPS / seconds,
+            "flagged_no_person": flagged,
+        }
         print(
-            f"{what}: {1000 * seconds / NUM_CROPS:.1f} ms/image, {NUM_CROPS / seconds:.1f} images/s "
+            f"{what}: {results[what]['ms_per_image']:.1f} ms/image, {results[what]['images_per_s']:.1f} images/s "
             f"({flagged}/{NUM_CROPS} flagged no_person, {args.threads} thread(s))"
+        )
+    if args.out:
+        write_json(
+            args.out, {"settings": settings(args), "pose_model_file": model, "crops": NUM_CROPS, "runs": results}
         )
 
 

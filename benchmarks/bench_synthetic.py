@@ -2,9 +2,10 @@
 
 Times `plan` once, then `render` and `cv2.imencode` (quality 95, as `drop make-synthetic` writes
 them) over ``--images`` items spread over the three splits, and prints images/s for render alone and with
-encoding; then times the whole `make_synthetic` writer (files and ground truth) end to end.
+encoding; then times the whole `make_synthetic` writer (files and ground truth) end to end, checked
+against its target (>= 300 images/s) at ``--ids 100``.
 
-    python benchmarks/bench_synthetic.py --images 500 --ids 100
+    python benchmarks/bench_synthetic.py --images 500 --ids 100 [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -17,6 +18,13 @@ import cv2
 
 from drop_cli.api import make_synthetic
 from drop_cli.synthetic import plan, render
+
+if __package__:  # python -m benchmarks.bench_synthetic
+    from ._report import add_out_option, settings, verdict, write_json
+else:  # python benchmarks/bench_synthetic.py
+    from _report import add_out_option, settings, verdict, write_json
+
+WRITER_TARGET_IMAGES_PER_S, WRITER_TARGET_IDS = 300.0, 100  # drop make-synthetic --ids 100
 
 
 def main() -> None:
@@ -38,6 +46,7 @@ def main() -> None:
         default=[1, 2],
         help="also time the whole make_synthetic writer with these worker counts",
     )
+    add_out_option(parser)
     args = parser.parse_args()
     if args.cv_threads is not None:
         cv2.setNumThreads(args.cv_threads)
@@ -60,20 +69,52 @@ def main() -> None:
         assert ok
 
     n = len(items)
-    print(f"plan: {plan_s * 1e3:.1f} ms for {args.ids} ids")
-    print(f"{n} images ({occluded} occluded), OpenCV threads: {cv2.getNumThreads()}")
-    print(f"render:          {render_s / n * 1e3:.2f} ms/image  {n / render_s:7.0f} images/s")
-    print(f"render + encode: {(render_s + encode_s) / n * 1e3:.2f} ms/image  {n / (render_s + encode_s):7.0f} images/s")
-    for workers in args.writer_workers:
-        with tempfile.TemporaryDirectory() as root:
-            t0 = time.perf_counter()
-            made = make_synthetic(root, ids=args.ids, seed=args.seed, workers=workers, progress=False)
-            seconds = time.perf_counter() - t0
-        total = sum(made.images.values())
+    result = {
+        "plan_ms": plan_s * 1e3,
+        "images": n,
+        "occluded": occluded,
+        "opencv_threads": cv2.getNumThreads(),
+        "render_ms_per_image": render_s / n * 1e3,
+        "render_images_per_s": n / render_s,
+        "render_encode_ms_per_image": (render_s + encode_s) / n * 1e3,
+        "render_encode_images_per_s": n / (render_s + encode_s),
+    }
+    print(f"plan: {result['plan_ms']:.1f} ms for {args.ids} ids")
+    print(f"{n} images ({occluded} occluded), OpenCV threads: {result['opencv_threads']}")
+    print(
+        f"render:          {result['render_ms_per_image']:.2f} ms/image  {result['render_images_per_s']:7.0f} images/s"
+    )
+    print(
+        f"render + encode: {result['render_encode_ms_per_image']:.2f} ms/image  "
+        f"{result['render_encode_images_per_s']:7.0f} images/s"
+    )
+    result["writer"] = [time_writer(args.ids, args.seed, workers) for workers in args.writer_workers]
+    for run in result["writer"]:
         print(
-            f"drop make-synthetic --ids {args.ids} --workers {workers}: {total} images (JPEG files + ground "
-            f"truth) in {seconds:.1f} s, {total / seconds:.0f} images/s"
+            f"drop make-synthetic --ids {args.ids} --workers {run['workers']}: {run['images']} images (JPEG files + "
+            f"ground truth) in {run['seconds']:.1f} s, {run['images_per_s']:.0f} images/s "
+            f"(target >= {WRITER_TARGET_IMAGES_PER_S:.0f} at --ids {WRITER_TARGET_IDS}: {verdict(run['meets_target'])})"
         )
+    if args.out:
+        write_json(args.out, {"settings": settings(args), **result})
+
+
+def time_writer(ids: int, seed: int, workers: int) -> dict:
+    """The whole make_synthetic writer, end to end, against its target (None: not at the target's --ids)."""
+    with tempfile.TemporaryDirectory() as root:
+        start = time.perf_counter()
+        made = make_synthetic(root, ids=ids, seed=seed, workers=workers, progress=False)
+        seconds = time.perf_counter() - start
+    images = sum(made.images.values())
+    rate = images / seconds
+    return {
+        "workers": workers,
+        "images": images,
+        "seconds": seconds,
+        "images_per_s": rate,
+        "target_images_per_s": WRITER_TARGET_IMAGES_PER_S,
+        "meets_target": rate >= WRITER_TARGET_IMAGES_PER_S if ids == WRITER_TARGET_IDS else None,
+    }
 
 
 if __name__ == "__main__":

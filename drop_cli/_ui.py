@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -51,6 +52,13 @@ def progress_bar(description: str, total: int, unit: str = "img", enabled: bool 
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n=1: progress.advance(task, n)
+
+
+def error(message: str, hint: str | None = None) -> None:
+    """One line on stderr: what is wrong, then (dimmed) what to do."""
+    console.print(
+        f"[bold red]error:[/] {escape(message)}" + (f" [dim]{escape(hint)}[/]" if hint else ""), soft_wrap=True
+    )
 
 
 def warn(message: str) -> None:

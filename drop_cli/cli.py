@@ -1,12 +1,15 @@
 """The `drop` command line: one short function per verb, each calling one function of drop_cli.api.
 
-A DropError becomes one red line with its hint and exit code 1 (with ``--json``, also a JSON object
-with ``error`` and ``hint`` on stdout); anything else is a bug and keeps its traceback.
+A DropError becomes one red line with its hint and exit code 1, a usage error (an unknown option, a
+value of the wrong type or out of range) one line and exit code 2; with ``--json`` either also
+prints a JSON object with ``error`` and ``hint`` on stdout. Anything else is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -19,10 +22,12 @@ from rich.table import Table
 
 from . import _ui, api, projects
 from ._version import __version__
-from .data.datasets import DATASET_NAMES
+from .data.datasets import DATASET_NAMES, SYNTHETIC_MIN_IDS
 from .errors import DropError
-from .recipe import EvalConfig
+from .recipe import EvalConfig, key_range, recipe_keys
 
+# click's exceptions, from the click typer runs on (its own copy in typer >= 0.22): where typer.BadParameter lives
+click_exceptions = importlib.import_module(typer.BadParameter.__module__)
 app = typer.Typer(
     name="drop",
     no_args_is_help=True,
@@ -32,11 +37,25 @@ app = typer.Typer(
 )
 stdout = Console(highlight=False)
 
+
+def _bounds(key: str) -> dict:
+    """typer.Option's min/max for an option that sets what the recipe key ``key`` sets: its schema range."""
+    valid = key_range(key)
+    if valid is None or valid.low_open or valid.high_open:
+        raise ValueError(f"{key} has no closed range for an option")
+    return {"min": valid.low, "max": valid.high}
+
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout (logs go to stderr).")]
 DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda.")]
 DistanceOpt = Annotated[str, typer.Option(help="global | foreground | parts | parts+foreground.")]
 EVAL = EvalConfig()  # the defaults of the evaluation options are the recipe's eval section
-WorkersOpt = Annotated[int | None, typer.Option(help="Worker processes (default: CPU count, at most 8; 0 = none).")]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(help="Worker processes (default: CPU count, at most 8; 0 = none).", **_bounds("data.workers")),
+]
+SeedOpt = Annotated[int, typer.Option(help="Seed of the random selection.", min=0)]
+IdsOpt = Annotated[int, typer.Option(help="Identities of the synthetic set.", min=SYNTHETIC_MIN_IDS)]
 RootOpt = Annotated[Path, typer.Option(help="Folder that contains the dataset folder.")]
 PatternOpt = Annotated[
     str | None,
@@ -69,17 +88,19 @@ def _command(func):
         try:
             return func(*args, **kwargs)
         except DropError as e:
-            _ui.console.print(
-                f"[bold red]error:[/] {e.message}" + (f" [dim]{e.hint}[/]" if e.hint else ""), soft_wrap=True
-            )
-            if kwargs.get("json_out"):
-                print(json.dumps({"error": e.message, "hint": e.hint}))
-            raise typer.Exit(1) from None
+            _error(e.message, e.hint, json_out=bool(kwargs.get("json_out")))
+            raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             _ui.console.print("[bold red]interrupted.[/] Run the same command again to resume.")
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def _error(message: str, hint: str | None, *, json_out: bool) -> None:
+    _ui.error(message, hint)
+    if json_out:
+        print(json.dumps({"error": message, "hint": hint}))
 
 
 def _emit(payload: dict, tables: list[Table], json_out: bool) -> None:
@@ -124,8 +145,10 @@ def dataset_info(
 @_command
 def make_synthetic(
     root: Annotated[Path, typer.Argument(help="Folder to create synthetic/ in.")],
-    ids: Annotated[int, typer.Option(help="Identities in all (about half train, half test).")] = 100,
-    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 0,
+    ids: Annotated[
+        int, typer.Option(help="Identities in all (about half train, half test).", min=SYNTHETIC_MIN_IDS)
+    ] = 100,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.", min=0)] = 0,
     workers: WorkersOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing synthetic/ made with other settings.")] = False,
     json_out: JsonOpt = False,
@@ -153,9 +176,14 @@ def prepare_data(
     out: Annotated[Path | None, typer.Option(help="Labels file (default: inside the dataset folder).")] = None,
     workers: WorkersOpt = None,
     height: Annotated[
-        int | None, typer.Option(help="Label map height (default 256 for bpbreid, the input height; else 128).")
+        int | None,
+        typer.Option(
+            help="Label map height (default 256 for bpbreid, the input height; else 128).", **_bounds("data.height")
+        ),
     ] = None,
-    width: Annotated[int | None, typer.Option(help="Label map width (default 128 for bpbreid; else 64).")] = None,
+    width: Annotated[
+        int | None, typer.Option(help="Label map width (default 128 for bpbreid; else 64).", **_bounds("data.width"))
+    ] = None,
     pose_model: Annotated[
         Path | None, typer.Option(help="BlazePose pose_landmark_full.tflite, for offline use.")
     ] = None,
@@ -264,6 +292,23 @@ def recipe_show(recipe: RecipeOpt = None, set_: SetOpt = None, json_out: JsonOpt
         print(resolved.to_yaml(), end="")
 
 
+@recipe_app.command("keys")
+@_command
+def recipe_keys_table(json_out: JsonOpt = False) -> None:
+    """Every recipe key with its valid values and its default (the comments in drop_cli/recipe.py say
+    where each default comes from).
+
+    Example: drop recipe keys
+    """
+    keys = recipe_keys()
+    table = Table(title="recipe keys", box=box.SIMPLE)
+    for col in ("key", "valid values", "default"):
+        table.add_column(col)
+    for k in keys:
+        table.add_row(k.key, k.valid, repr(k.default))
+    _emit({"keys": [{"key": k.key, "valid": k.valid, "default": k.default} for k in keys]}, [table], json_out)
+
+
 @app.command("extract-features")
 @_command
 def extract_features(
@@ -287,7 +332,8 @@ def extract_features(
     ] = True,
     half: Annotated[bool, typer.Option("--half", help="Store the embeddings as float16.")] = False,
     batch_size: Annotated[
-        int | None, typer.Option(help="Images per batch (default: the recipe's eval.batch_size).")
+        int | None,
+        typer.Option(help="Images per batch (default: the recipe's eval.batch_size).", **_bounds("eval.batch_size")),
     ] = None,
     device: DeviceOpt = "auto",
     overwrite: Annotated[
@@ -337,10 +383,11 @@ def evaluate(
         bool, typer.Option("--visibility/--no-visibility", help="Weight parts by their visibility.")
     ] = True,
     rerank: Annotated[bool, typer.Option("--rerank", help="k-reciprocal re-ranking.")] = False,
-    k1: Annotated[int, typer.Option(help="Re-ranking k1.")] = EVAL.rerank_k1,
-    k2: Annotated[int, typer.Option(help="Re-ranking k2.")] = EVAL.rerank_k2,
+    k1: Annotated[int, typer.Option(help="Re-ranking k1.", **_bounds("eval.rerank_k1"))] = EVAL.rerank_k1,
+    k2: Annotated[int, typer.Option(help="Re-ranking k2.", **_bounds("eval.rerank_k2"))] = EVAL.rerank_k2,
     lambda_value: Annotated[
-        float, typer.Option("--lambda", help="Re-ranking weight of the original distance.")
+        float,
+        typer.Option("--lambda", help="Re-ranking weight of the original distance.", **_bounds("eval.rerank_lambda")),
     ] = EVAL.rerank_lambda,
     ablate: Annotated[
         bool,
@@ -432,9 +479,9 @@ def visualize_labels(
         Path | None, typer.Option(help="Folder that contains the dataset folder (default: the labels file's folder).")
     ] = None,
     split: Annotated[str | None, typer.Option(help="train | query | gallery (default: all images).")] = None,
-    count: Annotated[int, typer.Option(help="How many images (drawn at random with --seed).")] = 16,
+    count: Annotated[int, typer.Option(help="How many images (drawn at random with --seed).", min=1)] = 16,
     images: Annotated[str | None, typer.Option(help="Comma-separated image paths to show instead.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the random selection.")] = 0,
+    seed: SeedOpt = 0,
     out: OutPng = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -455,8 +502,8 @@ def visualize_parsing(
     checkpoint: Annotated[Path | None, typer.Option(help="Or a checkpoint: its features are extracted first.")] = None,
     labels: Annotated[Path | None, typer.Option(help="Labels file, to show the pseudo labels alongside.")] = None,
     split: Annotated[str, typer.Option(help="query | gallery.")] = "query",
-    count: Annotated[int, typer.Option(help="How many images.")] = 8,
-    seed: Annotated[int, typer.Option(help="Seed of the random selection.")] = 0,
+    count: Annotated[int, typer.Option(help="How many images.", min=1)] = 8,
+    seed: SeedOpt = 0,
     out: OutPng = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -481,9 +528,9 @@ def visualize_ranking(
     rerank: Annotated[bool, typer.Option(help="k-reciprocal re-ranking.")] = False,
     queries: Annotated[str | None, typer.Option(help="Query indices, comma-separated.")] = None,
     ids: Annotated[str | None, typer.Option(help="Query identities, comma-separated.")] = None,
-    worst: Annotated[int | None, typer.Option(help="The N queries with the lowest AP.")] = None,
-    count: Annotated[int, typer.Option(help="Queries to draw when none are chosen.")] = 10,
-    k: Annotated[int, typer.Option("-k", "--top", help="Gallery images per query.")] = 10,
+    worst: Annotated[int | None, typer.Option(help="The N queries with the lowest AP.", min=1)] = None,
+    count: Annotated[int, typer.Option(help="Queries to draw when none are chosen.", min=1)] = 10,
+    k: Annotated[int, typer.Option("-k", "--top", help="Gallery images per query.", min=1)] = 10,
     out: OutPng = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -527,10 +574,10 @@ def visualize_embeddings(
     features: FeaturesOpt,
     split: Annotated[str, typer.Option(help="query | gallery.")] = "gallery",
     row: Annotated[str, typer.Option(help="global, foreground or a part name.")] = "global",
-    num_ids: Annotated[int, typer.Option(help="How many identities.")] = 10,
+    num_ids: Annotated[int, typer.Option(help="How many identities.", min=1)] = 10,
     ids: Annotated[str | None, typer.Option(help="These identities instead, comma-separated.")] = None,
     method: Annotated[str, typer.Option(help="tsne | pca.")] = "tsne",
-    seed: Annotated[int, typer.Option(help="Seed of the identity choice and t-SNE.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the identity choice and t-SNE.", min=0)] = 0,
     out: OutPng = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -550,7 +597,7 @@ def visualize_embeddings(
 @_command
 def quickstart(
     out: Annotated[Path, typer.Option(help="Folder for everything it makes.")] = Path("quickstart"),
-    ids: Annotated[int, typer.Option(help="Identities of the synthetic set.")] = 100,
+    ids: IdsOpt = 100,
     set_: SetOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -586,7 +633,7 @@ def ablation_study(
         ),
     ] = None,
     seeds: Annotated[str, typer.Option(help="Training seeds, comma-separated.")] = "0,1,2",
-    ids: Annotated[int, typer.Option(help="Identities of the synthetic set.")] = 100,
+    ids: IdsOpt = 100,
     labeler: Annotated[
         str, typer.Option(help="Labels of the synthetic set: pose, or synthetic (the ground truth).")
     ] = "pose",
@@ -638,8 +685,24 @@ def ablation_study(
     _emit(result.to_json(), [table], json_out)
 
 
-def main() -> None:
-    app(prog_name="drop")
+def main(argv: list[str] | None = None) -> int:
+    """Run ``drop`` (``argv``: the arguments, default ``sys.argv[1:]``); returns the exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        return app(args, prog_name="drop", standalone_mode=False) or 0
+    except click_exceptions.NoArgsIsHelpError as e:  # the help is already printed
+        return e.exit_code
+    except click_exceptions.ClickException as e:
+        context = getattr(e, "ctx", None)
+        command = context.command_path if context is not None else "drop"
+        message = e.format_message().rstrip()
+        _error(
+            message if message.endswith(".") else f"{message}.", f"See `{command} --help`.", json_out="--json" in args
+        )
+        return e.exit_code
+    except click_exceptions.Abort:
+        _ui.error("interrupted.")
+        return 130
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 class DropError(Exception):
     """A user-facing error: what is wrong (``message``) and what to do about it (``hint``)."""
 
+    exit_code = 1
+
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message)
         self.message = message
@@ -35,6 +37,12 @@ class RecipeError(DropError):
 
 class ModelFileError(DropError):
     """A model file (the pose labeler's network) cannot be obtained or is corrupt."""
+
+
+class Interrupted(DropError):
+    """Ctrl-C: what was kept, and the command that continues the work."""
+
+    exit_code = 130
 
 
 def lookup(table: dict, key: str, what: str):

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
+import math
 import re
 import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 
@@ -36,6 +38,42 @@ CompileMode = Literal["off", "default", "reduce-overhead", "max-autotune"]
 
 
 @dataclass(frozen=True)
+class Range:
+    """The valid values of a numeric recipe key (``Annotated[int, Range(...)]``), checked on load; the
+    command-line options that set the same value read it too (``option_range``)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # the low end itself is not valid
+    high_open: bool = False
+    odd: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
+            return False
+        return not self.odd or value % 2 == 1
+
+    def __str__(self) -> str:
+        if self.low is not None and self.high is not None:
+            interval = f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        elif self.low is not None:
+            interval = f"{'>' if self.low_open else '>='} {self.low:g}"
+        else:
+            interval = f"{'<' if self.high_open else '<='} {self.high:g}"
+        return interval + (", odd" if self.odd else "")
+
+
+PositiveInt = Annotated[int, Range(low=1)]
+NonNegativeInt = Annotated[int, Range(low=0)]
+PositiveFloat = Annotated[float, Range(low=0, low_open=True)]
+NonNegativeFloat = Annotated[float, Range(low=0)]
+Probability = Annotated[float, Range(0, 1)]
+Smoothing = Annotated[float, Range(0, 1, high_open=True)]  # label smoothing: 1 would leave no label
+
+
+@dataclass(frozen=True)
 class DataConfig:
     dataset: str = "synthetic"  # dataset key to train on (see `drop dataset-info --help`)
     root: str = "data"  # folder that contains the dataset folder
@@ -45,25 +83,25 @@ class DataConfig:
     #                                                       on Market-1501/DukeMTMC]
     test_dataset: str | None = None  # evaluate on another dataset (e.g. occluded_reid); default: dataset
     test_root: str | None = None  # its root; default: root
-    height: int = 256  # input height in pixels
-    width: int = 128  # input width in pixels
+    height: PositiveInt = 256  # input height in pixels
+    width: PositiveInt = 128  # input width in pixels
     antialias: bool = False  # antialiased resizing; [base] false (OpenCV's bilinear, as albumentations)
-    pad: int = 10  # [base] zero padding before the random crop back to height x width
+    pad: NonNegativeInt = 10  # [base] zero padding before the random crop back to height x width
     flip: bool = False  # random horizontal flip [base: only the Occluded-REID recipe flips]
     flip_swap_sides: bool = False  # a flip swaps left/right labels [ours]; [base] false: the masks are
     #                                mirrored with their channels unchanged
-    random_erasing: float = 0.5  # [base] probability of erasing a box; erased label pixels become background
+    random_erasing: Probability = 0.5  # [base] probability of erasing a box; erased label pixels become background
     erasing: Literal["box", "zhong"] = "box"  # [base] box: one box of 15-65% of the height and of the width,
     #                                           filled with 0.485/0.456/0.406 in the normalised image;
     #                                           zhong [ours]: 2-40% of the area, aspect 0.3-3.3, filled with 0
-    color_jitter: float = 0.0  # probability of colour jitter [base: 0.5 on Occluded-REID, else off]
-    jitter_brightness: float = 0.2  # [base] brightness factor range 1 +- this
-    jitter_contrast: float = 0.15  # [base]
-    jitter_saturation: float = 0.0  # [base]
+    color_jitter: Probability = 0.0  # probability of colour jitter [base: 0.5 on Occluded-REID, else off]
+    jitter_brightness: Probability = 0.2  # [base] brightness factor range 1 +- this
+    jitter_contrast: Probability = 0.15  # [base]
+    jitter_saturation: Probability = 0.0  # [base]
     skip_flagged: bool = True  # [ours] leave out of training the images prepare-data flagged (unreadable, no
     #                            person found, no BPBreID mask); the run folder's flagged.txt lists them
-    num_instances: int = 4  # images per identity in a PK batch [base]
-    workers: int = 4  # DataLoader worker processes
+    num_instances: PositiveInt = 4  # images per identity in a PK batch [base]
+    workers: NonNegativeInt = 4  # DataLoader worker processes
 
 
 @dataclass(frozen=True)
@@ -71,7 +109,7 @@ class ModelConfig:
     backbone: str = "hrnet_w32"  # timm model name (features_only) [base]; resnet50 uses last stride 1
     pretrained: bool = True  # ImageNet weights through timm (needs the network)
     weights: str | None = None  # local timm/torchvision state dict for the backbone
-    embed_dim: int = 512  # D, the size of every embedding [base]
+    embed_dim: PositiveInt = 512  # D, the size of every embedding [base]
     decouple: bool = True  # [paper] parsing head reads its own features, not the ReID map F
     dpu: bool = True  # [paper] detail-preserving upsampling for the parsing features (layers [ours])
     ppe: bool = True  # [paper] pedestrian position encoder on the parsing branch (form [ours])
@@ -82,75 +120,79 @@ class ModelConfig:
     #                                                        type; shared: one for all [ours]
     parsing_init: Literal["normal", "kaiming"] = "normal"  # parsing head conv: [base] N(0, 0.001); kaiming [ours]
     align_corners: bool = True  # [base] of the ReID stream's bilinear upsampling
-    dpu_channels: int = 64  # [ours] width of each DPU scale before fusion
-    parsing_channels: int = 128  # [ours] width of the parsing features X_p
+    dpu_channels: PositiveInt = 64  # [ours] width of each DPU scale before fusion
+    parsing_channels: PositiveInt = 128  # [ours] width of the parsing features X_p
 
 
 @dataclass(frozen=True)
 class LossConfig:
     parts: bool = True  # False: the global-feature baseline (identity + batch-hard triplet on the global
     #                     embedding only; evaluate it with eval.distance: global)
-    id_weight: float = 1.0  # [base] identity cross-entropy on global, foreground and concatenated parts
-    label_smoothing: float = 0.1  # [base] of the identity cross-entropy
-    triplet_weight: float = 1.0  # [base] BPBreID's part-averaged batch-hard triplet on the part embeddings
-    triplet_margin: float = 0.3  # [base]
+    id_weight: NonNegativeFloat = 1.0  # [base] identity cross-entropy on global, foreground and concatenated parts
+    label_smoothing: Smoothing = 0.1  # [base] of the identity cross-entropy
+    triplet_weight: NonNegativeFloat = 1.0  # [base] BPBreID's part-averaged batch-hard triplet on the part embeddings
+    triplet_margin: NonNegativeFloat = 0.3  # [base]
     triplet_visibility: bool = False  # [base] false: all parts averaged (mask_filtering_training: False);
     #                                   true: only the parts visible in both images [ours]
-    foreground_triplet_weight: float = 0.0  # [base] batch-hard triplet on the foreground embedding (1 on
+    foreground_triplet_weight: NonNegativeFloat = 0.0  # [base] batch-hard triplet on the foreground embedding (1 on
     #                                         Market-1501 and DukeMTMC)
     pct: bool = True  # [paper] part-aware compactness triplet, added to the terms above (form [ours])
-    pct_weight: float = 1.0  # [ours] weight of PCT's triplet term (its compactness term: compact_weight)
-    pct_margin: float = 0.3  # [ours] PCT's triplet margin
+    pct_weight: NonNegativeFloat = 1.0  # [ours] weight of PCT's triplet term (its compactness term: compact_weight)
+    pct_margin: NonNegativeFloat = 0.3  # [ours] PCT's triplet margin
     pct_normalize: bool = True  # [ours] PCT compares L2-normalised part embeddings
-    compact_weight: float = 0.5  # [ours] weight of PCT's compactness term
+    compact_weight: NonNegativeFloat = 0.5  # [ours] weight of PCT's compactness term
     memory: bool = True  # [paper] parts embedding memory bank: adds negatives to PCT
     memory_positives: bool = False  # [ours] the memory also gives hard positives and identity centres
-    memory_momentum: float = 0.5  # [ours]
-    memory_start_epoch: int = 10  # [paper: memory-based regime] after warm-up, once the bank is filled
-    parsing_weight: float = 0.35  # [base] pixel-wise part classification (0.7 on Occluded-REID)
-    parsing_smoothing: int = 3  # [paper: spatially smoothed parsing loss] 3x3 average of the one-hot target
+    memory_momentum: Probability = 0.5  # [ours]
+    memory_start_epoch: NonNegativeInt = 10  # [paper: memory-based regime] after warm-up, once the bank is filled
+    parsing_weight: NonNegativeFloat = 0.35  # [base] pixel-wise part classification (0.7 on Occluded-REID)
+    parsing_smoothing: Annotated[int, Range(low=1, odd=True)] = (
+        3  # [paper: spatially smoothed parsing loss] 3x3 average of the one-hot target
+    )
     #                             [ours]; 1 = BPBreID's plain cross-entropy
-    parsing_label_smoothing: float = 0.1  # [base]
+    parsing_label_smoothing: Smoothing = 0.1  # [base]
     parsing_target_resize: Literal["nearest", "nearest-exact"] = "nearest"  # labels -> parsing map size:
     #                              [base] nearest (each cell's top-left pixel); nearest-exact: its centre [ours]
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    lr: float = 3.5e-4  # [base] Adam learning rate
-    weight_decay: float = 5e-4  # [base]
-    warmup_epochs: int = 10  # [base] linear warm-up from lr / 100
-    milestones: list[int] = field(default_factory=lambda: [40, 70])  # [base] epochs where lr is multiplied by gamma
-    gamma: float = 0.1  # [base]
+    lr: PositiveFloat = 3.5e-4  # [base] Adam learning rate
+    weight_decay: NonNegativeFloat = 5e-4  # [base]
+    warmup_epochs: NonNegativeInt = 10  # [base] linear warm-up from lr / 100
+    milestones: list[PositiveInt] = field(
+        default_factory=lambda: [40, 70]
+    )  # [base] epochs where lr is multiplied by gamma
+    gamma: PositiveFloat = 0.1  # [base]
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 120  # [base]; the final epoch is the reported result
-    batch_size: int = 64  # [base] the global batch, P x K images (K = data.num_instances), split over the GPUs
-    seed: int = 0
+    epochs: PositiveInt = 120  # [base]; the final epoch is the reported result
+    batch_size: PositiveInt = 64  # [base] the global batch, P x K images (K = data.num_instances), split over the GPUs
+    seed: NonNegativeInt = 0
     amp: bool = True  # [ours] mixed precision on CUDA (bf16 where supported, else fp16)
     channels_last: bool = True  # [ours] on CUDA
     compile: CompileMode = "off"  # [ours] torch.compile the
     #                        training forward with this mode; reduce-overhead also replays it as CUDA graphs
     sync_bn: bool = False  # under torchrun on CUDA: batch-norm statistics over the global batch; false:
     #                        per GPU, as BPBreID's DataParallel (the authors' 2-GPU training)
-    eval_every: int = 10  # evaluate on query/gallery every N epochs (and at the end)
+    eval_every: PositiveInt = 10  # evaluate on query/gallery every N epochs (and at the end)
     name: str | None = None  # run folder name; default <dataset>-<backbone>
     output: str = "runs"  # folder that holds run folders
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    batch_size: int = 128
+    batch_size: PositiveInt = 128
     flip_tta: bool = False  # average embeddings of the image and its mirror [ours]
     distance: Literal["global", "foreground", "parts", "parts+foreground"] = "parts+foreground"  # [base]
     part_embeddings: Literal["pre_bnneck", "bnneck"] = "pre_bnneck"  # [base] test features: BNNeck'd
     #                              foreground and pre-BNNeck parts (test_embeddings: [bn_foreg, parts])
     rerank: bool = False  # k-reciprocal re-ranking (Zhong et al., CVPR 2017) of the evaluation
-    rerank_k1: int = 20  # its k1 (Zhong et al.'s default; also `drop evaluate`'s)
-    rerank_k2: int = 6  # its k2
-    rerank_lambda: float = 0.3  # its lambda, the weight of the original distance
+    rerank_k1: PositiveInt = 20  # its k1 (Zhong et al.'s default; also `drop evaluate`'s)
+    rerank_k2: PositiveInt = 6  # its k2
+    rerank_lambda: Probability = 0.3  # its lambda, the weight of the original distance
 
 
 @dataclass(frozen=True)
@@ -244,6 +286,9 @@ def _migrate(data: dict, version: int) -> dict:
 
 def _type_name(tp) -> str:
     origin = typing.get_origin(tp)
+    if origin is Annotated:
+        base, *meta = typing.get_args(tp)
+        return " ".join([_type_name(base), *(str(m) for m in meta if isinstance(m, Range))])
     if origin is Literal:
         return " | ".join(repr(a) for a in typing.get_args(tp))
     if origin in (Union, types.UnionType):
@@ -254,8 +299,15 @@ def _type_name(tp) -> str:
 
 
 def _coerce(value: Any, tp, key: str) -> Any:
-    """``value`` checked against the type ``tp`` (ints are accepted for floats)."""
+    """``value`` checked against the type ``tp`` (ints are accepted for floats) and its range."""
     origin = typing.get_origin(tp)
+    if origin is Annotated:
+        base, *meta = typing.get_args(tp)
+        value = _coerce(value, base, key)
+        for valid in meta:
+            if isinstance(valid, Range) and value not in valid:
+                raise RecipeError(f"recipe key {key} must be {valid}, got {value!r}.", hint=_RANGE_HINT)
+        return value
     if origin in (Union, types.UnionType):
         for option in typing.get_args(tp):
             try:
@@ -272,10 +324,15 @@ def _coerce(value: Any, tp, key: str) -> Any:
         if value is None:
             return None
     elif tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and _YAML11_FLOAT.fullmatch(value):  # YAML 1.1 reads 3.5e-4 as a string
-            return float(value)
+            number = float(value)
+        elif isinstance(value, str) and _YAML11_FLOAT.fullmatch(value):  # YAML 1.1 reads 3.5e-4 as a string
+            number = float(value)
+        if number is not None:
+            if not math.isfinite(number):
+                raise RecipeError(f"recipe key {key} must be a finite number, got {value!r}.")
+            return number
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -284,10 +341,13 @@ def _coerce(value: Any, tp, key: str) -> Any:
     raise RecipeError(f"recipe key {key} must be {_type_name(tp)}, got {value!r}.")
 
 
+_RANGE_HINT = "`drop recipe keys` lists every key with its valid values."
+
+
 def _build(cls, data: Any, prefix: str):
     if not isinstance(data, dict):
         raise RecipeError(f"recipe section {prefix.rstrip('.') or 'top level'} must be a mapping, got {data!r}.")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for key, value in data.items():
@@ -415,6 +475,16 @@ def load_recipe(paths: str | Path | Sequence[str | Path] | None = None, override
 
 def _checked(recipe: Recipe) -> Recipe:
     """The recipe, after the checks that involve several keys (one RecipeError line each)."""
+    train, data = recipe.train, recipe.data
+    if train.batch_size % data.num_instances:
+        raise RecipeError(
+            f"train.batch_size ({train.batch_size}) must be a multiple of data.num_instances ({data.num_instances}): "
+            "a PK batch holds batch_size / num_instances identities.",
+            hint="E.g. train.batch_size 64 with data.num_instances 4.",
+        )
+    milestones = recipe.optim.milestones
+    if any(b <= a for a, b in itertools.pairwise(milestones)):
+        raise RecipeError(f"optim.milestones must increase, got {milestones}.", hint="E.g. [40, 70].")
     if recipe.model.dpu and not recipe.model.decouple:
         raise RecipeError(
             "model.dpu: true needs model.decouple: true: without decoupling the parsing head reads "
@@ -436,6 +506,41 @@ def recipe_from_dict(data: dict) -> Recipe:
             hint="Upgrade drop to read recipes made by a newer version.",
         )
     return _checked(_build(Recipe, _migrate(data, version) if version < SCHEMA_VERSION else data, ""))
+
+
+@dataclass(frozen=True)
+class RecipeKey:
+    """One key of the schema: ``section.name``, its type (with the valid range) and its default."""
+
+    key: str
+    type: Any
+    default: Any
+
+    @property
+    def valid(self) -> str:
+        return _type_name(self.type)
+
+
+def recipe_keys() -> list[RecipeKey]:
+    """Every key of the recipe schema, section by section (``version`` excluded)."""
+    out = []
+    for section, section_type in typing.get_type_hints(Recipe, include_extras=True).items():
+        if isinstance(section_type, type) and dataclasses.is_dataclass(section_type):
+            hints = typing.get_type_hints(section_type, include_extras=True)
+            defaults = section_type()
+            out += [
+                RecipeKey(f"{section}.{f.name}", hints[f.name], getattr(defaults, f.name))
+                for f in dataclasses.fields(section_type)
+            ]
+    return out
+
+
+def key_range(key: str) -> Range | None:
+    """The valid range of a numeric recipe key (``"eval.rerank_k1"``), for options that set the same value."""
+    tp = next(k.type for k in recipe_keys() if k.key == key)
+    if typing.get_origin(tp) is Annotated:
+        return next((m for m in typing.get_args(tp)[1:] if isinstance(m, Range)), None)
+    return None
 
 
 def recipe_differences(a: dict, b: dict, prefix: str = "") -> list[str]:

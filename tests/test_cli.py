@@ -109,10 +109,6 @@ def test_table_titles_stay_on_one_line(synthetic_root, tmp_path, monkeypatch):
             "error: unknown labeler 'psoe'. Did you mean 'pose'?",
         ),
         (["prepare-data", "synthetic", "--root", ".", "--preset", "six"], "error: unknown preset 'six'."),
-        (
-            ["prepare-data", "synthetic", "--root", ".", "--workers", "-1"],
-            "error: --workers must be a whole number >= 0",
-        ),
         (["dataset-info", "market1501", "--root", "/nonexistent"], "error: market1501: dataset folder"),
     ],
 )

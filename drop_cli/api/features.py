@@ -156,7 +156,9 @@ def extract_features(
             out, dataset, counts, names, str(dev), 0, 0.0, time.perf_counter() - start, already_complete=True
         )
 
-    model = place_model(model_from_checkpoint(ckpt), dev, recipe.train.channels_last)  # as training runs it
+    model = place_model(
+        model_from_checkpoint(ckpt, source=checkpoint), dev, recipe.train.channels_last
+    )  # as training runs it
     how = Extraction(
         model=model,
         device=dev,

@@ -12,7 +12,7 @@ from ..labels.labelers.pose_model import pose_model_path
 from .data import make_synthetic, prepare_data
 from .evaluation import evaluate
 from .features import extract_features
-from .training import train
+from .training import resolve_recipe, train
 from .visualize import visualize_labels, visualize_parsing, visualize_ranking, visualize_training
 
 
@@ -56,6 +56,7 @@ def quickstart(
         overrides: ``key=value`` changes to the `synthetic` recipe (e.g. ``train.epochs=2``).
     """
     start = time.perf_counter()
+    resolve_recipe("synthetic", overrides=overrides)  # a typo or a bad value fails before any work
     out = Path(out).expanduser()
     data = out / "data"
     _ui.info(f"[bold]1/6[/] synthetic set in {data}")

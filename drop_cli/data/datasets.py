@@ -299,6 +299,7 @@ DATASETS: dict[str, tuple[str, Callable[[Path], Dataset]]] = {
     "synthetic": ("synthetic", _market_like("synthetic")),
 }
 DATASET_NAMES = (*DATASETS, "folder")
+SYNTHETIC_MIN_IDS = 4  # `drop make-synthetic --ids`: at least 2 identities each for training and test
 _ALTERNATIVE_DIRS = {"msmt17": ("MSMT17_V2", "MSMT17")}
 
 # Splits that must not be empty, per dataset (test-only sets have no train split).

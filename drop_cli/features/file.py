@@ -78,7 +78,7 @@ class FeatureFile:
         if not self.path.is_file():
             raise DropError(
                 f"features file {self.path} not found.",
-                hint="Create it with `drop extract-features --checkpoint RUN/best.pt`.",
+                hint="Create it with `drop extract-features --checkpoint RUN/last.pt`.",
             )
         try:
             with h5py.File(self.path, "r") as f:

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..data.datasets import SYNTHETIC_MIN_IDS as MIN_IDS
 from ..errors import DropError
 
 CAMERAS = 6
-MIN_IDS = 4
 
 SPLIT_FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 

@@ -17,14 +17,14 @@ from ..data import load_dataset
 from ..data.images import ReidImages
 from ..data.samplers import PKBatchSampler, SeededBatches
 from ..data.transforms import EvalTransform, TrainTransform
-from ..errors import DropError, LabelsError
+from ..errors import DropError, Interrupted, LabelsError
 from ..evaluation.scoring import Rerank
 from ..labels import LabelFile, default_labels_path
 from ..labels.labelers.bpbreid import MASKS_FOLDER, missing_masks_error
 from ..model import build_model, input_normalisation
 from ..parts import part_names
 from ..recipe import Recipe, recipe_differences, recipe_from_dict
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, load_weights
 from .loop import LoopConfig, LoopState, amp_dtype, train_loop
 from .objective import Objective
 from .run_dir import environment, new_run_dir, write_json
@@ -153,6 +153,16 @@ def _check_resume(recipe: Recipe, checkpoint: dict, path: Path) -> None:
         )
 
 
+def _load_optimizer(optimizer: torch.optim.Optimizer, state: dict | None, source: Path) -> None:
+    try:
+        optimizer.load_state_dict(state)
+    except (ValueError, KeyError, TypeError) as e:
+        raise DropError(
+            f"{source} holds no optimizer state that fits this run ({type(e).__name__}: {e}).",
+            hint="Resume from the run's own last.pt, or start a new run.",
+        ) from None
+
+
 def run_training(
     recipe: Recipe,
     output: str | Path | None = None,
@@ -240,12 +250,13 @@ def run_training(
     run_dir = _run_folder(recipe, output, resume) if rank == 0 else None
     state = LoopState()
     if resume is not None:
-        checkpoint = load_checkpoint(Path(resume).expanduser() / "last.pt")
+        last = Path(resume).expanduser() / "last.pt"
+        checkpoint = load_checkpoint(last)
         _check_resume(recipe, checkpoint, Path(resume))
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
+        load_weights(model, checkpoint["model"], last)
+        _load_optimizer(optimizer, checkpoint.get("optimizer"), last)
         if bank is not None:
-            bank.load_state_dict(checkpoint["memory_bank"])
+            load_weights(bank, checkpoint.get("memory_bank") or {}, last)
         state = LoopState(checkpoint["epoch"], checkpoint["history"])
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
@@ -321,6 +332,15 @@ def run_training(
             rank=rank,
             world_size=world_size,
         )
+    except KeyboardInterrupt:
+        if run_dir is None or not (run_dir / "last.pt").is_file():
+            raise Interrupted(
+                "interrupted before the first epoch ended: nothing to resume.", hint="Run the command again."
+            ) from None
+        raise Interrupted(
+            f"interrupted; {run_dir / 'last.pt'} holds the last finished epoch.",
+            hint=f"Continue with: drop train --resume {run_dir}",
+        ) from None
     except torch.cuda.OutOfMemoryError:
         raise DropError(
             f"out of GPU memory at batch size {train_cfg.batch_size}.",
