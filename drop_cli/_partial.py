@@ -4,11 +4,12 @@ each an ``.npz`` renamed into place when complete, kept only while the job's set
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
+
+from ._files import write_text
 
 
 def open_partial(folder: Path, manifest: dict) -> None:
@@ -24,9 +25,7 @@ def open_partial(folder: Path, manifest: dict) -> None:
             shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if not manifest_file.exists():
-        tmp = manifest_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(manifest, indent=1))
-        os.replace(tmp, manifest_file)
+        write_text(manifest_file, json.dumps(manifest, indent=1))
 
 
 def finished_chunks(folder: Path, prefix: str, keys: set[str]) -> set[int]:

@@ -39,6 +39,14 @@ class ModelFileError(DropError):
     """A model file (the pose labeler's network) cannot be obtained or is corrupt."""
 
 
+class DiskError(DropError):
+    """An output could not be written (``errno``: the OSError's code: no space, read-only, ...)."""
+
+    def __init__(self, message: str, hint: str | None = None, errno: int | None = None):
+        super().__init__(message, hint)
+        self.errno = errno
+
+
 class Interrupted(DropError):
     """Ctrl-C: what was kept, and the command that continues the work."""
 

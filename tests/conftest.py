@@ -63,9 +63,14 @@ def tiny_recipe(root: Path, **overrides) -> list[str]:
 
 # Fixtures that need the pose labeler's model file (from the package registry): their tests are `network`.
 NETWORK_FIXTURES = {"model_file", "eight", "tiny_quickstart", "pose_labels"}
+# Fixtures that train a model (tens of seconds on 2 cores): their tests are `slow`.
+SLOW_FIXTURES = {"checkpoint", "features"}
 
 
 def pytest_collection_modifyitems(items) -> None:
     for item in items:
-        if NETWORK_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if NETWORK_FIXTURES & fixtures:
             item.add_marker(pytest.mark.network)
+        if SLOW_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.slow)

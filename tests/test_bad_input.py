@@ -18,6 +18,8 @@ import typer
 from drop_cli.cli import app, main
 from drop_cli.recipe import Range, recipe_keys
 
+from .conftest import TINY, tiny_recipe
+
 
 def bad_values(tp) -> list[str]:
     """``--set`` values (YAML text) that a key of type ``tp`` must refuse."""
@@ -148,3 +150,21 @@ def test_usage_errors_and_typos_are_one_line(capsys, tmp_path, monkeypatch, argv
     code, out, err = run(capsys, [*argv, "--json"])
     assert_one_error_line(code, out, err, json_out=True)
     assert list(tmp_path.iterdir()) == []  # refused before any work
+
+
+def test_an_output_that_is_a_file_or_a_folder_in_the_way_is_one_line(
+    capsys, tmp_path, synthetic_labels, synthetic_root
+):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")
+    train = ["train", "--recipe", str(TINY), *(f"--set={o}" for o in tiny_recipe(synthetic_root))]
+    for argv in (
+        [*train, "--output", str(blocker)],
+        [*train, "--output", str(blocker / "run")],
+        [*train, "--set", f"train.output={blocker}"],
+        ["visualize", "labels", "--labels", str(synthetic_labels), "--count", "2", "--out", str(tmp_path)],
+    ):
+        code, out, err = run(capsys, [*argv, "--json"])
+        assert_one_error_line(code, out, err, json_out=True)
+        assert str(blocker if "visualize" not in argv else tmp_path) in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -143,6 +144,7 @@ def check_grads(ranks: list[dict], reference: dict[str, torch.Tensor]) -> None:
             torch.testing.assert_close(grad[name], value, atol=1e-5, rtol=1e-4, msg=name)
 
 
+@pytest.mark.slow
 def test_two_processes_train_the_one_process_step(tmp_path):
     mp.spawn(_rank, args=(2, str(tmp_path)), nprocs=2, join=True)
     results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]

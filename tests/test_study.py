@@ -52,6 +52,7 @@ def test_tiny_study(tmp_path, monkeypatch):
     assert again.runs[0]["mAP"] == drop_runs[0]["mAP"], "a finished run is reused, not retrained"
 
 
+@pytest.mark.slow
 def test_study_on_a_recipe_shows_the_paper_numbers(tmp_path, synthetic_root, synthetic_labels, monkeypatch):
     """--recipe: the user's dataset; DROP's published numbers beside ours where the paper has them."""
     from drop_cli.projects import ablation_study

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from drop_cli import api
-from drop_cli.errors import DropError
+from drop_cli.errors import DropError, Interrupted
 from drop_cli.recipe import SCHEMA_VERSION, load_recipe
 from drop_cli.train import loop as loop_module
 from drop_cli.train.checkpoint import load_checkpoint
@@ -21,6 +21,7 @@ from drop_cli.train.checkpoint import load_checkpoint
 from .conftest import TINY, tiny_recipe
 
 
+@pytest.mark.slow
 def test_train_writes_a_complete_run_folder(synthetic_labels, synthetic_root, tmp_path):
     result = api.train(TINY, overrides=tiny_recipe(synthetic_root), output=tmp_path / "run", progress=False)
     run = result.run_dir
@@ -54,6 +55,7 @@ def test_train_writes_a_complete_run_folder(synthetic_labels, synthetic_root, tm
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_ends_with_the_same_weights(synthetic_labels, synthetic_root, tmp_path, monkeypatch):
     overrides = tiny_recipe(synthetic_root, **{"train.epochs": 3, "train.eval_every": 3})
     full = api.train(TINY, overrides=overrides, output=tmp_path / "full", progress=False)
@@ -66,13 +68,17 @@ def test_resume_after_interruption_ends_with_the_same_weights(synthetic_labels, 
             raise KeyboardInterrupt
 
     monkeypatch.setattr(loop_module, "save_checkpoint", save_then_interrupt_after_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted) as interrupted:  # Ctrl-C after the checkpoint, before metrics.csv
         api.train(TINY, overrides=overrides, output=tmp_path / "cut", progress=False)
+    assert interrupted.value.hint == f"Continue with: drop train --resume {tmp_path / 'cut'}"
+    assert len((tmp_path / "cut" / "metrics.csv").read_text().splitlines()) == 2  # header + epoch 1
     monkeypatch.setattr(loop_module, "save_checkpoint", real_save)
     resumed = api.train(TINY, overrides=overrides, resume=tmp_path / "cut", progress=False)
     assert resumed.final == full.final
     rows = list(csv.DictReader((tmp_path / "cut" / "metrics.csv").read_text().splitlines()))
     assert [r["memory"] for r in rows] == ["0", "0", "1"], "memory regime once the bank is filled"
+    env = json.loads((tmp_path / "cut" / "env.json").read_text())
+    assert len(env["resumes"]) == 1 and env["resumes"][0]["seed"] == env["seed"] == 0  # the first start kept
     a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "cut" / "last.pt")["model"]
     assert a.keys() == b.keys()
@@ -80,6 +86,7 @@ def test_resume_after_interruption_ends_with_the_same_weights(synthetic_labels, 
         assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6, rtol=0), key
 
 
+@pytest.mark.slow
 def test_the_number_of_workers_does_not_change_the_weights(synthetic_labels, synthetic_root, tmp_path):
     """Every draw carries its own augmentation seed: 0 or 2 DataLoader workers train the same model."""
     runs = [
@@ -100,6 +107,7 @@ def test_the_number_of_workers_does_not_change_the_weights(synthetic_labels, syn
         assert torch.equal(a[key], b[key]), key
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_recipe(synthetic_labels, synthetic_root, tmp_path):
     overrides = tiny_recipe(synthetic_root, **{"train.epochs": 1})
     api.train(TINY, overrides=overrides, output=tmp_path / "run", progress=False)
@@ -180,6 +188,7 @@ def test_ddp_on_cpu_with_two_processes(synthetic_labels, synthetic_root, tmp_pat
     assert len(rows) == 1 and float(rows[0]["mAP"]) > 0
 
 
+@pytest.mark.slow
 def test_global_feature_baseline_and_eval_distance(synthetic_labels, synthetic_root, tmp_path):
     """loss.parts=false trains the global embedding alone; training's evaluation uses eval.distance,
     with the same numbers `drop evaluate` gives on the cached features."""
@@ -239,6 +248,7 @@ def test_a_drop_0_1_checkpoint_loads_and_gives_its_outputs():
         np.testing.assert_allclose(getattr(out, name).numpy(), expected[name], atol=1e-5, err_msg=name)
 
 
+@pytest.mark.slow
 def test_flagged_training_images_are_left_out(synthetic_labels, synthetic_root, tmp_path):
     """An image prepare-data flagged (here: no person found) is not trained on unless asked for."""
     import shutil

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import _ui
+from .._files import write_text
 from ..errors import DropError
 from ..evaluation.rerank import K1, K2, LAMBDA
 from ..evaluation.scoring import (
@@ -113,16 +115,11 @@ def evaluate(
         folder / f"{stem}.csv",
         0.0,
     )
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(result.csv_path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        result.seconds = time.perf_counter() - start
-        result.json_path.write_text(json.dumps(result.to_json(), indent=1))
-    except (PermissionError, NotADirectoryError, FileExistsError) as e:
-        raise DropError(
-            f"cannot write to {folder}: {e.strerror}.", hint="Choose a writable folder with --out."
-        ) from None
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(result.csv_path, table.getvalue())
+    result.seconds = time.perf_counter() - start
+    write_text(result.json_path, json.dumps(result.to_json(), indent=1))
     return result

@@ -24,7 +24,6 @@ temporary name, then renamed) and reused by a run with the same ``manifest.json`
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from .._files import atomic_path
 from .._h5 import STR, AtomicH5Writer, created_timestamp, plain_attrs, read_strings
 from .._partial import finished_chunks, open_partial
 from .._version import __version__
@@ -278,12 +278,11 @@ class PartialFeatures:
     ) -> None:
         """Save one chunk: embeddings [n, M, D], visibility [n, M], parsing [n, h, w] or None."""
         target = self._file(split, chunk)
-        tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.npz")
         arrays: dict[str, Any] = {"embeddings": embeddings, "visibility": visibility}
         if parsing is not None:
             arrays["parsing"] = parsing
-        np.savez(tmp, **arrays)
-        os.replace(tmp, target)
+        with atomic_path(target, suffix=".npz") as tmp:
+            np.savez(tmp, **arrays)
 
     def load(self, split: str, chunk: int) -> dict[str, np.ndarray]:
         with np.load(self._file(split, chunk)) as z:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import os
 import shutil
 import signal
 from collections.abc import Callable
@@ -25,8 +24,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .._files import atomic_path
 from .._partial import finished_chunks, open_partial
-from ..errors import DropError, LabelsError
+from ..errors import DiskError, DropError, LabelsError
 from ..parts import part_names
 from .base import FLAG_NAMES, FLAG_UNREADABLE, LabelResult
 from .file import LabelFile, LabelWriter
@@ -94,9 +94,8 @@ def label_block(
         labels[i], quality[i], flags[i] = result.mask, result.quality, result.flags
     counts = np.stack([np.bincount(m.ravel(), minlength=num_labels) for m in labels]).astype(np.int64)
     target = _block_file(partial, block)
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, labels=labels, quality=quality, flags=flags, counts=counts)
-    os.replace(tmp, target)
+    with atomic_path(target, suffix=".npz") as tmp:
+        np.savez(tmp, labels=labels, quality=quality, flags=flags, counts=counts)
     return len(relpaths)
 
 
@@ -221,7 +220,7 @@ def run_labeling(
         else:
             _run_pool(folder, partial, spec, {b: blocks[b] for b in todo}, workers, advance)
         summary = _assemble(out, partial, relpaths, splits, spec, attrs, len(blocks))
-    except OSError as e:
+    except (OSError, DiskError) as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DropError(
                 f"the disk holding {out.parent} is full.",

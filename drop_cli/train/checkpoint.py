@@ -1,18 +1,18 @@
 """Self-describing checkpoints: plain data (tensors, numbers, strings), never pickled modules.
 
-Saved atomically (temporary name, then rename). Loaded with ``torch.load(weights_only=True)``: a
+Saved atomically (``drop_cli._files``: temporary name, flush, rename). Loaded with ``torch.load(weights_only=True)``: a
 checkpoint is data, never code. The model is rebuilt from the stored recipe.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
+from .._files import atomic_path
 from .._version import __version__
 from ..errors import DropError, RecipeError
 from ..model import build_model
@@ -34,9 +34,8 @@ def save_checkpoint(path: Path, **content) -> None:
         "saved": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         **content,
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: a full disk raises OSError
+        torch.save(payload, f)
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -17,6 +17,7 @@ Distributed: under ``torchrun`` each rank trains on its share of every global ba
 from __future__ import annotations
 
 import csv
+import io
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,6 +27,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from .. import _ui
+from .._files import write_text
 from ..errors import DropError
 from ..evaluation.scoring import Rerank, evaluate_setting, make_setting
 from ..features import extract_features
@@ -133,18 +135,21 @@ class LossTally:
 
 
 class MetricsLog:
-    """metrics.csv: one row per epoch, appended and flushed; curves.png redrawn from it."""
+    """metrics.csv (one row per epoch) and curves.png, rewritten whole from the checkpoint's history
+    after every epoch (columns appear on evaluation epochs), each atomically. A resumed run writes them
+    first, so a kill between the checkpoint and them leaves nothing missing."""
 
     def __init__(self, run_dir: Path):
         self.path = run_dir / METRICS_FILE
         self.run_dir = run_dir
 
-    def append(self, row: dict, history: list[dict]) -> None:
+    def write(self, history: list[dict]) -> None:
         columns = list(dict.fromkeys(k for r in history for k in r))
-        with open(self.path, "w", newline="") as f:  # rewritten whole: columns can appear (eval epochs)
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(history)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+        write_text(self.path, text.getvalue())
         plot_training_curves(history, self.run_dir / "curves.png")
 
 
@@ -174,6 +179,8 @@ def train_loop(
     core = model.module if hasattr(model, "module") else model
     step_model = compiled(model, config.compile)
     metrics_log = MetricsLog(run_dir) if run_dir is not None else None
+    if metrics_log is not None and state.history:
+        metrics_log.write(state.history)
     loader = DataLoader(
         train_set,
         batch_sampler=sampler,
@@ -225,7 +232,7 @@ def train_loop(
                     history=state.history,
                     **checkpoint_info,
                 )
-                metrics_log.append(row, state.history)
+                metrics_log.write(state.history)
         if world_size > 1:
             dist.barrier()
     return state

@@ -12,17 +12,19 @@ from pathlib import Path
 import timm
 import torch
 
+from .._files import prepare_folder, write_text
 from .._version import __version__
 
 
 def new_run_dir(output: str | Path, name: str) -> Path:
     """``output/name``, or ``name-2``, ``name-3``, ... when that exists."""
     output = Path(output).expanduser()
+    prepare_folder(output)
     candidate, n = output / name, 1
     while candidate.exists():
         n += 1
         candidate = output / f"{name}-{n}"
-    candidate.mkdir(parents=True)
+    prepare_folder(candidate)
     return candidate
 
 
@@ -62,6 +64,4 @@ def environment(device: str, seed: int, world_size: int) -> dict:
 
 
 def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
+    write_text(path, json.dumps(data, indent=1))

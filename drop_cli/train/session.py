@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from .. import _ui
+from .._files import prepare_folder, write_text
 from ..data import load_dataset
 from ..data.images import ReidImages
 from ..data.samplers import PKBatchSampler, SeededBatches
@@ -138,19 +140,50 @@ def _run_folder(recipe: Recipe, output: str | Path | None, resume: str | Path | 
                 f"{run_dir} already holds a run.",
                 hint=f"Continue it with --resume {run_dir}, or choose another --output.",
             )
-        run_dir.mkdir(parents=True, exist_ok=True)
+        prepare_folder(run_dir)
         return run_dir
     name = recipe.train.name or f"{recipe.data.dataset}-{recipe.model.backbone}"
     return new_run_dir(recipe.train.output, name)
 
 
+def _with_absolute_paths(recipe: Recipe) -> Recipe:
+    """The recipe with its data and weights paths absolute, so that the run folder's recipe.yaml and
+    its checkpoints find them from any folder (a resume, extract-features elsewhere)."""
+
+    def absolute(path: str | None) -> str | None:
+        return None if path is None else str(Path(path).expanduser().absolute())
+
+    data = dataclasses.replace(
+        recipe.data,
+        root=str(absolute(recipe.data.root)),
+        test_root=absolute(recipe.data.test_root),
+        labels=absolute(recipe.data.labels),
+    )
+    return dataclasses.replace(
+        recipe, data=data, model=dataclasses.replace(recipe.model, weights=absolute(recipe.model.weights))
+    )
+
+
 def _check_resume(recipe: Recipe, checkpoint: dict, path: Path) -> None:
-    differences = recipe_differences(recipe_from_dict(checkpoint["recipe"]).to_dict(), recipe.to_dict())
+    stored = _with_absolute_paths(recipe_from_dict(checkpoint["recipe"]))  # runs of drop <= 0.2 stored them as given
+    differences = recipe_differences(stored.to_dict(), recipe.to_dict())
     if differences:
         raise DropError(
             f"cannot resume {path}: the recipe differs in {', '.join(differences)}.",
             hint="Resume with the run's own recipe (omit --recipe), or start a new run.",
         )
+
+
+def _write_environment(path: Path, env: dict, resumed: bool) -> None:
+    """env.json: the first start's environment; each resume is appended under ``resumes``."""
+    if resumed and path.is_file():
+        try:
+            first = json.loads(path.read_text())
+        except (OSError, ValueError):
+            first = None
+        if isinstance(first, dict):
+            env = {**first, "resumes": [*first.get("resumes", []), env]}
+    write_json(path, env)
 
 
 def _load_optimizer(optimizer: torch.optim.Optimizer, state: dict | None, source: Path) -> None:
@@ -172,6 +205,7 @@ def run_training(
 ) -> TrainResult:
     """Train ``recipe``; see :func:`drop_cli.api.train`."""
     start = time.perf_counter()
+    recipe = _with_absolute_paths(recipe)
     rank, world_size, local_rank = _distributed()
     dev = resolve_device(device, local_rank)
     torch.manual_seed(recipe.train.seed)
@@ -274,10 +308,10 @@ def run_training(
                 f.write(line + "\n")
 
     if rank == 0:
-        (run_dir / "recipe.yaml").write_text(recipe.to_yaml())
-        write_json(run_dir / "env.json", environment(str(dev), train_cfg.seed, world_size))
+        write_text(run_dir / "recipe.yaml", recipe.to_yaml())
+        _write_environment(run_dir / "env.json", environment(str(dev), train_cfg.seed, world_size), resume is not None)
         if flagged:
-            (run_dir / "flagged.txt").write_text("".join(f"{path}\n" for path in sorted(flagged)))
+            write_text(run_dir / "flagged.txt", "".join(f"{path}\n" for path in sorted(flagged)))
             _ui.warn(
                 f"{len(flagged)} training image(s) that prepare-data flagged are left out ({run_dir / 'flagged.txt'}"
                 "); data.skip_flagged: false keeps them."

@@ -1,17 +1,14 @@
-"""Writing pictures: every PNG goes to a temporary name in the target folder first, then is renamed."""
+"""Writing pictures: every PNG goes to a temporary name in the target folder first, then is renamed
+(``drop_cli._files``)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-
-def _temporary(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+from .._files import atomic_path, write_bytes
 
 
 def save_png(rgb: np.ndarray, path: str | Path) -> Path:
@@ -20,10 +17,7 @@ def save_png(rgb: np.ndarray, path: str | Path) -> Path:
     ok, data = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 6])
     if not ok:
         raise OSError(f"could not encode {path} as PNG")
-    tmp = _temporary(path)
-    tmp.write_bytes(data.tobytes())
-    tmp.replace(path)
-    return path
+    return write_bytes(path, data.tobytes())
 
 
 def save_figure(fig, path: str | Path, dpi: int) -> Path:
@@ -31,8 +25,7 @@ def save_figure(fig, path: str | Path, dpi: int) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     path = Path(path)
-    tmp = _temporary(path)
     FigureCanvasAgg(fig)  # draws with Agg whatever pyplot's backend is
-    fig.savefig(tmp, dpi=dpi, format="png")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
     return path

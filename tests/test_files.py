@@ -1,0 +1,99 @@
+"""Writing outputs (drop_cli._files): complete or not at all, one line for every disk fault, no
+temporary left behind, and the temporaries of killed processes cleaned up by the next write.
+
+Disk faults are injected (the tests may run as root, whom a read-only folder does not stop)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from drop_cli import _files
+from drop_cli.errors import DropError
+from drop_cli.train.checkpoint import save_checkpoint
+from drop_cli.viz.output import save_png
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".tmp" in p.name)
+
+
+def failing_write(code: int):
+    """A Path.write_bytes that writes half of the data and then fails with ``code``."""
+
+    def write(self, data):
+        with open(self, "wb") as f:
+            f.write(data[: len(data) // 2])
+        raise OSError(code, os.strerror(code))
+
+    return write
+
+
+def test_a_write_is_complete_and_leaves_no_temporary(tmp_path):
+    path = _files.write_text(tmp_path / "deep" / "out.txt", "hello")
+    assert path.read_text() == "hello" and leftovers(path.parent) == []
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        (errno.ENOSPC, "no space left on the device"),
+        (errno.EROFS, "the file system is read-only"),
+        (errno.EACCES, "permission denied"),
+        (errno.EDQUOT, "the disk quota is exceeded"),
+    ],
+)
+def test_a_failed_write_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch, code, reason):
+    path = tmp_path / "out.txt"
+    path.write_text("old")
+    monkeypatch.setattr(Path, "write_bytes", failing_write(code))
+    with pytest.raises(DropError) as error:
+        _files.write_text(path, "new content")
+    assert error.value.message == f"cannot write {path}: {reason}." and error.value.hint
+    assert path.read_text() == "old" and leftovers(tmp_path) == []
+
+
+def test_a_file_where_the_folder_should_be(tmp_path):
+    (tmp_path / "runs").write_text("not a folder")
+    with pytest.raises(DropError, match=r"cannot create the folder .*runs.*: a file is where a folder should be"):
+        _files.write_text(tmp_path / "runs" / "x" / "out.txt", "x")
+
+
+def test_a_folder_where_the_file_should_be(tmp_path):
+    (tmp_path / "out.png").mkdir()
+    with pytest.raises(DropError, match=r"cannot write .*out.png: it is a folder"):
+        save_png(torch.zeros(4, 4, 3, dtype=torch.uint8).numpy(), tmp_path / "out.png")
+    assert leftovers(tmp_path) == []
+
+
+def test_a_killed_writer_s_temporary_is_removed_by_the_next_write(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".last.pt.{dead_pid}.tmp"
+    alive = tmp_path / f".last.pt.{os.getppid()}.tmp"  # a process still running: maybe writing right now
+    other = tmp_path / f".metrics.csv.{dead_pid}.tmp"  # another file's: not ours to remove
+    for path in (stale, alive, other):
+        path.write_bytes(b"partial")
+    save_checkpoint(tmp_path / "last.pt", model={}, epoch=0)
+    assert not stale.exists() and alive.exists() and other.exists()
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 0
+
+
+def test_a_full_disk_while_saving_a_checkpoint(tmp_path, monkeypatch):
+    save_checkpoint(tmp_path / "last.pt", model={}, epoch=0)
+
+    def full(obj, f):
+        f.write(b"PK")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(DropError, match="no space left"):
+        save_checkpoint(tmp_path / "last.pt", model={}, epoch=1)
+    monkeypatch.undo()
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 0 and leftovers(tmp_path) == []
