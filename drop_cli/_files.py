@@ -6,17 +6,23 @@ any moment leaves the previous version (or nothing) under the final name. An OSE
 space left, a read-only or permission-denied folder, a file where a folder should be) becomes one
 DiskError line naming the path; the temporary is removed on any failure, and the temporaries of killed
 processes (their pid no longer running) are removed by the next write of the same file.
+
+An output that takes long to make (a labels or features file, a run folder) is locked while it is
+made (`output_lock`): a second run on it refuses in one line naming the first.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import DiskError
+from .errors import DiskError, DropError
 
 _REASONS = {
     errno.ENOSPC: ("no space left on the device", "Free some space there, or write somewhere else."),
@@ -97,3 +103,52 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
 
 def write_text(path: str | Path, text: str) -> Path:
     return write_bytes(path, text.encode())
+
+
+def _lock_owner(lock: Path) -> dict | None:
+    try:
+        owner = json.loads(lock.read_text())
+    except (OSError, ValueError):
+        return None
+    return owner if isinstance(owner, dict) and isinstance(owner.get("pid"), int) else None
+
+
+def _held(lock: Path) -> dict | None:
+    """The owner of an existing lock that still holds it; None for a stale lock (its process is gone)."""
+    owner = _lock_owner(lock)
+    if owner is None:  # being written right now, or damaged: held for a few seconds, then stale
+        try:
+            young = time.time() - lock.stat().st_mtime < 10
+        except OSError:
+            return None
+        return {"pid": "?", "command": "?"} if young else None
+    return owner if owner["pid"] != os.getpid() and _running(owner["pid"]) else None
+
+
+@contextlib.contextmanager
+def output_lock(lock: Path, output: Path) -> Iterator[None]:
+    """Hold the file ``lock`` (this process's pid and command) while ``output`` is made."""
+    prepare_folder(lock.parent)
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = _held(lock)
+            if owner is not None:
+                raise DropError(
+                    f"{output} is being made by another process (pid {owner['pid']}: {owner.get('command', '?')}).",
+                    hint=f"Wait for it to finish, or choose another output (a stale {lock} may be deleted).",
+                ) from None
+            lock.unlink(missing_ok=True)
+            continue
+        except OSError as e:
+            raise output_error(lock, e) from None
+        with os.fdopen(fd, "w") as f:
+            json.dump({"pid": os.getpid(), "command": " ".join(sys.argv)}, f)
+        break
+    else:
+        raise DropError(f"cannot lock {output}: {lock} keeps coming back.", hint="Delete it and run again.")
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)

@@ -6,6 +6,7 @@ Disk faults are injected (the tests may run as root, whom a read-only folder doe
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from drop_cli import _files
+from drop_cli import _files, api
 from drop_cli.errors import DropError
 from drop_cli.train.checkpoint import save_checkpoint
 from drop_cli.viz.output import save_png
@@ -73,11 +74,9 @@ def test_a_folder_where_the_file_should_be(tmp_path):
 
 
 def test_a_killed_writer_s_temporary_is_removed_by_the_next_write(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_pid = int(dead.stdout)
-    stale = tmp_path / f".last.pt.{dead_pid}.tmp"
+    stale = tmp_path / f".last.pt.{dead_pid()}.tmp"
     alive = tmp_path / f".last.pt.{os.getppid()}.tmp"  # a process still running: maybe writing right now
-    other = tmp_path / f".metrics.csv.{dead_pid}.tmp"  # another file's: not ours to remove
+    other = tmp_path / f".metrics.csv.{dead_pid()}.tmp"  # another file's: not ours to remove
     for path in (stale, alive, other):
         path.write_bytes(b"partial")
     save_checkpoint(tmp_path / "last.pt", model={}, epoch=0)
@@ -97,3 +96,37 @@ def test_a_full_disk_while_saving_a_checkpoint(tmp_path, monkeypatch):
         save_checkpoint(tmp_path / "last.pt", model={}, epoch=1)
     monkeypatch.undo()
     assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 0 and leftovers(tmp_path) == []
+
+
+def dead_pid() -> int:
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True).stdout)
+
+
+def test_a_second_run_on_one_output_refuses_naming_the_first(tmp_path):
+    out, lock = tmp_path / "labels.h5", tmp_path / "labels.h5.lock"
+    lock.write_text(json.dumps({"pid": os.getppid(), "command": "drop prepare-data synthetic"}))
+    with pytest.raises(DropError) as error, _files.output_lock(lock, out):
+        pass
+    assert error.value.message == (
+        f"{out} is being made by another process (pid {os.getppid()}: drop prepare-data synthetic)."
+    )
+    assert lock.exists(), "the other process's lock is left alone"
+
+
+def test_a_lock_is_released_and_a_stale_one_taken_over(tmp_path):
+    out, lock = tmp_path / "features.h5", tmp_path / "features.h5.lock"
+    lock.write_text(json.dumps({"pid": dead_pid(), "command": "killed"}))
+    with _files.output_lock(lock, out):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert not lock.exists()
+    with pytest.raises(KeyError), _files.output_lock(lock, out):
+        raise KeyError("a failure inside")
+    assert not lock.exists()
+
+
+def test_prepare_data_refuses_an_output_another_process_is_making(tmp_path, synthetic_root):
+    out = tmp_path / "labels.h5"
+    (tmp_path / "labels.h5.lock").write_text(json.dumps({"pid": os.getppid(), "command": "drop prepare-data"}))
+    with pytest.raises(DropError, match="is being made by another process"):
+        api.prepare_data("synthetic", root=synthetic_root, labeler="stripes", workers=0, out=out, progress=False)
+    assert not out.exists()

@@ -195,7 +195,7 @@ def test_unwritable_output_and_full_disk(tmp_path, monkeypatch):
     _tree(tmp_path)
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    with pytest.raises(DropError, match="cannot write to .*a_file"):
+    with pytest.raises(DropError, match="cannot create the folder .*a_file: a file is where a folder should be"):
         api.prepare_data(
             "occluded_duke", root=tmp_path, labeler="stripes", workers=0, out=blocker / "labels.h5", progress=False
         )

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .. import _ui
+from .._files import output_lock
 from ..data.datasets import Record
 from ..data.images import ReidImages
 from ..errors import DropError
@@ -121,33 +122,34 @@ def extract_to_file(
     ``attrs`` go into the file with them; ``names`` are the embedding rows; ``dtype`` of the stored
     embeddings ("float32" or "float16").
     """
-    counts = {split: len(recs) for split, recs in records.items()}
-    partial = PartialFeatures(
-        out.with_name(f"{out.name}.partial"), {**settings, "chunk_images": features_file.CHUNK_IMAGES}
-    )
-    done = {split: partial.done(split) for split in records}
-    extracted, start = 0, time.perf_counter()
-    with _ui.progress_bar("extract-features", sum(counts.values()), enabled=progress) as advance:
-        advance(
-            sum(
-                stop - first
-                for split in records
-                for c, (first, stop) in enumerate(chunk_ranges(counts[split]))
-                if c in done[split]
+    with output_lock(out.with_name(f"{out.name}.lock"), out):
+        counts = {split: len(recs) for split, recs in records.items()}
+        partial = PartialFeatures(
+            out.with_name(f"{out.name}.partial"), {**settings, "chunk_images": features_file.CHUNK_IMAGES}
+        )
+        done = {split: partial.done(split) for split in records}
+        extracted, start = 0, time.perf_counter()
+        with _ui.progress_bar("extract-features", sum(counts.values()), enabled=progress) as advance:
+            advance(
+                sum(
+                    stop - first
+                    for split in records
+                    for c, (first, stop) in enumerate(chunk_ranges(counts[split]))
+                    if c in done[split]
+                )
             )
-        )
-        for split, recs in records.items():
-            todo = [c for c in range(len(chunk_ranges(counts[split]))) if c not in done[split]]
-            extracted += _extract_split(how, ReidImages(recs, folder, how.transform), split, todo, partial, advance)
-    seconds = time.perf_counter() - start
-    labels = {
-        split: (
-            [r.path for r in recs],
-            np.array([r.pid for r in recs], np.int64),
-            np.array([r.camid for r in recs], np.int64),
-        )
-        for split, recs in records.items()
-    }
-    not_finite = assemble_features(out, partial, labels, names, attrs, dtype)
-    partial.remove()
-    return ExtractionRun(extracted, seconds, sum(len(d) for d in done.values()), not_finite)
+            for split, recs in records.items():
+                todo = [c for c in range(len(chunk_ranges(counts[split]))) if c not in done[split]]
+                extracted += _extract_split(how, ReidImages(recs, folder, how.transform), split, todo, partial, advance)
+        seconds = time.perf_counter() - start
+        labels = {
+            split: (
+                [r.path for r in recs],
+                np.array([r.pid for r in recs], np.int64),
+                np.array([r.camid for r in recs], np.int64),
+            )
+            for split, recs in records.items()
+        }
+        not_finite = assemble_features(out, partial, labels, names, attrs, dtype)
+        partial.remove()
+        return ExtractionRun(extracted, seconds, sum(len(d) for d in done.values()), not_finite)

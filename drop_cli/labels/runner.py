@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .._files import atomic_path
+from .._files import atomic_path, output_lock
 from .._partial import finished_chunks, open_partial
 from ..errors import DiskError, DropError, LabelsError
 from ..parts import part_names
@@ -193,43 +193,44 @@ def run_labeling(
         "height": spec.height,
         "width": spec.width,
     }
-    if overwrite:
-        out.unlink(missing_ok=True)
-    elif check_existing(out, attrs, relpaths):
+    if not overwrite and check_existing(out, attrs, relpaths):  # --overwrite: replaced once the new one is complete
         summary = summarise_file(out, splits)
         summary.already_complete = True
         return summary
 
-    partial = out.with_name(f"{out.name}.partial")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        done = _open_partial(partial, _manifest(spec, dataset, relpaths))
-    except (PermissionError, NotADirectoryError, FileExistsError) as e:
-        raise DropError(
-            f"cannot write to {out.parent}: {e.strerror}.", hint="Choose a writable place with --out."
-        ) from None
-    blocks = {b: relpaths[b * BLOCK_SIZE : (b + 1) * BLOCK_SIZE] for b in range(-(-len(relpaths) // BLOCK_SIZE))}
-    todo = [b for b in blocks if b not in done]
-    if done:
-        advance(sum(len(blocks[b]) for b in done))
-    try:
-        if workers == 0:
-            labeler = spec.build()
-            for b in todo:
-                advance(label_block(labeler, folder, partial, b, blocks[b], spec.height, spec.width, len(names) + 1))
-        else:
-            _run_pool(folder, partial, spec, {b: blocks[b] for b in todo}, workers, advance)
-        summary = _assemble(out, partial, relpaths, splits, spec, attrs, len(blocks))
-    except (OSError, DiskError) as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+    with output_lock(out.with_name(f"{out.name}.lock"), out):
+        partial = out.with_name(f"{out.name}.partial")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            done = _open_partial(partial, _manifest(spec, dataset, relpaths))
+        except (PermissionError, NotADirectoryError, FileExistsError) as e:
             raise DropError(
-                f"the disk holding {out.parent} is full.",
-                hint="Free some space and run the same command again: finished blocks are kept.",
+                f"cannot write to {out.parent}: {e.strerror}.", hint="Choose a writable place with --out."
             ) from None
-        raise
-    summary.resumed_blocks = len(done)
-    shutil.rmtree(partial, ignore_errors=True)
-    return summary
+        blocks = {b: relpaths[b * BLOCK_SIZE : (b + 1) * BLOCK_SIZE] for b in range(-(-len(relpaths) // BLOCK_SIZE))}
+        todo = [b for b in blocks if b not in done]
+        if done:
+            advance(sum(len(blocks[b]) for b in done))
+        try:
+            if workers == 0:
+                labeler = spec.build()
+                for b in todo:
+                    advance(
+                        label_block(labeler, folder, partial, b, blocks[b], spec.height, spec.width, len(names) + 1)
+                    )
+            else:
+                _run_pool(folder, partial, spec, {b: blocks[b] for b in todo}, workers, advance)
+            summary = _assemble(out, partial, relpaths, splits, spec, attrs, len(blocks))
+        except (OSError, DiskError) as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DropError(
+                    f"the disk holding {out.parent} is full.",
+                    hint="Free some space and run the same command again: finished blocks are kept.",
+                ) from None
+            raise
+        summary.resumed_blocks = len(done)
+        shutil.rmtree(partial, ignore_errors=True)
+        return summary
 
 
 def _run_pool(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -14,7 +15,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from .. import _ui
-from .._files import prepare_folder, write_text
+from .._files import output_lock, prepare_folder, write_text
 from ..data import load_dataset
 from ..data.images import ReidImages
 from ..data.samplers import PKBatchSampler, SeededBatches
@@ -282,105 +283,114 @@ def run_training(
     )  # one kernel for all parameters, not ~10 per tensor
 
     run_dir = _run_folder(recipe, output, resume) if rank == 0 else None
-    state = LoopState()
-    if resume is not None:
-        last = Path(resume).expanduser() / "last.pt"
-        checkpoint = load_checkpoint(last)
-        _check_resume(recipe, checkpoint, Path(resume))
-        load_weights(model, checkpoint["model"], last)
-        _load_optimizer(optimizer, checkpoint.get("optimizer"), last)
-        if bank is not None:
-            load_weights(bank, checkpoint.get("memory_bank") or {}, last)
-        state = LoopState(checkpoint["epoch"], checkpoint["history"])
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
-    if world_size > 1:
-        model = torch.nn.parallel.DistributedDataParallel(  # the global baseline leaves the part branch unused
-            model, device_ids=[local_rank] if dev.type == "cuda" else None, find_unused_parameters=not recipe.loss.parts
-        )
-
-    log_file = run_dir / "log.txt" if run_dir is not None else None
-
-    def log(line: str) -> None:
-        _ui.info(line)
-        if log_file is not None:
-            with open(log_file, "a") as f:
-                f.write(line + "\n")
-
-    if rank == 0:
-        write_text(run_dir / "recipe.yaml", recipe.to_yaml())
-        _write_environment(run_dir / "env.json", environment(str(dev), train_cfg.seed, world_size), resume is not None)
-        if flagged:
-            write_text(run_dir / "flagged.txt", "".join(f"{path}\n" for path in sorted(flagged)))
-            _ui.warn(
-                f"{len(flagged)} training image(s) that prepare-data flagged are left out ({run_dir / 'flagged.txt'}"
-                "); data.skip_flagged: false keeps them."
+    # a second run on this folder (a resume started twice) refuses while this one holds it
+    lock = output_lock(run_dir / ".lock", run_dir) if run_dir is not None else contextlib.nullcontext()
+    with lock:
+        state = LoopState()
+        if resume is not None:
+            last = Path(resume).expanduser() / "last.pt"
+            checkpoint = load_checkpoint(last)
+            _check_resume(recipe, checkpoint, Path(resume))
+            load_weights(model, checkpoint["model"], last)
+            _load_optimizer(optimizer, checkpoint.get("optimizer"), last)
+            if bank is not None:
+                load_weights(bank, checkpoint.get("memory_bank") or {}, last)
+            state = LoopState(checkpoint["epoch"], checkpoint["history"])
+        if dev.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
+        if world_size > 1:
+            model = torch.nn.parallel.DistributedDataParallel(  # the global baseline leaves the part branch unused
+                model,
+                device_ids=[local_rank] if dev.type == "cuda" else None,
+                find_unused_parameters=not recipe.loss.parts,
             )
-        log(
-            f"run folder {run_dir}: {data.dataset} ({len(train_records):,} train images, {num_classes} ids), "
-            f"{recipe.model.backbone} on {dev}"
-            + (f" x {world_size} processes" if world_size > 1 else "")
-            + (f", resuming after epoch {state.epoch + 1}" if resume is not None else "")
+
+        log_file = run_dir / "log.txt" if run_dir is not None else None
+
+        def log(line: str) -> None:
+            _ui.info(line)
+            if log_file is not None:
+                with open(log_file, "a") as f:
+                    f.write(line + "\n")
+
+        if rank == 0:
+            write_text(run_dir / "recipe.yaml", recipe.to_yaml())
+            _write_environment(
+                run_dir / "env.json", environment(str(dev), train_cfg.seed, world_size), resume is not None
+            )
+            if flagged:
+                write_text(run_dir / "flagged.txt", "".join(f"{path}\n" for path in sorted(flagged)))
+                _ui.warn(
+                    f"{len(flagged)} training image(s) that prepare-data flagged are left out ({run_dir / 'flagged.txt'}"
+                    "); data.skip_flagged: false keeps them."
+                )
+            log(
+                f"run folder {run_dir}: {data.dataset} ({len(train_records):,} train images, {num_classes} ids), "
+                f"{recipe.model.backbone} on {dev}"
+                + (f" x {world_size} processes" if world_size > 1 else "")
+                + (f", resuming after epoch {state.epoch + 1}" if resume is not None else "")
+            )
+        config = LoopConfig(
+            epochs=train_cfg.epochs,
+            lr=recipe.optim.lr,
+            warmup_epochs=recipe.optim.warmup_epochs,
+            milestones=recipe.optim.milestones,
+            gamma=recipe.optim.gamma,
+            eval_every=train_cfg.eval_every,
+            workers=data.workers,
+            parts=parts,
+            flip_tta=recipe.eval.flip_tta,
+            eval_distance=recipe.eval.distance,
+            eval_rerank=recipe.eval.rerank,
+            rerank=Rerank(recipe.eval.rerank_k1, recipe.eval.rerank_k2, recipe.eval.rerank_lambda),
+            part_embeddings=recipe.eval.part_embeddings,
+            compile=train_cfg.compile,
         )
-    config = LoopConfig(
-        epochs=train_cfg.epochs,
-        lr=recipe.optim.lr,
-        warmup_epochs=recipe.optim.warmup_epochs,
-        milestones=recipe.optim.milestones,
-        gamma=recipe.optim.gamma,
-        eval_every=train_cfg.eval_every,
-        workers=data.workers,
-        parts=parts,
-        flip_tta=recipe.eval.flip_tta,
-        eval_distance=recipe.eval.distance,
-        eval_rerank=recipe.eval.rerank,
-        rerank=Rerank(recipe.eval.rerank_k1, recipe.eval.rerank_k2, recipe.eval.rerank_lambda),
-        part_embeddings=recipe.eval.part_embeddings,
-        compile=train_cfg.compile,
-    )
-    dtype = amp_dtype(dev, train_cfg.amp)
-    context = StepContext(
-        objective=objective,
-        device=dev,
-        autocast_dtype=dtype,
-        channels_last=train_cfg.channels_last,
-        gather=GlobalBatch(rank, world_size),
-        bank=bank,
-        scaler=torch.amp.GradScaler() if dtype == torch.float16 else None,
-    )
-    try:
-        state = train_loop(
-            model,
-            context=context,
-            config=config,
-            train_set=train_set,
-            sampler=sampler,
-            query_loader=query_loader,
-            gallery_loader=gallery_loader,
-            optimizer=optimizer,
-            state=state,
-            run_dir=run_dir,
-            checkpoint_info={"recipe": recipe.to_dict(), "num_classes": num_classes},
-            log=log,
-            progress=progress,
-            rank=rank,
-            world_size=world_size,
+        dtype = amp_dtype(dev, train_cfg.amp)
+        context = StepContext(
+            objective=objective,
+            device=dev,
+            autocast_dtype=dtype,
+            channels_last=train_cfg.channels_last,
+            gather=GlobalBatch(rank, world_size),
+            bank=bank,
+            scaler=torch.amp.GradScaler() if dtype == torch.float16 else None,
         )
-    except KeyboardInterrupt:
-        if run_dir is None or not (run_dir / "last.pt").is_file():
+        try:
+            state = train_loop(
+                model,
+                context=context,
+                config=config,
+                train_set=train_set,
+                sampler=sampler,
+                query_loader=query_loader,
+                gallery_loader=gallery_loader,
+                optimizer=optimizer,
+                state=state,
+                run_dir=run_dir,
+                checkpoint_info={"recipe": recipe.to_dict(), "num_classes": num_classes},
+                log=log,
+                progress=progress,
+                rank=rank,
+                world_size=world_size,
+            )
+        except KeyboardInterrupt:
+            if run_dir is None or not (run_dir / "last.pt").is_file():
+                raise Interrupted(
+                    "interrupted before the first epoch ended: nothing to resume.", hint="Run the command again."
+                ) from None
             raise Interrupted(
-                "interrupted before the first epoch ended: nothing to resume.", hint="Run the command again."
+                f"interrupted; {run_dir / 'last.pt'} holds the last finished epoch.",
+                hint=f"Continue with: drop train --resume {run_dir}",
             ) from None
-        raise Interrupted(
-            f"interrupted; {run_dir / 'last.pt'} holds the last finished epoch.",
-            hint=f"Continue with: drop train --resume {run_dir}",
-        ) from None
-    except torch.cuda.OutOfMemoryError:
-        raise DropError(
-            f"out of GPU memory at batch size {train_cfg.batch_size}.",
-            hint="Lower train.batch_size (e.g. --set train.batch_size=32), or use 256x128 inputs.",
-        ) from None
-    final = (
-        {k: v for k, v in state.history[-1].items() if k in ("epoch", "rank1", "mAP", "mINP")} if state.history else {}
-    )
-    return TrainResult(run_dir, final, time.perf_counter() - start, rank)
+        except torch.cuda.OutOfMemoryError:
+            raise DropError(
+                f"out of GPU memory at batch size {train_cfg.batch_size}.",
+                hint="Lower train.batch_size (e.g. --set train.batch_size=32), or use 256x128 inputs.",
+            ) from None
+        final = (
+            {k: v for k, v in state.history[-1].items() if k in ("epoch", "rank1", "mAP", "mINP")}
+            if state.history
+            else {}
+        )
+        return TrainResult(run_dir, final, time.perf_counter() - start, rank)
