@@ -17,6 +17,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -60,6 +61,25 @@ def stale_temporaries(path: Path) -> list[Path]:
         if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
             out.append(candidate)
     return out
+
+
+def ensure_space(output: Path, needed: int) -> None:
+    """Refuse, before writing ``output``, when its folder has less than ``needed`` bytes free. HDF5
+    does not report a full disk reliably (the write fails in a destructor, a later flush can crash the
+    process), so the final labels and features files check first."""
+    prepare_folder(output.parent)
+    free = shutil.disk_usage(output.parent).free
+    if free < needed:
+        raise DiskError(
+            f"cannot write {output}: it needs about {needed / 2**20:,.0f} MB and {free / 2**20:,.0f} MB are free.",
+            hint="Free some space there (finished blocks are kept), or write somewhere else.",
+            errno=errno.ENOSPC,
+        )
+
+
+def folder_bytes(folder: Path) -> int:
+    """The size of the files directly in ``folder``."""
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
 
 
 def prepare_folder(folder: Path) -> None:

@@ -13,6 +13,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ._files import output_error, prepare_folder, stale_temporaries
+
 STR = h5py.string_dtype("utf-8")
 
 
@@ -49,15 +51,25 @@ class AtomicH5Writer:
 
     def __init__(self, path: str | Path, attrs: dict):
         self.path = Path(path)
+        prepare_folder(self.path.parent)
+        for stale in stale_temporaries(self.path):
+            stale.unlink(missing_ok=True)
         self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        self._file = h5py.File(self._tmp, "w", track_order=False)
+        try:
+            self._file = h5py.File(self._tmp, "w", track_order=False)
+        except OSError as e:
+            raise output_error(self.path, e) from None
         for key, value in attrs.items():
             self._file.attrs[key] = np.array(value, dtype=STR) if isinstance(value, (list, tuple)) else value
 
     def commit(self) -> Path:
         """Close the file and move it to its final name."""
         self._file.close()
-        os.replace(self._tmp, self.path)
+        try:
+            os.replace(self._tmp, self.path)
+        except OSError as e:
+            self._tmp.unlink(missing_ok=True)
+            raise output_error(self.path, e) from None
         return self.path
 
     def abort(self) -> None:

@@ -130,3 +130,34 @@ def test_prepare_data_refuses_an_output_another_process_is_making(tmp_path, synt
     with pytest.raises(DropError, match="is being made by another process"):
         api.prepare_data("synthetic", root=synthetic_root, labeler="stripes", workers=0, out=out, progress=False)
     assert not out.exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MB tmpfs where this user may mount one (root in a container), else skipped."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here; test_the_final_file_checks_the_free_space_first injects it")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_full_disk_while_the_labels_file_is_assembled_is_one_line(small_disk, synthetic_root, monkeypatch):
+    """HDF5 reports a full disk from a destructor and then crashes: the final file checks the space first."""
+    out = small_disk / "labels.h5"
+    with pytest.raises(DropError, match=r"the disk holding .*small is full"):
+        api.prepare_data("synthetic", root=synthetic_root, labeler="stripes", workers=0, out=out, progress=False)
+    assert not out.exists() and leftovers(small_disk) == []
+
+
+def test_the_final_file_checks_the_free_space_first(tmp_path, monkeypatch):
+    out = tmp_path / "features.h5"
+    (tmp_path / "blocks").mkdir()
+    (tmp_path / "blocks" / "chunk.npz").write_bytes(b"x" * 5000)
+    usage = _files.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(_files.shutil, "disk_usage", lambda path: usage._replace(free=4000))
+    with pytest.raises(DropError, match="needs about 0 MB and 0 MB are free") as error:
+        _files.ensure_space(out, _files.folder_bytes(tmp_path / "blocks"))
+    assert error.value.errno == errno.ENOSPC

@@ -32,7 +32,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .._files import atomic_path
+from .._files import atomic_path, ensure_space, folder_bytes
 from .._h5 import STR, AtomicH5Writer, created_timestamp, plain_attrs, read_strings
 from .._partial import finished_chunks, open_partial
 from .._version import __version__
@@ -317,6 +317,7 @@ def assemble_features(
         The paths of images whose embeddings or visibility are not finite (empty when all are).
     """
     not_finite: list[str] = []
+    ensure_space(out, folder_bytes(partial.folder))  # the chunks, uncompressed: more than the file needs
     with FeatureWriter(out, names, attrs) as writer:
         for split, (paths, pids, camids) in labels.items():
             for chunk, (start, _stop) in enumerate(chunk_ranges(len(paths))):

@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .._files import atomic_path, output_lock
+from .._files import atomic_path, ensure_space, folder_bytes, output_lock
 from .._partial import finished_chunks, open_partial
 from ..errors import DiskError, DropError, LabelsError
 from ..parts import part_names
@@ -266,6 +266,7 @@ def _assemble(
     num_labels = len(attrs["parts"]) + 1
     counts = np.zeros((len(relpaths), num_labels), np.int64)
     flags = np.zeros(len(relpaths), np.uint8)
+    ensure_space(out, folder_bytes(partial))  # the blocks, uncompressed: more than the file needs
     with LabelWriter(out, relpaths, spec.height, spec.width, attrs) as writer:
         for b in range(num_blocks):
             with np.load(_block_file(partial, b)) as z:
