@@ -168,3 +168,34 @@ def test_kill_9_then_resume_gives_the_uninterrupted_file(synthetic_root, tmp_pat
         assert np.array_equal(a.read_all(), b.read_all())
         assert np.array_equal(a.all_quality, b.all_quality) and np.array_equal(a.all_flags, b.all_flags)
         assert (a.read_all() > 0).mean() > 0.1, "pose labels must find people in the synthetic set"
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, dead but not yet reaped by its new parent, is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_parent_leaves_no_worker(tmp_path):
+    """make-synthetic's worker processes end within seconds when their parent is killed with SIGKILL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "drop_cli", "make-synthetic", str(tmp_path), "--ids", "100", "--workers", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline, workers = time.monotonic() + 120, []
+    while len(workers) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        workers = [int(p) for p in children.read_text().split()] if children.exists() else []
+    assert len(workers) >= 2, "the workers must have started"
+    time.sleep(1.0)  # the pool's initializer (the watch) has run
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while any(map(_alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(map(_alive, workers)), "workers outlived their killed parent"

@@ -26,6 +26,7 @@ import numpy as np
 
 from .._files import atomic_path, ensure_space, folder_bytes, output_lock
 from .._partial import finished_chunks, open_partial
+from .._workers import end_with_parent
 from ..errors import DiskError, DropError, LabelsError
 from ..parts import part_names
 from .base import FLAG_NAMES, FLAG_UNREADABLE, LabelResult
@@ -104,6 +105,7 @@ _worker: dict = {}
 
 def _init_worker(spec: LabelerSpec, folder: Path, partial: Path) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and lets running blocks finish
+    end_with_parent()
     cv2.setNumThreads(1)
     _worker.update(labeler=spec.build(), spec=spec, folder=folder, partial=partial)
 

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from .. import _ui
+from .._workers import end_with_parent
 from ..errors import DatasetError, DropError
 from ..labels import LABELERS, LabelWriter
 from ..parts import PRESETS
@@ -137,7 +138,7 @@ def write_synthetic(
                 results = (_render_chunk(c, ids, seed, tmp) for c in chunks)
                 _write_truths(writer, results, advance)
             else:
-                with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=end_with_parent) as pool:
                     results = pool.map(
                         _render_chunk, chunks, [ids] * len(chunks), [seed] * len(chunks), [tmp] * len(chunks)
                     )
