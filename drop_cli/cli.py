@@ -700,7 +700,7 @@ def main(argv: list[str] | None = None) -> int:
             message if message.endswith(".") else f"{message}.", f"See `{command} --help`.", json_out="--json" in args
         )
         return e.exit_code
-    except click_exceptions.Abort:
+    except typer.Abort:
         _ui.error("interrupted.")
         return 130
 

@@ -390,6 +390,8 @@ def _read_yaml(path: Path) -> dict:
         )
     try:
         data = yaml.safe_load(path.read_text()) or {}
+    except UnicodeDecodeError:
+        raise RecipeError(f"recipe {path} is not a text file.", hint="A recipe is YAML text (see recipes/).") from None
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""

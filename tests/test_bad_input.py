@@ -168,3 +168,33 @@ def test_an_output_that_is_a_file_or_a_folder_in_the_way_is_one_line(
         assert_one_error_line(code, out, err, json_out=True)
         assert str(blocker if "visualize" not in argv else tmp_path) in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_a_bad_path_is_one_line(capsys, tmp_path, monkeypatch):
+    """Every input path option given a missing path, a folder for a file, a binary file for a text or
+    HDF5 file; names with spaces and non-ASCII letters."""
+    monkeypatch.chdir(tmp_path)
+    binary = tmp_path / "bin ü.yaml"
+    binary.write_bytes(bytes(range(256)) * 4)
+    folder = tmp_path / "folder ü"
+    folder.mkdir()
+    missing = tmp_path / "missing ü" / "x.h5"
+    inputs = {
+        ("train", "--recipe"): (binary, folder, missing),
+        ("train", "--resume"): (binary, folder, missing),
+        ("extract-features", "--checkpoint"): (binary, folder, missing),
+        ("evaluate", "--features"): (binary, folder, missing),
+        ("visualize labels", "--labels"): (binary, folder, missing),
+        ("visualize ranking", "--features"): (binary, folder, missing),
+        ("visualize training", None): (binary, missing, folder),  # folder: a run folder without metrics.csv
+        ("dataset-info synthetic", "--root"): (binary, missing),
+    }
+    for (command, option), paths in inputs.items():
+        for path in paths:
+            code, out, err = run(capsys, [*command.split(), *([option] if option else []), str(path), "--json"])
+            assert_one_error_line(code, out, err, json_out=True)
+            assert code == 1 and str(path) in err, (command, option, path, err)
+    (folder / "metrics.csv").write_bytes(bytes(range(256)))  # a damaged run folder
+    code, out, err = run(capsys, ["visualize", "training", str(folder), "--json"])
+    assert_one_error_line(code, out, err, json_out=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([binary.name, folder.name])

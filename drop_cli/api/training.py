@@ -18,7 +18,15 @@ def resolve_recipe(
     """The recipe a run uses: the files stacked in order (or, resuming without one, the run's own
     recipe.yaml) plus ``key=value`` overrides."""
     if not recipe and resume is not None:
-        recipe = Path(resume).expanduser() / "recipe.yaml"
+        run = Path(resume).expanduser()
+        if not (run / "last.pt").is_file():
+            raise DropError(
+                f"{run} is not a run folder to resume (no last.pt in it)."
+                if run.is_dir()
+                else f"run folder {run} not found.",
+                hint="Pass the folder `drop train` made (runs/<name>), which holds last.pt.",
+            )
+        recipe = run / "recipe.yaml"
     return load_recipe(recipe, list(overrides))
 
 

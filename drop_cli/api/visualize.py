@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,7 +160,13 @@ def visualize_training(run_dir: str | Path, *, out: str | Path | None = None) ->
     metrics = Path(run_dir).expanduser() / "metrics.csv"
     if not metrics.is_file():
         raise DropError(f"{metrics} not found.", hint="Pass a run folder made by `drop train` (it holds metrics.csv).")
-    history = read_history(metrics)
+    try:
+        history = read_history(metrics)
+    except (UnicodeDecodeError, ValueError, csv.Error) as e:
+        raise DropError(
+            f"{metrics} is not a metrics file drop wrote ({type(e).__name__}).",
+            hint="`drop train --resume RUN` rewrites it from the run's last.pt.",
+        ) from None
     run_dir = metrics.parent
     path = plot_training_curves(history, Path(out) if out else run_dir / "figures" / "training.png")
     return VisualizeResult([path], time.perf_counter() - start)

@@ -77,7 +77,9 @@ class FeatureFile:
         self.path = Path(path).expanduser()
         if not self.path.is_file():
             raise DropError(
-                f"features file {self.path} not found.",
+                f"{self.path} is a folder, not a features file."
+                if self.path.is_dir()
+                else f"features file {self.path} not found.",
                 hint="Create it with `drop extract-features --checkpoint RUN/last.pt`.",
             )
         try:

@@ -58,7 +58,12 @@ class LabelFile:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         if not self.path.is_file():
-            raise LabelsError(f"labels file {self.path} not found.", hint="Create it with `drop prepare-data`.")
+            raise LabelsError(
+                f"{self.path} is a folder, not a labels file."
+                if self.path.is_dir()
+                else f"labels file {self.path} not found.",
+                hint="Create it with `drop prepare-data`.",
+            )
         try:
             with h5py.File(self.path, "r") as f:
                 self.attrs = plain_attrs(f.attrs)

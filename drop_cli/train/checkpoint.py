@@ -43,7 +43,12 @@ def load_checkpoint(path: str | Path) -> dict:
     checkpoint has, a stored recipe this drop reads, and weights that are tensors."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise DropError(f"checkpoint {path} not found.", hint="Pass a run folder's last.pt.")
+        raise DropError(
+            f"{path} is a folder, not a checkpoint." if path.is_dir() else f"checkpoint {path} not found.",
+            hint=f"Pass a run folder's last.pt (e.g. {path / 'last.pt'})."
+            if path.is_dir()
+            else "Pass a run folder's last.pt.",
+        )
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
