@@ -14,7 +14,9 @@ made (`output_lock`): a second run on it refuses in one line naming the first.
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
+import io
 import json
 import os
 import shutil
@@ -123,6 +125,15 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
 
 def write_text(path: str | Path, text: str) -> Path:
     return write_bytes(path, text.encode())
+
+
+def write_csv(path: str | Path, rows: list[dict]) -> Path:
+    """``rows`` as CSV with a header; the columns are every key of any row, in first-seen order."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text(path, text.getvalue())
 
 
 def _lock_owner(lock: Path) -> dict | None:

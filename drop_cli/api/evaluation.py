@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import _ui
-from .._files import write_text
+from .._files import write_csv, write_text
 from ..errors import DropError
 from ..evaluation.rerank import K1, K2, LAMBDA
 from ..evaluation.scoring import (
@@ -115,11 +113,7 @@ def evaluate(
         folder / f"{stem}.csv",
         0.0,
     )
-    table = io.StringIO()
-    writer = csv.DictWriter(table, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(result.csv_path, table.getvalue())
+    write_csv(result.csv_path, rows)
     result.seconds = time.perf_counter() - start
     write_text(result.json_path, json.dumps(result.to_json(), indent=1))
     return result

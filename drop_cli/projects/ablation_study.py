@@ -21,7 +21,6 @@ resumes an interrupted one.
 
 from __future__ import annotations
 
-import csv
 import re
 import statistics
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import _ui, api
+from .._files import write_csv
 from ..errors import DropError, lookup
 from ..evaluation import parsing_miou
 from ..features import FeatureFile
@@ -213,8 +213,5 @@ def run_study(
             "overrides": list(overrides),
         },
     )
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(summary[0]))
-        writer.writeheader()
-        writer.writerows(summary)
+    write_csv(csv_path, summary)
     return StudyResult(runs, summary, labels, title, json_path, csv_path)

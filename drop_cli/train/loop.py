@@ -16,8 +16,6 @@ Distributed: under ``torchrun`` each rank trains on its share of every global ba
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,7 +25,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from .. import _ui
-from .._files import write_text
+from .._files import write_csv
 from ..errors import DropError
 from ..evaluation.scoring import Rerank, evaluate_setting, make_setting
 from ..features import extract_features
@@ -144,12 +142,7 @@ class MetricsLog:
         self.run_dir = run_dir
 
     def write(self, history: list[dict]) -> None:
-        columns = list(dict.fromkeys(k for r in history for k in r))
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(history)
-        write_text(self.path, text.getvalue())
+        write_csv(self.path, history)
         plot_training_curves(history, self.run_dir / "curves.png")
 
 
