@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 
 from ._files import output_error, prepare_folder, stale_temporaries
+from .errors import DropError
 
 STR = h5py.string_dtype("utf-8")
 
@@ -33,6 +34,15 @@ def plain_attrs(attrs: h5py.AttributeManager) -> dict:
 def read_strings(dataset: h5py.Dataset) -> list[str]:
     """A 1-D UTF-8 string dataset as a list of str."""
     return dataset.asstr()[()].tolist()
+
+
+def read_checked(dataset: h5py.Dataset, selection, path: Path, hint: str) -> np.ndarray:
+    """``dataset[selection]``, or one DropError line when the file is damaged (a chunk that no longer
+    decompresses, a truncated file): HDF5 reports it as a bare OSError."""
+    try:
+        return dataset[selection]
+    except OSError as e:
+        raise DropError(f"{path} is damaged: cannot read {dataset.name} ({e}).", hint=hint) from None
 
 
 def _plain(value):

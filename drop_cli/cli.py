@@ -46,6 +46,14 @@ def _bounds(key: str) -> dict:
     return {"min": valid.low, "max": valid.high}
 
 
+def _path(help: str, *decls: str, kind: str, output: bool = False, argument: bool = False):
+    """A path option (or argument) that says what it names: the parser refuses a folder given for a file
+    and a file given for a folder, and an existing output it cannot write; the tests read the same marks
+    to try every path option with every wrong kind of path."""
+    make = typer.Argument if argument else typer.Option
+    return make(*decls, help=help, file_okay=kind == "file", dir_okay=kind == "folder", writable=output)
+
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout (logs go to stderr).")]
 DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda.")]
 DistanceOpt = Annotated[str, typer.Option(help="global | foreground | parts | parts+foreground.")]
@@ -56,7 +64,7 @@ WorkersOpt = Annotated[
 ]
 SeedOpt = Annotated[int, typer.Option(help="Seed of the random selection.", min=0)]
 IdsOpt = Annotated[int, typer.Option(help="Identities of the synthetic set.", min=SYNTHETIC_MIN_IDS)]
-RootOpt = Annotated[Path, typer.Option(help="Folder that contains the dataset folder.")]
+RootOpt = Annotated[Path, _path("Folder that contains the dataset folder.", kind="folder")]
 PatternOpt = Annotated[
     str | None,
     typer.Option(
@@ -144,7 +152,7 @@ def dataset_info(
 @app.command("make-synthetic")
 @_command
 def make_synthetic(
-    root: Annotated[Path, typer.Argument(help="Folder to create synthetic/ in.")],
+    root: Annotated[Path, _path("Folder to create synthetic/ in.", kind="folder", output=True, argument=True)],
     ids: Annotated[
         int, typer.Option(help="Identities in all (about half train, half test).", min=SYNTHETIC_MIN_IDS)
     ] = 100,
@@ -173,7 +181,9 @@ def prepare_data(
     root: RootOpt = Path("."),
     labeler: Annotated[str, typer.Option(help="pose | bpbreid | stripes | synthetic.")] = "pose",
     preset: Annotated[str, typer.Option(help="eight | five | five_v body parts (five_v: bpbreid only).")] = "eight",
-    out: Annotated[Path | None, typer.Option(help="Labels file (default: inside the dataset folder).")] = None,
+    out: Annotated[
+        Path | None, _path("Labels file (default: inside the dataset folder).", kind="file", output=True)
+    ] = None,
     workers: WorkersOpt = None,
     height: Annotated[
         int | None,
@@ -185,9 +195,9 @@ def prepare_data(
         int | None, typer.Option(help="Label map width (default 128 for bpbreid; else 64).", **_bounds("data.width"))
     ] = None,
     pose_model: Annotated[
-        Path | None, typer.Option(help="BlazePose pose_landmark_full.tflite, for offline use.")
+        Path | None, _path("BlazePose pose_landmark_full.tflite, for offline use.", kind="file")
     ] = None,
-    bpbreid_masks: Annotated[Path | None, typer.Option(help="Folder of BPBreID's masks for this dataset.")] = None,
+    bpbreid_masks: Annotated[Path | None, _path("Folder of BPBreID's masks for this dataset.", kind="folder")] = None,
     pattern: PatternOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing labels file made with other settings.")] = False,
     json_out: JsonOpt = False,
@@ -251,8 +261,10 @@ RecipeOpt = Annotated[
 def train(
     recipe: RecipeOpt = None,
     set_: SetOpt = None,
-    output: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<name>, numbered).")] = None,
-    resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder from its last.pt.")] = None,
+    output: Annotated[
+        Path | None, _path("Run folder (default: runs/<name>, numbered).", kind="folder", output=True)
+    ] = None,
+    resume: Annotated[Path | None, _path("Continue the run in this folder from its last.pt.", kind="folder")] = None,
     device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
@@ -312,14 +324,14 @@ def recipe_keys_table(json_out: JsonOpt = False) -> None:
 @app.command("extract-features")
 @_command
 def extract_features(
-    checkpoint: Annotated[Path, typer.Option(help="A run folder's last.pt.")],
+    checkpoint: Annotated[Path, _path("A run folder's last.pt.", kind="file")],
     dataset: Annotated[str | None, typer.Option(help="Dataset key (default: the recipe's test dataset).")] = None,
     root: Annotated[
-        Path | None, typer.Option(help="Folder that contains the dataset folder (default: the recipe's).")
+        Path | None, _path("Folder that contains the dataset folder (default: the recipe's).", kind="folder")
     ] = None,
     splits: Annotated[str, typer.Option(help="Comma-separated: train, query, gallery.")] = "query,gallery",
     out: Annotated[
-        Path | None, typer.Option(help="Features file (default: features.h5 next to the checkpoint).")
+        Path | None, _path("Features file (default: features.h5 next to the checkpoint).", kind="file", output=True)
     ] = None,
     flip_tta: Annotated[
         bool | None,
@@ -377,7 +389,7 @@ def extract_features(
 @app.command("evaluate")
 @_command
 def evaluate(
-    features: Annotated[Path, typer.Option(help="A features file from drop extract-features.")],
+    features: Annotated[Path, _path("A features file from drop extract-features.", kind="file")],
     distance: DistanceOpt = EVAL.distance,
     visibility: Annotated[
         bool, typer.Option("--visibility/--no-visibility", help="Weight parts by their visibility.")
@@ -400,7 +412,11 @@ def evaluate(
     ] = False,
     out: Annotated[
         Path | None,
-        typer.Option(help="Folder for eval.json/eval.csv or ablate.json/ablate.csv (default: the features file's)."),
+        _path(
+            "Folder for eval.json/eval.csv or ablate.json/ablate.csv (default: the features file's).",
+            kind="folder",
+            output=True,
+        ),
     ] = None,
     dataset: Annotated[str | None, typer.Option(help="Check that the features come from this dataset.")] = None,
     device: DeviceOpt = "auto",
@@ -451,9 +467,10 @@ visualize_app = typer.Typer(
 )
 app.add_typer(visualize_app, name="visualize")
 OutPng = Annotated[
-    Path | None, typer.Option("--out", help="PNG to write (default: a figures/ folder next to the input).")
+    Path | None,
+    _path("PNG to write (default: a figures/ folder next to the input).", "--out", kind="file", output=True),
 ]
-FeaturesOpt = Annotated[Path, typer.Option("--features", help="Features file from `drop extract-features`.")]
+FeaturesOpt = Annotated[Path, _path("Features file from `drop extract-features`.", "--features", kind="file")]
 
 
 def _ints(text: str | None) -> list[int] | None:
@@ -474,9 +491,10 @@ def _emit_images(result, json_out: bool) -> None:
 @visualize_app.command("labels")
 @_command
 def visualize_labels(
-    labels: Annotated[Path, typer.Option(help="Labels file from `drop prepare-data`.")],
+    labels: Annotated[Path, _path("Labels file from `drop prepare-data`.", kind="file")],
     root: Annotated[
-        Path | None, typer.Option(help="Folder that contains the dataset folder (default: the labels file's folder).")
+        Path | None,
+        _path("Folder that contains the dataset folder (default: the labels file's folder).", kind="folder"),
     ] = None,
     split: Annotated[str | None, typer.Option(help="train | query | gallery (default: all images).")] = None,
     count: Annotated[int, typer.Option(help="How many images (drawn at random with --seed).", min=1)] = 16,
@@ -498,9 +516,9 @@ def visualize_labels(
 @visualize_app.command("parsing")
 @_command
 def visualize_parsing(
-    features: Annotated[Path | None, typer.Option(help="Features file with parsing maps.")] = None,
-    checkpoint: Annotated[Path | None, typer.Option(help="Or a checkpoint: its features are extracted first.")] = None,
-    labels: Annotated[Path | None, typer.Option(help="Labels file, to show the pseudo labels alongside.")] = None,
+    features: Annotated[Path | None, _path("Features file with parsing maps.", kind="file")] = None,
+    checkpoint: Annotated[Path | None, _path("Or a checkpoint: its features are extracted first.", kind="file")] = None,
+    labels: Annotated[Path | None, _path("Labels file, to show the pseudo labels alongside.", kind="file")] = None,
     split: Annotated[str, typer.Option(help="query | gallery.")] = "query",
     count: Annotated[int, typer.Option(help="How many images.", min=1)] = 8,
     seed: SeedOpt = 0,
@@ -557,7 +575,7 @@ def visualize_ranking(
 @visualize_app.command("training")
 @_command
 def visualize_training(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder made by `drop train`.")],
+    run_dir: Annotated[Path, _path("A run folder made by `drop train`.", kind="folder", argument=True)],
     out: OutPng = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -596,7 +614,7 @@ def visualize_embeddings(
 @app.command("quickstart")
 @_command
 def quickstart(
-    out: Annotated[Path, typer.Option(help="Folder for everything it makes.")] = Path("quickstart"),
+    out: Annotated[Path, _path("Folder for everything it makes.", kind="folder", output=True)] = Path("quickstart"),
     ids: IdsOpt = 100,
     set_: SetOpt = None,
     json_out: JsonOpt = False,
@@ -624,7 +642,9 @@ def quickstart(
 @app.command("ablation-study")
 @_command
 def ablation_study(
-    out: Annotated[Path, typer.Option(help="Folder for the runs and study.json / study.csv.")] = Path("study"),
+    out: Annotated[Path, _path("Folder for the runs and study.json / study.csv.", kind="folder", output=True)] = Path(
+        "study"
+    ),
     recipe: Annotated[
         str | None,
         typer.Option(

@@ -6,7 +6,10 @@ Anything else that escapes is a bug and keeps its traceback.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
+
+_IN_WORKER = re.compile(r"Caught \w+ in DataLoader worker process \d+\.\nOriginal Traceback")
 
 
 class DropError(Exception):
@@ -15,6 +18,8 @@ class DropError(Exception):
     exit_code = 1
 
     def __init__(self, message: str, hint: str | None = None):
+        if _IN_WORKER.match(message):  # re-raised by a DataLoader: the worker's own line, not its traceback
+            message = message.rstrip().rsplit("\n", 1)[-1].split(": ", 1)[-1]
         super().__init__(message)
         self.message = message
         self.hint = hint

@@ -61,6 +61,15 @@ def tiny_recipe(root: Path, **overrides) -> list[str]:
     return [f"{k}={v}" for k, v in {"data.root": str(root), **overrides}.items()]
 
 
+@pytest.fixture(scope="session")
+def checkpoint(synthetic_labels, synthetic_root, tmp_path_factory) -> Path:
+    """last.pt of a tiny model trained once per test session (read-only for tests)."""
+    from drop_cli.api import train
+
+    run = tmp_path_factory.mktemp("tiny-run") / "run"
+    return train(TINY, overrides=tiny_recipe(synthetic_root), output=run, progress=False).run_dir / "last.pt"
+
+
 # Fixtures that need the pose labeler's model file (from the package registry): their tests are `network`.
 NETWORK_FIXTURES = {"model_file", "eight", "tiny_quickstart", "pose_labels"}
 # Fixtures that train a model (tens of seconds on 2 cores): their tests are `slow`.

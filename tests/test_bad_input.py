@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import types
 import typing
+from pathlib import Path
 
 import pytest
 import typer
@@ -56,31 +57,50 @@ def bad_values(tp) -> list[str]:
 RECIPE_CASES = [(k.key, value) for k in recipe_keys() for value in bad_values(k.type)]
 
 
+def parameters(command=None, path=()):
+    """(command path, long option or None for an argument, types of its value, the parameter) for every
+    parameter of every command of the command line."""
+    command = command or typer.main.get_command(app)
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from parameters(sub, (*path, name))
+    for param in getattr(command, "params", []):
+        annotation = param.type_descriptor.annotation
+        kinds = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+        yield " ".join(path), next((o for o in param.opts if o.startswith("--")), None), kinds, param
+
+
 def numeric_options() -> list[tuple[str, str, list[str]]]:
     """(command path, option, bad values) for every int/float option of every command."""
     out = []
-
-    def walk(command, path):
-        for name, sub in getattr(command, "commands", {}).items():
-            walk(sub, [*path, name])
-        for param in getattr(command, "params", []):
-            annotation = param.type_descriptor.annotation
-            kinds = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
-            option = next((o for o in param.opts if o.startswith("--")), None)
-            if option is None or kinds[0] not in (int, float):
-                continue
-            values = ["abc"]
-            if param.min is not None:
-                values.append(str(param.min - 1))
-            if param.max is not None:
-                values.append(str(param.max + 1))
-            out.append((" ".join(path), option, values))
-
-    walk(typer.main.get_command(app), [])
+    for command, option, kinds, param in parameters():
+        if option is None or kinds[0] not in (int, float):
+            continue
+        values = ["abc"]
+        if param.min is not None:
+            values.append(str(param.min - 1))
+        if param.max is not None:
+            values.append(str(param.max + 1))
+        out.append((command, option, values))
     return out
 
 
 OPTION_CASES = [(cmd, opt, value) for cmd, opt, values in numeric_options() for value in values]
+
+
+def path_params() -> list[tuple[str, str | None, str, bool, bool]]:
+    """(command path, option or None for an argument, "file" | "folder", is an output, is required) for
+    every path parameter of every command, as the command line marks it (``drop_cli.cli._path``)."""
+    out = []
+    for command, option, kinds, param in parameters():
+        if Path not in kinds:
+            continue
+        info = param.type_descriptor.parameter_info
+        assert info.file_okay != info.dir_okay, f"{command} {param.opts}: declare it with _path(kind=...)"
+        out.append((command, option, "file" if info.file_okay else "folder", info.writable, param.required))
+    return out
+
+
+PATHS = path_params()
 
 
 def run(capsys, argv: list[str]) -> tuple[int, str, str]:
@@ -170,31 +190,68 @@ def test_an_output_that_is_a_file_or_a_folder_in_the_way_is_one_line(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
 
 
-def test_a_bad_path_is_one_line(capsys, tmp_path, monkeypatch):
-    """Every input path option given a missing path, a folder for a file, a binary file for a text or
-    HDF5 file; names with spaces and non-ASCII letters."""
+def test_a_damaged_input_file_is_one_line_naming_it(capsys, tmp_path, monkeypatch):
+    """A binary file for a text or HDF5 input, a missing one, a damaged run folder: the line names the
+    path (the wrong kinds of path, for every path parameter, are the generated test below)."""
     monkeypatch.chdir(tmp_path)
     binary = tmp_path / "bin ü.yaml"
     binary.write_bytes(bytes(range(256)) * 4)
-    folder = tmp_path / "folder ü"
-    folder.mkdir()
     missing = tmp_path / "missing ü" / "x.h5"
     inputs = {
-        ("train", "--recipe"): (binary, folder, missing),
-        ("train", "--resume"): (binary, folder, missing),
-        ("extract-features", "--checkpoint"): (binary, folder, missing),
-        ("evaluate", "--features"): (binary, folder, missing),
-        ("visualize labels", "--labels"): (binary, folder, missing),
-        ("visualize ranking", "--features"): (binary, folder, missing),
-        ("visualize training", None): (binary, missing, folder),  # folder: a run folder without metrics.csv
-        ("dataset-info synthetic", "--root"): (binary, missing),
+        ("train", "--recipe"): (binary, missing),
+        ("train", "--resume"): (missing,),
+        ("extract-features", "--checkpoint"): (binary, missing),
+        ("evaluate", "--features"): (binary, missing),
+        ("visualize labels", "--labels"): (binary, missing),
+        ("visualize ranking", "--features"): (binary, missing),
+        ("visualize training", None): (missing, tmp_path),  # tmp_path: a folder without metrics.csv
+        ("dataset-info synthetic", "--root"): (missing,),
     }
     for (command, option), paths in inputs.items():
         for path in paths:
             code, out, err = run(capsys, [*command.split(), *([option] if option else []), str(path), "--json"])
             assert_one_error_line(code, out, err, json_out=True)
             assert code == 1 and str(path) in err, (command, option, path, err)
-    (folder / "metrics.csv").write_bytes(bytes(range(256)))  # a damaged run folder
-    code, out, err = run(capsys, ["visualize", "training", str(folder), "--json"])
+    (tmp_path / "metrics.csv").write_bytes(bytes(range(256)))  # a damaged run folder
+    code, out, err = run(capsys, ["visualize", "training", str(tmp_path), "--json"])
     assert_one_error_line(code, out, err, json_out=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([binary.name, folder.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([binary.name, "metrics.csv"])
+
+
+def argv_with(tmp_path: Path, command: str, option: str | None, value: Path) -> list[str]:
+    """``command`` with ``value`` for one path parameter and, for every other required path parameter, an
+    existing placeholder of the right kind (so the parser gets as far as the parameter under test)."""
+    placeholders = {"file": tmp_path / "placeholder ü.h5", "folder": tmp_path / "placeholder folder ü"}
+    placeholders["file"].touch()
+    placeholders["folder"].mkdir(exist_ok=True)
+    argv = command.split()
+    for cmd, opt, kind, _, required in PATHS:
+        if cmd != command:
+            continue
+        path = value if opt == option else placeholders[kind] if required else None
+        if path is not None:
+            argv += [opt, str(path)] if opt else [str(path)]
+    return argv
+
+
+@pytest.mark.parametrize(("command", "option", "kind", "output", "required"), PATHS)
+def test_every_path_parameter_refuses_the_wrong_kind_of_path(capsys, tmp_path, command, option, kind, output, required):
+    """Generated from the command line: a folder for a file, a file for a folder, a missing input, a
+    binary file for an input file, an output under a file; names with spaces and non-ASCII letters.
+    Nothing is written."""
+    wrong = tmp_path / ("a folder ü" if kind == "file" else "a file ü.txt")
+    wrong.mkdir() if kind == "file" else wrong.write_text("not a folder")
+    code, out, err = run(capsys, [*argv_with(tmp_path, command, option, wrong), "--json"])
+    assert_one_error_line(code, out, err, json_out=True)
+    assert code == 2 and str(wrong) in err and (option or "") in err, err
+    other = tmp_path / "missing ü" / "x.h5" if not output else tmp_path / "a file ü.txt" / "x"
+    other.parent.mkdir() if not output else None
+    if output and not other.parent.exists():
+        other.parent.write_text("in the way")
+    binary = tmp_path / "binary ü.h5"
+    binary.write_bytes(bytes(range(256)) * 4)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    for value in (other, binary) if kind == "file" and not output else (other,):
+        code, out, err = run(capsys, [*argv_with(tmp_path, command, option, value), "--json"])
+        assert_one_error_line(code, out, err, json_out=True)
+        assert sorted(p.name for p in tmp_path.rglob("*")) == before, (value, err)

@@ -23,8 +23,6 @@ from drop_cli.evaluation import evaluate_rank, part_distance, re_rank, scoring
 from drop_cli.features import file as features_h5
 from drop_cli.features.file import FeatureFile, FeatureWriter, read_features
 
-from .conftest import TINY, tiny_recipe
-
 runner = CliRunner()
 NAMES = (
     "global",
@@ -39,13 +37,6 @@ NAMES = (
     "right_foot",
 )
 ROWS = {"global": [0], "foreground": [1], "parts": list(range(2, 10)), "parts+foreground": list(range(1, 10))}
-
-
-@pytest.fixture(scope="module")
-def checkpoint(synthetic_labels, synthetic_root, tmp_path_factory) -> Path:
-    """last.pt of a tiny model trained once for this module."""
-    run = tmp_path_factory.mktemp("features-run") / "run"
-    return api.train(TINY, overrides=tiny_recipe(synthetic_root), output=run, progress=False).run_dir / "last.pt"
 
 
 @pytest.fixture(scope="module")

@@ -161,3 +161,75 @@ def test_the_final_file_checks_the_free_space_first(tmp_path, monkeypatch):
     with pytest.raises(DropError, match="needs about 0 MB and 0 MB are free") as error:
         _files.ensure_space(out, _files.folder_bytes(tmp_path / "blocks"))
     assert error.value.errno == errno.ENOSPC
+
+
+def damage_a_chunk(path: Path, dataset: str, chunk: int = 1) -> None:
+    """Overwrite the middle of one compressed chunk of ``dataset`` in the HDF5 file ``path``."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        info = f[dataset].id.get_chunk_info(chunk)
+    with open(path, "r+b") as f:
+        f.seek(info.byte_offset + info.size // 3)
+        f.write(b"\xff" * min(64, info.size // 3))
+
+
+def test_a_damaged_chunk_of_a_labels_file_is_one_line_also_from_a_worker(tmp_path, synthetic_root, synthetic_labels):
+    import shutil
+
+    from torch.utils.data import DataLoader
+
+    from drop_cli.data.datasets import load_dataset
+    from drop_cli.data.images import ReidImages
+    from drop_cli.labels import LabelFile
+
+    damaged = tmp_path / "labels.h5"
+    shutil.copy(synthetic_labels, damaged)
+    damage_a_chunk(damaged, "labels")
+    labels = LabelFile(damaged)  # the index and the small arrays still read
+    with pytest.raises(DropError, match=r"labels\.h5 is damaged: cannot read /labels") as caught:
+        labels.read_all()
+    assert "\n" not in caught.value.message and "--overwrite" in caught.value.hint
+    records = load_dataset("synthetic", synthetic_root).train
+    images = ReidImages(records, synthetic_root / "synthetic", lambda image, lab: (image, lab), labels)
+    with pytest.raises(DropError) as caught:  # a DataLoader worker re-raises it with its traceback
+        for _ in DataLoader(images, num_workers=1, batch_size=64):
+            pass
+    assert caught.value.message.startswith(f"{damaged} is damaged: cannot read /labels"), caught.value.message
+    assert "\n" not in caught.value.message and "Traceback" not in caught.value.message
+
+
+def test_a_damaged_parsing_chunk_of_a_features_file_is_one_line(tmp_path):
+    import numpy as np
+
+    from drop_cli.features.file import FeatureFile, FeatureWriter
+
+    path = tmp_path / "features.h5"
+    n, rng = 600, np.random.default_rng(0)  # three chunks of 256 rows
+    with FeatureWriter(path, ("global", "fg"), {"dataset": "synthetic", "splits": ["query"]}) as writer:
+        writer.add_split("query", [f"q/{i}.jpg" for i in range(n)], np.arange(n), np.zeros(n), 8, "float32", (16, 8))
+        writer.write(
+            "query",
+            0,
+            rng.normal(size=(n, 2, 8)).astype(np.float32),
+            np.ones((n, 2), np.float32),
+            rng.integers(0, 9, (n, 16, 8), dtype=np.uint8),
+        )
+        writer.commit()
+    damage_a_chunk(path, "query/parsing")
+    file = FeatureFile(path)
+    assert file.read("query").embeddings.shape == (n, 2, 8)  # without the parsing maps it reads
+    with pytest.raises(DropError, match=r"features\.h5 is damaged: cannot read /query/parsing") as caught:
+        file.read("query", parsing=True)
+    assert "extract-features" in caught.value.hint
+
+
+def test_make_synthetic_removes_the_temporary_folder_of_a_killed_run(tmp_path):
+    from drop_cli.data.datasets import SYNTHETIC_MIN_IDS
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".synthetic.{int(dead.stdout)}.tmp"
+    (stale / "query").mkdir(parents=True)
+    (stale / "query" / "half-written.jpg").write_bytes(b"\xff\xd8")
+    api.make_synthetic(tmp_path, ids=SYNTHETIC_MIN_IDS, seed=0, workers=0, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["synthetic"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import _ui
+from .._files import prepare_folder
 from ..errors import ModelFileError
 from ..labels.labelers.pose_model import pose_model_path
 from .data import make_synthetic, prepare_data
@@ -58,6 +59,7 @@ def quickstart(
     start = time.perf_counter()
     resolve_recipe("synthetic", overrides=overrides)  # a typo or a bad value fails before any work
     out = Path(out).expanduser()
+    prepare_folder(out)  # an impossible folder fails before any work too
     data = out / "data"
     _ui.info(f"[bold]1/6[/] synthetic set in {data}")
     make_synthetic(data, ids=ids, seed=0, progress=progress)

@@ -32,8 +32,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .._files import atomic_path, ensure_space, folder_bytes
-from .._h5 import STR, AtomicH5Writer, created_timestamp, plain_attrs, read_strings
+from .._files import atomic_path, ensure_space, folder_bytes, output_error
+from .._h5 import STR, AtomicH5Writer, created_timestamp, plain_attrs, read_checked, read_strings
 from .._partial import finished_chunks, open_partial
 from .._version import __version__
 from ..errors import DropError
@@ -128,16 +128,17 @@ class FeatureFile:
     def read(self, split: str, parsing: bool = False) -> SplitFeatures:
         """The arrays of ``split``; a DropError if it is missing or has non-finite values."""
         self.require((split,))
+        hint = "Extract the features again with `drop extract-features`."
         with h5py.File(self.path, "r") as f:
             group = f[split]
             paths = read_strings(group["paths"])
             out = SplitFeatures(
                 paths,
-                group["pids"][()].astype(np.int64),
-                group["camids"][()].astype(np.int64),
-                group["embeddings"][()],
-                group["visibility"][()].astype(np.float32),
-                group["parsing"][()] if parsing and "parsing" in group else None,
+                read_checked(group["pids"], (), self.path, hint).astype(np.int64),
+                read_checked(group["camids"], (), self.path, hint).astype(np.int64),
+                read_checked(group["embeddings"], (), self.path, hint),
+                read_checked(group["visibility"], (), self.path, hint).astype(np.float32),
+                read_checked(group["parsing"], (), self.path, hint) if parsing and "parsing" in group else None,
             )
         for name, values in (("embeddings", out.embeddings), ("visibility", out.visibility)):
             bad = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
@@ -263,10 +264,8 @@ class PartialFeatures:
         self.folder = folder
         try:
             open_partial(folder, manifest)
-        except (PermissionError, NotADirectoryError, FileExistsError) as e:
-            raise DropError(
-                f"cannot write to {folder.parent}: {e.strerror}.", hint="Choose a writable place with --out."
-            ) from None
+        except OSError as e:
+            raise output_error(folder, e) from None
 
     def _file(self, split: str, chunk: int) -> Path:
         return self.folder / f"{split}-{chunk:06d}.npz"

@@ -23,7 +23,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .._h5 import STR, AtomicH5Writer, created_timestamp, plain_attrs, read_strings
+from .._h5 import STR, AtomicH5Writer, created_timestamp, plain_attrs, read_checked, read_strings
 from .._version import __version__
 from ..errors import LabelsError
 from .base import FLAG_NAMES
@@ -115,6 +115,12 @@ class LabelFile:
             self._opened_by = os.getpid()
         return self._file["labels"]
 
+    def _remake_hint(self) -> str:
+        return (
+            f"Make it again: `drop prepare-data {self.attrs.get('dataset', 'DATASET')} --labeler "
+            f"{self.attrs.get('labeler')} --overwrite`."
+        )
+
     def index(self, relpath: str) -> int:
         try:
             return self._index[relpath]
@@ -125,11 +131,11 @@ class LabelFile:
 
     def __getitem__(self, relpath: str) -> np.ndarray:
         """The (H, W) uint8 label map of one image."""
-        return self._labels()[self.index(relpath)]
+        return read_checked(self._labels(), self.index(relpath), self.path, self._remake_hint())
 
     def read_all(self) -> np.ndarray:
         """Every label map, (N, H, W) uint8."""
-        return self._labels()[()]
+        return read_checked(self._labels(), (), self.path, self._remake_hint())
 
     def quality(self, relpath: str) -> float:
         return float(self._quality[self.index(relpath)])

@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .._files import atomic_path, ensure_space, folder_bytes, output_lock
+from .._files import atomic_path, ensure_space, folder_bytes, output_error, output_lock, prepare_folder
 from .._partial import finished_chunks, open_partial
 from .._workers import end_with_parent
 from ..errors import DiskError, DropError, LabelsError
@@ -202,13 +202,11 @@ def run_labeling(
 
     with output_lock(out.with_name(f"{out.name}.lock"), out):
         partial = out.with_name(f"{out.name}.partial")
+        prepare_folder(out.parent)
         try:
-            out.parent.mkdir(parents=True, exist_ok=True)
             done = _open_partial(partial, _manifest(spec, dataset, relpaths))
-        except (PermissionError, NotADirectoryError, FileExistsError) as e:
-            raise DropError(
-                f"cannot write to {out.parent}: {e.strerror}.", hint="Choose a writable place with --out."
-            ) from None
+        except OSError as e:
+            raise output_error(partial, e) from None
         blocks = {b: relpaths[b * BLOCK_SIZE : (b + 1) * BLOCK_SIZE] for b in range(-(-len(relpaths) // BLOCK_SIZE))}
         todo = [b for b in blocks if b not in done]
         if done:

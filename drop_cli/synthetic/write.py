@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from .. import _ui
+from .._files import output_error, prepare_folder, stale_temporaries
 from .._workers import end_with_parent
 from ..errors import DatasetError, DropError
 from ..labels import LABELERS, LabelWriter
@@ -112,14 +113,16 @@ def write_synthetic(
                 ),
                 hint="Pass --overwrite to replace it, or choose another ROOT.",
             )
+    prepare_folder(root)
+    for stale in stale_temporaries(folder):  # left by a killed make-synthetic
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = root / f".{folder.name}.{os.getpid()}.tmp"
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = root / f".synthetic.{os.getpid()}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         for sub in ("bounding_box_train", "query", "bounding_box_test"):
             (tmp / sub).mkdir(parents=True)
-    except PermissionError:
-        raise DropError(f"cannot write to {root}: permission denied.", hint="Choose another ROOT.") from None
+    except OSError as e:
+        raise output_error(root, e) from None
     relpaths = [it.relpath for it in items]
     attrs = {
         "dataset": "synthetic",
