@@ -11,13 +11,17 @@ import importlib
 from ._version import __version__
 
 __all__ = [
+    "ReidModel",
     "__version__",
     "dataset_info",
+    "embed",
     "evaluate",
+    "export",
     "extract_features",
     "make_synthetic",
     "prepare_data",
     "quickstart",
+    "search",
     "train",
     "visualize_embeddings",
     "visualize_labels",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
+import hashlib
 import io
 import json
 import os
@@ -43,6 +44,15 @@ def output_error(path: str | Path, error: OSError, verb: str = "write") -> DiskE
     """The one line for an OSError met while writing ``path``."""
     reason, hint = _REASONS.get(error.errno or 0, (error.strerror or type(error).__name__, None))
     return DiskError(f"cannot {verb} {path}: {reason}.", hint=hint, errno=error.errno)
+
+
+def sha256_file(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _running(pid: int) -> bool:

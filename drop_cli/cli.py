@@ -23,7 +23,7 @@ from rich.table import Table
 from . import _ui, api, projects
 from ._version import __version__
 from .data.datasets import DATASET_NAMES, SYNTHETIC_MIN_IDS
-from .errors import DropError
+from .errors import DropError, lookup
 from .recipe import EvalConfig, key_range, recipe_keys
 
 # click's exceptions, from the click typer runs on (its own copy in typer >= 0.22): where typer.BadParameter lives
@@ -47,17 +47,40 @@ def _bounds(key: str) -> dict:
 
 
 def _path(help: str, *decls: str, kind: str, output: bool = False, argument: bool = False):
-    """A path option (or argument) that says what it names: the parser refuses a folder given for a file
-    and a file given for a folder, and an existing output it cannot write; the tests read the same marks
-    to try every path option with every wrong kind of path."""
+    """A path option (or argument) that says what it names, a ``file``, a ``folder`` or ``any`` (either):
+    the parser refuses a folder given for a file and a file given for a folder, and an existing output
+    it cannot write; the tests read the same marks to try every path option with every wrong kind of
+    path."""
     make = typer.Argument if argument else typer.Option
-    return make(*decls, help=help, file_okay=kind == "file", dir_okay=kind == "folder", writable=output)
+    return make(
+        *decls,
+        help=help,
+        metavar={"file": "FILE", "folder": "FOLDER", "any": "PATH"}[kind]
+        + ("..." if argument and kind == "any" else ""),
+        file_okay=kind != "folder",
+        dir_okay=kind != "file",
+        writable=output,
+    )
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout (logs go to stderr).")]
 DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda.")]
 DistanceOpt = Annotated[str, typer.Option(help="global | foreground | parts | parts+foreground.")]
 EVAL = EvalConfig()  # the defaults of the evaluation options are the recipe's eval section
+VisibilityOpt = Annotated[bool, typer.Option("--visibility/--no-visibility", help="Weight parts by their visibility.")]
+RerankOpt = Annotated[bool, typer.Option("--rerank", help="k-reciprocal re-ranking.")]
+K1Opt = Annotated[int, typer.Option(help="Re-ranking k1.", **_bounds("eval.rerank_k1"))]
+K2Opt = Annotated[int, typer.Option(help="Re-ranking k2.", **_bounds("eval.rerank_k2"))]
+LambdaOpt = Annotated[
+    float, typer.Option("--lambda", help="Re-ranking weight of the original distance.", **_bounds("eval.rerank_lambda"))
+]
+MovedRootOpt = Annotated[
+    Path | None,
+    _path("Where the images are now, if the dataset moved since the features were made.", "--root", kind="folder"),
+]
+ModelOpt = Annotated[
+    Path, _path("A run folder's last.pt, or its .onnx export (drop export).", "--checkpoint", kind="file")
+]
 WorkersOpt = Annotated[
     int | None,
     typer.Option(help="Worker processes (default: CPU count, at most 8; 0 = none).", **_bounds("data.workers")),
@@ -391,16 +414,11 @@ def extract_features(
 def evaluate(
     features: Annotated[Path, _path("A features file from drop extract-features.", kind="file")],
     distance: DistanceOpt = EVAL.distance,
-    visibility: Annotated[
-        bool, typer.Option("--visibility/--no-visibility", help="Weight parts by their visibility.")
-    ] = True,
-    rerank: Annotated[bool, typer.Option("--rerank", help="k-reciprocal re-ranking.")] = False,
-    k1: Annotated[int, typer.Option(help="Re-ranking k1.", **_bounds("eval.rerank_k1"))] = EVAL.rerank_k1,
-    k2: Annotated[int, typer.Option(help="Re-ranking k2.", **_bounds("eval.rerank_k2"))] = EVAL.rerank_k2,
-    lambda_value: Annotated[
-        float,
-        typer.Option("--lambda", help="Re-ranking weight of the original distance.", **_bounds("eval.rerank_lambda")),
-    ] = EVAL.rerank_lambda,
+    visibility: VisibilityOpt = True,
+    rerank: RerankOpt = False,
+    k1: K1Opt = EVAL.rerank_k1,
+    k2: K2Opt = EVAL.rerank_k2,
+    lambda_value: LambdaOpt = EVAL.rerank_lambda,
     ablate: Annotated[
         bool,
         typer.Option(
@@ -460,6 +478,164 @@ def evaluate(
         )
     _ui.info(f"wrote {result.json_path} and {result.csv_path.name} in {result.seconds:.1f} s")
     _emit(result.to_json(), [table], json_out)
+
+
+@app.command("embed")
+@_command
+def embed(
+    paths: Annotated[
+        list[Path], _path("Image files, folders (walked) or .txt lists of paths.", kind="any", argument=True)
+    ],
+    checkpoint: ModelOpt,
+    out: Annotated[Path, _path("Features file to write, or to add new images to.", kind="file", output=True)] = Path(
+        "embeddings.h5"
+    ),
+    split: Annotated[str, typer.Option(help="The split of the features file the images go to.")] = "gallery",
+    pattern: PatternOpt = None,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.", **_bounds("eval.batch_size"))] = 64,
+    workers: WorkersOpt = None,
+    parsing: Annotated[bool, typer.Option("--parsing", help="Store the predicted parsing maps.")] = False,
+    half: Annotated[bool, typer.Option("--half", help="Store the embeddings as float16.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace the file instead of adding to it.")] = False,
+    device: DeviceOpt = "auto",
+    json_out: JsonOpt = False,
+) -> None:
+    """Embed your own crops (no identities needed) into a features file for drop search and drop evaluate.
+
+    A second run on a grown folder embeds only the new images; an interrupted run resumes. Unreadable
+    images are listed and left out. Example: drop embed crops/ --checkpoint runs/x/last.pt --out crops.h5
+    """
+    result = api.embed(
+        paths,
+        model=checkpoint,
+        out=out,
+        split=split,
+        pattern=pattern,
+        batch_size=batch_size,
+        workers=workers,
+        parsing=parsing,
+        half=half,
+        overwrite=overwrite,
+        device=device,
+        progress=not json_out,
+    )
+    if result.already_complete:
+        _ui.info(f"{result.features} already holds every image; nothing to do.")
+    table = Table(title=f"{result.split} of {result.features}")
+    for col in ("images", "embedded now", "left out (unreadable)", "runtime", "seconds"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        f"{result.images:,}",
+        f"{result.embedded:,}",
+        f"{len(result.skipped):,}",
+        result.runtime,
+        f"{result.seconds:.1f}",
+    )
+    _emit(result.to_json(), [table], json_out)
+
+
+@app.command("search")
+@_command
+def search(
+    query: Annotated[
+        list[Path], _path("Query images, folders or .txt lists (repeat the option).", "--query", kind="any")
+    ],
+    gallery: Annotated[
+        Path, _path("A features file (drop embed / extract-features), or a folder of images.", kind="any")
+    ],
+    checkpoint: ModelOpt,
+    top: Annotated[int, typer.Option(help="Gallery images per query.", min=1)] = 20,
+    distance: DistanceOpt = EVAL.distance,
+    visibility: VisibilityOpt = True,
+    rerank: RerankOpt = False,
+    k1: K1Opt = EVAL.rerank_k1,
+    k2: K2Opt = EVAL.rerank_k2,
+    lambda_value: LambdaOpt = EVAL.rerank_lambda,
+    split: Annotated[str, typer.Option(help="The split of the features file that is the gallery.")] = "gallery",
+    out: Annotated[
+        Path, _path("Folder for search.json, search.csv and search.png.", kind="folder", output=True)
+    ] = Path("search"),
+    draw: Annotated[int, typer.Option(help="Queries drawn in search.png (0: no picture).", min=0)] = 10,
+    root: MovedRootOpt = None,
+    device: DeviceOpt = "auto",
+    json_out: JsonOpt = False,
+) -> None:
+    """Rank a gallery for query images by DROP's visibility-aware distance, as drop evaluate ranks.
+
+    Example: drop search --checkpoint runs/x/last.pt --query person.jpg --gallery crops/
+    """
+    result = api.search(
+        query,
+        model=checkpoint,
+        gallery=gallery,
+        top=top,
+        distance=distance,
+        visibility=visibility,
+        rerank=rerank,
+        k1=k1,
+        k2=k2,
+        lambda_value=lambda_value,
+        split=split,
+        out=out,
+        draw=draw,
+        root=root,
+        device=device,
+        progress=not json_out,
+    )
+    tables = []
+    for name, rows in list(zip(result.queries, result.results))[:5]:
+        table = Table(
+            title=f"{name}", caption=f"gallery images in {result.folder}", box=box.SIMPLE_HEAD, pad_edge=False
+        )
+        for col in ("rank", "distance", "gallery image", "parts in both"):
+            table.add_column(col, justify="left" if col.startswith("gallery") else "right")
+        for row in rows[:10]:
+            image = Path(row["gallery"]).relative_to(result.folder)
+            both = f"{len(row['visible_in_both'])}/{len(result.parts)}"
+            table.add_row(str(row["rank"]), f"{row['distance']:.4f}", str(image), both)
+        tables.append(table)
+    more = len(result.queries) - len(tables)
+    _ui.info(f"wrote {', '.join(str(f) for f in result.files)}" + (f" ({more} more queries there)" if more > 0 else ""))
+    _emit(result.to_json(), tables, json_out)
+
+
+@app.command("export")
+@_command
+def export(
+    checkpoint: Annotated[Path, _path("A run folder's last.pt.", "--checkpoint", kind="file")],
+    fmt: Annotated[str, typer.Option("--format", help="onnx (the only format so far).")] = "onnx",
+    out: Annotated[
+        Path | None, _path("The file to write (default: model.onnx next to the checkpoint).", kind="file", output=True)
+    ] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset.", min=14)] = 17,
+    half: Annotated[bool, typer.Option("--half", help="float16 inside the graph (float32 input and outputs).")] = False,
+    parsing: Annotated[bool, typer.Option("--parsing", help="Also output the predicted parsing map.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Export a trained model to ONNX, checked against PyTorch before it is kept.
+
+    onnxruntime runs the file on rendered crops: the outputs must match PyTorch's (1e-4 in float32,
+    5e-2 with --half) and rank a small gallery the same way, else nothing is written.
+    Example: drop export --checkpoint runs/x/last.pt
+    """
+    lookup({"onnx": None}, fmt, "export format")
+    result = api.export(checkpoint, out=out, opset=opset, half=half, parsing=parsing)
+    table = Table(title=f"{result.onnx}: checked against PyTorch on {result.check_images} crops")
+    for col in ("output", "max abs difference", "tolerance"):
+        table.add_column(col, justify="left" if col == "output" else "right")
+    report = result.to_json()
+    for name, diff in result.max_abs_diff.items():
+        table.add_row(
+            name,
+            f"{diff:.2e}" + (" of pixels" if name == "parsing" else ""),
+            f"{report['tolerance']:.0e}" if name != "parsing" else "",
+        )
+    table.add_row(
+        "top-10 rankings",
+        "equal" if result.ranking_equal else f"overlap {result.ranking_overlap:.2f}",
+        f"{report['overlap_required']:.2f}",
+    )
+    _emit(report, [table], json_out)
 
 
 visualize_app = typer.Typer(
@@ -522,6 +698,7 @@ def visualize_parsing(
     split: Annotated[str, typer.Option(help="query | gallery.")] = "query",
     count: Annotated[int, typer.Option(help="How many images.", min=1)] = 8,
     seed: SeedOpt = 0,
+    root: MovedRootOpt = None,
     out: OutPng = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -531,7 +708,7 @@ def visualize_parsing(
     """
     _emit_images(
         api.visualize_parsing(
-            features, labels=labels, split=split, count=count, seed=seed, out=out, checkpoint=checkpoint
+            features, labels=labels, split=split, count=count, seed=seed, out=out, checkpoint=checkpoint, root=root
         ),
         json_out,
     )
@@ -549,6 +726,7 @@ def visualize_ranking(
     worst: Annotated[int | None, typer.Option(help="The N queries with the lowest AP.", min=1)] = None,
     count: Annotated[int, typer.Option(help="Queries to draw when none are chosen.", min=1)] = 10,
     k: Annotated[int, typer.Option("-k", "--top", help="Gallery images per query.", min=1)] = 10,
+    root: MovedRootOpt = None,
     out: OutPng = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -568,6 +746,7 @@ def visualize_ranking(
         count=count,
         k=k,
         out=out,
+        root=root,
     )
     _emit_images(result, json_out)
 

@@ -88,15 +88,16 @@ OPTION_CASES = [(cmd, opt, value) for cmd, opt, values in numeric_options() for 
 
 
 def path_params() -> list[tuple[str, str | None, str, bool, bool]]:
-    """(command path, option or None for an argument, "file" | "folder", is an output, is required) for
+    """(command path, option or None for an argument, "file" | "folder" | "any", is an output, is required) for
     every path parameter of every command, as the command line marks it (``drop_cli.cli._path``)."""
     out = []
     for command, option, kinds, param in parameters():
         if Path not in kinds:
             continue
         info = param.type_descriptor.parameter_info
-        assert info.file_okay != info.dir_okay, f"{command} {param.opts}: declare it with _path(kind=...)"
-        out.append((command, option, "file" if info.file_okay else "folder", info.writable, param.required))
+        assert (info.metavar or "").rstrip(".") in {"FILE", "FOLDER", "PATH"}, f"{command} {param.opts}: use _path"
+        kind = "any" if info.file_okay and info.dir_okay else "file" if info.file_okay else "folder"
+        out.append((command, option, kind, info.writable, param.required))
     return out
 
 
@@ -218,12 +219,17 @@ def test_a_damaged_input_file_is_one_line_naming_it(capsys, tmp_path, monkeypatc
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([binary.name, "metrics.csv"])
 
 
-def argv_with(tmp_path: Path, command: str, option: str | None, value: Path) -> list[str]:
-    """``command`` with ``value`` for one path parameter and, for every other required path parameter, an
-    existing placeholder of the right kind (so the parser gets as far as the parameter under test)."""
+def make_placeholders(tmp_path: Path) -> dict[str, Path]:
+    """An existing path of each kind, for the required path parameters not under test."""
     placeholders = {"file": tmp_path / "placeholder ü.h5", "folder": tmp_path / "placeholder folder ü"}
     placeholders["file"].touch()
     placeholders["folder"].mkdir(exist_ok=True)
+    return {**placeholders, "any": placeholders["folder"]}
+
+
+def argv_with(placeholders: dict[str, Path], command: str, option: str | None, value: Path) -> list[str]:
+    """``command`` with ``value`` for one path parameter and, for every other required path parameter, an
+    existing placeholder of the right kind (so the parser gets as far as the parameter under test)."""
     argv = command.split()
     for cmd, opt, kind, _, required in PATHS:
         if cmd != command:
@@ -239,11 +245,13 @@ def test_every_path_parameter_refuses_the_wrong_kind_of_path(capsys, tmp_path, c
     """Generated from the command line: a folder for a file, a file for a folder, a missing input, a
     binary file for an input file, an output under a file; names with spaces and non-ASCII letters.
     Nothing is written."""
-    wrong = tmp_path / ("a folder ü" if kind == "file" else "a file ü.txt")
-    wrong.mkdir() if kind == "file" else wrong.write_text("not a folder")
-    code, out, err = run(capsys, [*argv_with(tmp_path, command, option, wrong), "--json"])
-    assert_one_error_line(code, out, err, json_out=True)
-    assert code == 2 and str(wrong) in err and (option or "") in err, err
+    placeholders = make_placeholders(tmp_path)
+    if kind != "any":  # a file or a folder: the other kind is refused by the parser
+        wrong = tmp_path / ("a folder ü" if kind == "file" else "a file ü.txt")
+        wrong.mkdir() if kind == "file" else wrong.write_text("not a folder")
+        code, out, err = run(capsys, [*argv_with(placeholders, command, option, wrong), "--json"])
+        assert_one_error_line(code, out, err, json_out=True)
+        assert code == 2 and str(wrong) in err and (option or "") in err, err
     other = tmp_path / "missing ü" / "x.h5" if not output else tmp_path / "a file ü.txt" / "x"
     other.parent.mkdir() if not output else None
     if output and not other.parent.exists():
@@ -251,7 +259,7 @@ def test_every_path_parameter_refuses_the_wrong_kind_of_path(capsys, tmp_path, c
     binary = tmp_path / "binary ü.h5"
     binary.write_bytes(bytes(range(256)) * 4)
     before = sorted(p.name for p in tmp_path.rglob("*"))
-    for value in (other, binary) if kind == "file" and not output else (other,):
-        code, out, err = run(capsys, [*argv_with(tmp_path, command, option, value), "--json"])
+    for value in (other, binary) if kind != "folder" and not output else (other,):
+        code, out, err = run(capsys, [*argv_with(placeholders, command, option, value), "--json"])
         assert_one_error_line(code, out, err, json_out=True)
         assert sorted(p.name for p in tmp_path.rglob("*")) == before, (value, err)

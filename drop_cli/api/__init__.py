@@ -27,6 +27,9 @@ _EXPORTS = {
     ),
     **dict.fromkeys(("EvaluationResult", "evaluate"), "evaluation"),
     **dict.fromkeys(("ExtractResult", "extract_features", "split_features"), "features"),
+    **dict.fromkeys(
+        ("EmbedResult", "ExportResult", "ReidModel", "SearchResult", "embed", "export", "search"), "inference"
+    ),
     **dict.fromkeys(("resolve_recipe", "train"), "training"),
     **dict.fromkeys(
         (
@@ -44,20 +47,27 @@ _EXPORTS = {
 __all__ = [
     "GROUND_TRUTH_FILE",
     "DatasetInfo",
+    "EmbedResult",
     "EvaluationResult",
+    "ExportResult",
     "ExtractResult",
     "PrepareResult",
     "QuickstartResult",
+    "ReidModel",
+    "SearchResult",
     "SyntheticResult",
     "VisualizeResult",
     "dataset_info",
     "default_labels_path",
+    "embed",
     "evaluate",
+    "export",
     "extract_features",
     "make_synthetic",
     "prepare_data",
     "quickstart",
     "resolve_recipe",
+    "search",
     "split_features",
     "synthetic_labeler",
     "train",

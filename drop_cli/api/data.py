@@ -18,7 +18,7 @@ from ..parts import part_names
 from ..synthetic import GROUND_TRUTH_FILE, SyntheticResult, write_synthetic
 
 
-def _check_workers(workers: int | None) -> int:
+def check_workers(workers: int | None) -> int:
     if workers is None:
         return min(os.cpu_count() or 1, 8)
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
@@ -143,7 +143,7 @@ def prepare_data(
         overwrite: replace an existing labels file made with other settings.
     """
     start = time.perf_counter()
-    workers = _check_workers(workers)
+    workers = check_workers(workers)
     lookup(LABELERS, labeler, "labeler")
     parts = part_names(preset)
     default_height, default_width = default_label_size(labeler)
@@ -186,5 +186,5 @@ def make_synthetic(
     ``$SOURCE_DATE_EPOCH`` set, the labels file is byte-identical too.
     """
     return write_synthetic(
-        root, ids=ids, seed=seed, workers=_check_workers(workers), overwrite=overwrite, progress=progress
+        root, ids=ids, seed=seed, workers=check_workers(workers), overwrite=overwrite, progress=progress
     )

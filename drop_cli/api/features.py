@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from .. import _ui
+from .._files import sha256_file
 from ..data import load_dataset
 from ..data.transforms import EvalTransform
 from ..errors import DropError, lookup
@@ -54,14 +55,6 @@ class ExtractResult:
             "seconds": round(self.seconds, 3),
             "images_per_s": round(rate, 1) if rate is not None else None,
         }
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(2**22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _parse_splits(splits: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -136,7 +129,7 @@ def extract_features(
     counts = {split: len(recs) for split, recs in records.items()}
     out = Path(out).expanduser() if out else checkpoint.parent / "features.h5"
     settings = {
-        "checkpoint_sha256": _sha256_file(checkpoint),
+        "checkpoint_sha256": sha256_file(checkpoint),
         "dataset": dataset,
         "dataset_folder": str(ds.folder.resolve()),
         "splits": list(split_names),

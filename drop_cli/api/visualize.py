@@ -79,9 +79,11 @@ def visualize_parsing(
     seed: int = 0,
     out: str | Path | None = None,
     checkpoint: str | Path | None = None,
+    root: str | Path | None = None,
 ) -> VisualizeResult:
     """Draw predicted parsing next to the pseudo labels, from a features file with parsing maps or
-    from a checkpoint (whose features, parsing maps included, are extracted and cached first)."""
+    from a checkpoint (whose features, parsing maps included, are extracted and cached first).
+    ``root``: where the images are when the dataset has moved since the features were made."""
     start = time.perf_counter()
     if (features is None) == (checkpoint is None):
         raise DropError(
@@ -97,7 +99,7 @@ def visualize_parsing(
             hint="Extract features again with parsing maps (drop extract-features without --no-parsing).",
         )
     data = cache.read(split, parsing=True)
-    folder = Path(cache.attrs["dataset_folder"])
+    folder = cache.images_folder(root)
     label_file = LabelFile(labels) if labels else None
     path = draw_parsing(
         _figures_dir(cache.path, out, f"parsing-{split}.png"),
@@ -125,8 +127,10 @@ def visualize_ranking(
     count: int = 10,
     k: int = 10,
     out: str | Path | None = None,
+    root: str | Path | None = None,
 ) -> VisualizeResult:
-    """Draw query rows with their top-k gallery images, under the same distance `drop evaluate` scores."""
+    """Draw query rows with their top-k gallery images, under the same distance `drop evaluate` scores.
+    ``root``: where the images are when the dataset has moved since the features were made."""
     start = time.perf_counter()
     cache = FeatureFile(features)
     cache.require(("query", "gallery"))
@@ -140,7 +144,7 @@ def visualize_ranking(
     )
     path = draw_ranking(
         _figures_dir(cache.path, out, "ranking.png"),
-        Path(cache.attrs["dataset_folder"]),
+        cache.images_folder(root),
         ImageSet.from_features(query, cache.names),
         ImageSet.from_features(gallery, cache.names),
         distmat,

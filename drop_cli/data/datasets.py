@@ -65,7 +65,7 @@ class Dataset:
 # ----------------------------------------------------------------------------- listing helpers
 
 
-def _list_images(folder: Path, recursive: bool = False) -> list[str]:
+def list_images(folder: Path, recursive: bool = False) -> list[str]:
     """Image file paths below ``folder``, relative to it, sorted."""
     out: list[str] = []
     stack = [("", folder)]
@@ -90,7 +90,7 @@ def _require_dirs(folder: Path, subdirs: Iterable[str], dataset: str) -> None:
         )
 
 
-def _parse_names(
+def parse_names(
     names: list[str], pattern: re.Pattern, where: Path, dataset: str, group_names: bool = False
 ) -> list[tuple[str, int, int]]:
     """(name, pid, 1-based camid) per name; a DatasetError with count and examples for names that do not match."""
@@ -126,8 +126,8 @@ def _duke_split(
     recursive: bool = False,
 ) -> list[Record]:
     where = folder / subdir
-    names = _list_images(where, recursive=recursive)
-    parsed = _parse_names(names, pattern, where, dataset, group_names)
+    names = list_images(where, recursive=recursive)
+    parsed = parse_names(names, pattern, where, dataset, group_names)
     return [Record(f"{subdir}/{name}", pid, cam - 1) for name, pid, cam in parsed if pid != -1]
 
 
@@ -153,7 +153,7 @@ def _occluded_reid(folder: Path) -> Dataset:
     pattern = re.compile(r"(?:^|/)(\d+)_[^/]*$")
 
     def split(subdir: str, camid: int) -> list[Record]:
-        names = _list_images(folder / subdir, recursive=True)
+        names = list_images(folder / subdir, recursive=True)
         out = []
         for name in names:
             m = pattern.search(name)
@@ -175,7 +175,7 @@ def _partial_reid(folder: Path) -> Dataset:
     pattern = re.compile(r"^(\d+)_")
 
     def split(subdir: str, camid: int) -> list[Record]:
-        names = _list_images(folder / subdir)
+        names = list_images(folder / subdir)
         parsed = [(n, pattern.search(n)) for n in names]
         bad = [n for n, m in parsed if m is None]
         if bad:
@@ -199,7 +199,7 @@ def _p_dukemtmc_reid(folder: Path) -> Dataset:
 
     def split(subdir: str, default_cam: int) -> list[Record]:
         out = []
-        for name in _list_images(folder / subdir, recursive=True):
+        for name in list_images(folder / subdir, recursive=True):
             pid_dir, _, filename = name.partition("/")
             if not pid_dir.isdigit() or not filename:
                 raise DatasetError(
@@ -260,21 +260,27 @@ def _msmt17(folder: Path) -> Dataset:
     )
 
 
+def compile_pattern(pattern: str) -> re.Pattern:
+    """``--pattern``: a regular expression with named groups ``pid`` and ``camid``, or one DatasetError line."""
+    try:
+        regex = re.compile(pattern)
+    except re.error as e:
+        raise DatasetError(f"--pattern {pattern!r} is not a valid regular expression ({e}).") from None
+    if not {"pid", "camid"} <= set(regex.groupindex):
+        raise DatasetError(
+            f"--pattern {pattern!r} must have named groups (?P<pid>...) and (?P<camid>...).",
+            hint=r"For Market-style names use --pattern '(?P<pid>[-\d]+)_c(?P<camid>\d)'.",
+        )
+    return regex
+
+
 def folder_dataset(folder: Path, pattern: str) -> Dataset:
     """Any tree with ``train/`` (optional), ``query/`` and ``gallery/`` sub-folders.
 
     ``pattern`` is a regular expression with named groups ``pid`` and ``camid`` (1-based, as in file
     names), searched in each image's path relative to its split folder (sub-folders are walked).
     """
-    try:
-        regex = re.compile(pattern)
-    except re.error as e:
-        raise DatasetError(f"folder: --pattern {pattern!r} is not a valid regular expression ({e}).") from None
-    if not {"pid", "camid"} <= set(regex.groupindex):
-        raise DatasetError(
-            f"folder: --pattern {pattern!r} must have named groups (?P<pid>...) and (?P<camid>...).",
-            hint=r"For Market-style names use --pattern '(?P<pid>[-\d]+)_c(?P<camid>\d)'.",
-        )
+    regex = compile_pattern(pattern)
     _require_dirs(folder, ("query", "gallery"), "folder")
     train = (
         _duke_split(folder, "train", "folder", regex, group_names=True, recursive=True)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -26,12 +27,27 @@ from ..data.images import ReidImages
 from ..errors import DropError
 from . import file as features_file
 from .file import FeatureFile, PartialFeatures, assemble_features, chunk_ranges
+from .forward import Features
 from .forward import extract_features as embed
+
+
+class Embedder(Protocol):
+    """What the extraction needs of a model: how to load its images and how to embed a run of batches."""
+
+    device: torch.device  # where the batches go (pinned memory on CUDA)
+    transform: Callable  # ReidImages' transform: (uint8 image [3, h, w], None) -> (input, None)
+    batch_size: int
+    workers: int  # DataLoader worker processes
+
+    def features(self, batches: Iterable[dict], advance: Callable[[int], None]) -> Features:
+        """The features of DataLoader batches (items with image, pid, camid); ``advance(n)`` after each."""
+        ...
 
 
 @dataclass(frozen=True)
 class Extraction:
-    """How to embed: the model and its test-time settings (from the checkpoint's recipe)."""
+    """A checkpoint's DropNet and its test-time settings (from its recipe): the Embedder of
+    `drop extract-features` and of the evaluation during training."""
 
     model: torch.nn.Module
     device: torch.device
@@ -43,6 +59,19 @@ class Extraction:
     batch_size: int = 128
     workers: int = 0
     parsing: bool = True
+
+    def features(self, batches: Iterable[dict], advance: Callable[[int], None]) -> Features:
+        return embed(
+            self.model,
+            batches,
+            self.device,
+            self.flip_tta,
+            self.autocast_dtype,
+            self.parsing,
+            advance,
+            parts=self.parts,
+            part_embeddings=self.part_embeddings,
+        )
 
 
 def features_complete(out: Path, settings: dict) -> bool:
@@ -60,7 +89,7 @@ def features_complete(out: Path, settings: dict) -> bool:
 
 
 def _extract_split(
-    how: Extraction,
+    how: Embedder,
     images: ReidImages,
     split: str,
     todo: list[int],
@@ -82,17 +111,7 @@ def _extract_split(
         )
     )
     for c in todo:  # one loader for the split: its workers serve every chunk, each chunk its own batches
-        features = embed(
-            how.model,
-            itertools.islice(loader, len(batches[c])),
-            how.device,
-            how.flip_tta,
-            how.autocast_dtype,
-            how.parsing,
-            advance,
-            parts=how.parts,
-            part_embeddings=how.part_embeddings,
-        )
+        features = how.features(itertools.islice(loader, len(batches[c])), advance)
         partial.save(split, c, features.embeddings, features.visibility, features.parsing)
     return sum(ranges[c][1] - ranges[c][0] for c in todo)
 
@@ -106,7 +125,7 @@ class ExtractionRun:
 
 
 def extract_to_file(
-    how: Extraction,
+    how: Embedder,
     records: dict[str, list[Record]],
     folder: Path,
     out: Path,

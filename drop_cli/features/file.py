@@ -36,6 +36,7 @@ from .._files import atomic_path, ensure_space, folder_bytes, output_error
 from .._h5 import STR, AtomicH5Writer, created_timestamp, plain_attrs, read_checked, read_strings
 from .._partial import finished_chunks, open_partial
 from .._version import __version__
+from ..data.datasets import DATASETS, dataset_folder
 from ..errors import DropError
 
 FORMAT_VERSION = 1
@@ -124,6 +125,19 @@ class FeatureFile:
                 f"{self.path} has no {' and '.join(missing)} split (it holds: {', '.join(self.splits) or 'nothing'}).",
                 hint=f"Extract them: `drop extract-features --checkpoint CKPT --splits {','.join(splits)}`.",
             )
+
+    def images_folder(self, root: str | Path | None = None) -> Path:
+        """Where the images are: the folder the file records, or under ``root`` when the dataset has
+        moved (``root``: the folder that contains the dataset folder, or that folder itself)."""
+        if root is None:
+            return Path(self.attrs["dataset_folder"])
+        return dataset_folder(self.dataset, root) if self.dataset in DATASETS else Path(root).expanduser()
+
+    def paths(self, split: str) -> list[str]:
+        """The image paths of ``split`` (relative to the ``dataset_folder`` attribute), without the arrays."""
+        self.require((split,))
+        with h5py.File(self.path, "r") as f:
+            return read_strings(f[split]["paths"])
 
     def read(self, split: str, parsing: bool = False) -> SplitFeatures:
         """The arrays of ``split``; a DropError if it is missing or has non-finite values."""
@@ -333,3 +347,51 @@ def assemble_features(
                 writer.write(split, start, arrays["embeddings"], arrays["visibility"], arrays.get("parsing"))
         writer.commit()
     return not_finite
+
+
+def merge_features(out: Path, sources: list[Path], attrs: dict, dtype: str) -> Path:
+    """Write ``out`` with every row of ``sources`` (features files of one model), split by split and file
+    by file in order, and rename it into place (``out`` may be one of the sources).
+
+    Paths are made relative to ``attrs["dataset_folder"]``, which must hold every source's images. The
+    rows are copied ``CHUNK_IMAGES`` at a time, so the merge holds no whole file in memory.
+    """
+    files = [FeatureFile(source) for source in sources]
+    names = files[0].names
+    if any(f.names != names for f in files):
+        raise DropError(f"cannot merge features with different rows into {out}: {[f.names for f in files]}.")
+    folder = Path(attrs["dataset_folder"])
+    splits = list(dict.fromkeys(split for f in files for split in f.splits))
+    ensure_space(out, sum(f.path.stat().st_size for f in files))
+    with FeatureWriter(out, names, {**attrs, "splits": splits}) as writer:
+        for split in splits:
+            holding = [f for f in files if split in f.splits]
+            paths, pids, camids, dims, sizes = [], [], [], set(), set()
+            with_parsing = all(f.has_parsing for f in holding)
+            for f in holding:
+                base = Path(f.attrs["dataset_folder"])
+                with h5py.File(f.path, "r") as h:
+                    paths += [(base / p).relative_to(folder).as_posix() for p in read_strings(h[split]["paths"])]
+                    pids.append(h[split]["pids"][()])
+                    camids.append(h[split]["camids"][()])
+                    dims.add(h[split]["embeddings"].shape[2])
+                    sizes.add(h[split]["parsing"].shape[1:] if with_parsing else None)
+            if len(dims) > 1 or len(sizes) > 1:
+                raise DropError(f"cannot merge features of different sizes into {out} ({dims}, {sizes}).")
+            writer.add_split(split, paths, np.concatenate(pids), np.concatenate(camids), dims.pop(), dtype, sizes.pop())
+            start = 0
+            for f in holding:
+                with h5py.File(f.path, "r") as h:
+                    group, n = h[split], h[split]["embeddings"].shape[0]
+                    for first in range(0, n, CHUNK_IMAGES):
+                        rows = slice(first, min(first + CHUNK_IMAGES, n))
+                        writer.write(
+                            split,
+                            start + first,
+                            read_checked(group["embeddings"], rows, f.path, "Make it again."),
+                            read_checked(group["visibility"], rows, f.path, "Make it again."),
+                            read_checked(group["parsing"], rows, f.path, "Make it again.") if with_parsing else None,
+                        )
+                    start += n
+        writer.commit()
+    return out

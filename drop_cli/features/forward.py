@@ -44,6 +44,33 @@ def test_embeddings(out: DropOutput, part_embeddings: str = "pre_bnneck") -> tor
     return torch.cat([out.bn_embeddings[:, :FIRST_PART], parts[:, FIRST_PART:]], dim=1).float()
 
 
+def flip_rows(parts: Sequence[str]) -> np.ndarray:
+    """[M] embedding-row permutation of a mirrored image: its left and right part rows swapped."""
+    return np.concatenate([np.arange(FIRST_PART), FIRST_PART - 1 + mirror_permutation(tuple(parts))[1:]])
+
+
+def test_features(
+    model: torch.nn.Module, images: torch.Tensor, rows: torch.Tensor | None, part_embeddings: str = "pre_bnneck"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The test-time features of a batch of normalised images: one formula for extraction, the model
+    API and the exported ONNX graph.
+
+    Args:
+        images: [N, 3, H, W], normalised as the model was trained.
+        rows: with flip test-time augmentation, ``flip_rows(parts)`` as a tensor: the mirrored image's
+            rows (left and right parts swapped back) are added before normalising; None without.
+
+    Returns:
+        embeddings [N, M, D] float32 L2-normalised, visibility [N, K] float32 (1 = the part wins the
+        parsing argmax somewhere), parsing logits [N, K + 1, H/4, W/4] (of the image as given).
+    """
+    out = model(images)
+    emb = test_embeddings(out, part_embeddings)
+    if rows is not None:
+        emb = emb + test_embeddings(model(images.flip(-1)), part_embeddings)[:, rows]
+    return F.normalize(emb, dim=-1), out.visibility.float(), out.parsing_logits
+
+
 @torch.no_grad()
 def extract_features(
     model: torch.nn.Module,
@@ -66,23 +93,20 @@ def extract_features(
     """
     was_training = model.training
     model.eval()
-    rows = np.concatenate([np.arange(FIRST_PART), FIRST_PART - 1 + mirror_permutation(tuple(parts))[1:]])
+    rows = torch.from_numpy(flip_rows(parts)).to(device) if flip_tta else None
     embeddings, visibility, pids, camids, parsing = [], [], [], [], []
     for batch in loader:
         images = batch["image"].to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            out = model(images)
-            emb = test_embeddings(out, part_embeddings)
-            if flip_tta:
-                emb = emb + test_embeddings(model(images.flip(-1)), part_embeddings)[:, rows]
+            emb, part_visibility, parsing_logits = test_features(model, images, rows, part_embeddings)
         vis = torch.ones(emb.shape[:2], device=device)
-        vis[:, FOREGROUND + 1 :] = out.visibility.float()
-        embeddings.append(F.normalize(emb, dim=-1).cpu())
+        vis[:, FOREGROUND + 1 :] = part_visibility
+        embeddings.append(emb.float().cpu())
         visibility.append(vis.cpu())
         pids.append(batch["pid"])
         camids.append(batch["camid"])
         if keep_parsing:
-            parsing.append(out.parsing_logits.argmax(1).to(torch.uint8).cpu())
+            parsing.append(parsing_logits.argmax(1).to(torch.uint8).cpu())
         advance(len(images))
     model.train(was_training)
     return Features(

@@ -193,6 +193,8 @@ def max_pool(weights: torch.Tensor, features: torch.Tensor, chunk_elements: int 
     Returns:
         [N, K, C]: ``max_hw(weights[n, k, hw] * features[n, c, hw])``.
     """
+    if torch.onnx.is_in_onnx_export():  # a graph without the chunk loop's in-place writes
+        return torch.stack([(weights[:, k, None] * features).amax(-1) for k in range(weights.shape[1])], dim=1)
     return MaskedMax.apply(weights, features, chunk_elements)
 
 

@@ -4,6 +4,7 @@
 * :func:`draw_parsing`: predicted parsing next to the pseudo label of the same image, per-part visibility.
 * :func:`draw_ranking`: per query, its top-k gallery images under the evaluation protocol, framed
   green (same id) or red, with distances and the parts visible in both; :class:`ImageSet` holds one side.
+* :func:`draw_search`: the same grid for a search, without identities (`drop search`).
 * :func:`draw_embeddings`: t-SNE or PCA of one embedding row, coloured by identity.
 * :func:`plot_training_curves`: loss terms, learning rate, rank-1 / mAP / mINP against epochs
   (:func:`read_history` reads a run's metrics.csv).
@@ -18,7 +19,7 @@ from .curves import plot_training_curves, read_history
 from .embeddings import draw_embeddings
 from .overlays import draw_labels, draw_parsing, overlay_parts
 from .palette import part_colours
-from .ranking import ImageSet, draw_ranking
+from .ranking import ImageSet, draw_ranking, draw_search
 
 __all__ = [
     "ImageSet",
@@ -26,6 +27,7 @@ __all__ = [
     "draw_labels",
     "draw_parsing",
     "draw_ranking",
+    "draw_search",
     "overlay_parts",
     "part_colours",
     "plot_training_curves",

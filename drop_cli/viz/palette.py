@@ -42,6 +42,7 @@ BACKGROUND: RGB = (0, 0, 0)
 SAME_ID: RGB = (30, 170, 60)
 OTHER_ID: RGB = (220, 35, 35)
 QUERY: RGB = (45, 45, 45)
+RESULT: RGB = (70, 110, 160)  # a search result: a neutral frame, since no identity is known
 FLAGGED: RGB = (220, 35, 35)
 NEUTRAL: RGB = (150, 150, 150)
 TEXT: RGB = (20, 20, 20)

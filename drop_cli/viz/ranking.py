@@ -11,6 +11,9 @@ and in `canvas`): ``cell_w = tile_width + 2 * BORDER``, ``cell_h = tile_height +
 2 * CAPTION_H + MARKS_H``; width ``W = max(MIN_WIDTH, 2 * MARGIN + GUTTER + cell_w + QUERY_GAP +
 k * cell_w + (k - 1) * GAP)``; height ``header_height(2, K + 3, W) + COLUMN_HEAD_H + r * cell_h +
 (r - 1) * ROW_GAP + MARGIN`` (legend: K parts, query, same id, different id).
+
+`draw_search` draws the same grid for `drop search`, where the gallery has no identities: neutral
+frames, and the legend K parts, query, result.
 """
 
 from __future__ import annotations
@@ -212,20 +215,28 @@ def draw_ranking(
     picked = pick_queries(q_pids, every_ap, queries=queries, query_ids=query_ids, worst=worst, count=count)
     picked_ap = every_ap[picked] if every_ap is not None else ap_of(picked)
     ranked = top_k(distmat, query, gallery, picked, k)
-    q_paths = [query.paths[i] for i in picked]
-    g_paths = [gallery.paths[j] for row in ranked for j in row]
-    pictures = read_images(folder, q_paths + g_paths, "ranking images")
-
-    tile_w = tile_width or tile_height // 2
-    cell_w, cell_h = tile_w + 2 * BORDER, tile_height + 2 * BORDER + 2 * CAPTION_H + MARKS_H
-    width = max(MIN_WIDTH, 2 * MARGIN + GUTTER + cell_w + QUERY_GAP + k * cell_w + (k - 1) * GAP)
-    parts = query.parts
-    colours = palette.part_colours(parts)[1:]
-    legend = [(name, tuple(int(c) for c in colours[i])) for i, name in enumerate(parts)]
-    legend += [("query", palette.QUERY), ("same id", palette.SAME_ID), ("different id", palette.OTHER_ID)]
-    rows = len(picked)
-    height = header_height(2, len(legend), width) + COLUMN_HEAD_H + rows * cell_h + (rows - 1) * ROW_GAP + MARGIN
-    canvas = Canvas(height, width)
+    q_visible = None if query.visibility is None else np.asarray(query.visibility) > 0.5
+    g_visible = None if gallery.visibility is None else np.asarray(gallery.visibility) > 0.5
+    rows = []
+    for qi, q_ap, gallery_row in zip(picked, picked_ap, ranked):
+        q_pid = query.pids[qi]
+        cells = [
+            _Cell(
+                gallery.paths[gi],
+                palette.SAME_ID if gallery.pids[gi] == q_pid else palette.OTHER_ID,
+                (_distance_caption(distmat[qi, gi], bool(query.parts)), f"id {gallery.pids[gi]} c{gallery.camids[gi]}"),
+                None if q_visible is None else q_visible[qi] & g_visible[gi],
+            )
+            for gi in gallery_row
+        ]
+        score = f"AP {100 * q_ap:.1f}%" if np.isfinite(q_ap) else "no valid match"
+        query_cell = _Cell(
+            query.paths[qi],
+            palette.QUERY,
+            (f"id {q_pid} c{query.camids[qi]}", score),
+            None if q_visible is None else q_visible[qi],
+        )
+        rows.append((f"#{qi}", query_cell, cells))
     how = (
         "as selected"
         if queries is not None
@@ -235,55 +246,136 @@ def draw_ranking(
         if worst is not None
         else "evenly spaced"
     )
-    top = canvas.header(
-        title or f"Ranking: top {k} of {len(gallery.paths)} for {rows}/{len(query.paths)} queries ({how})",
+    return _draw_rows(
+        out,
+        folder,
+        rows,
+        query.parts,
+        k,
+        tile_height,
+        tile_width,
+        title or f"Ranking: top {k} of {len(gallery.paths)} for {len(picked)}/{len(query.paths)} queries ({how})",
         [
             "frames: query, same identity, different identity · under each image: distance (query: AP), id, camera",
-            ("squares: parts visible in both (query: in it) · " if parts else "")
+            ("squares: parts visible in both (query: in it) · " if query.parts else "")
             + "not ranked, as in evaluation: same id and camera, junk",
         ],
-        legend,
+        [("query", palette.QUERY), ("same id", palette.SAME_ID), ("different id", palette.OTHER_ID)],
     )
+
+
+def draw_search(
+    out: str | Path,
+    queries: Sequence[str],
+    results: Sequence[Sequence[tuple[str, float, np.ndarray | None]]],
+    *,
+    folder: str | Path = "/",
+    parts: tuple[str, ...] = (),
+    query_visibility: np.ndarray | None = None,
+    tile_height: int = 128,
+    title: str | None = None,
+) -> Path:
+    """Draw a search: per row a query and the gallery images it ranks first, without identities (no
+    green or red: nothing is known to be right), the distance under each and the parts visible in both.
+
+    Args:
+        queries: the query image paths (absolute, or relative to ``folder``).
+        results: per query, its ranked (gallery path, distance, parts visible in both [K] or None).
+        query_visibility: [Nq, K] visibility of the queries (parts visible above 0.5).
+    """
+    k = max((len(r) for r in results), default=0)
+    if k < 1:
+        raise DropError("nothing to draw: the search found no gallery image.")
+    rows = [
+        (
+            f"#{i}",
+            _Cell(
+                path,
+                palette.QUERY,
+                (Path(path).name, "query"),
+                None if query_visibility is None else query_visibility[i] > 0.5,
+            ),
+            [
+                _Cell(g_path, palette.RESULT, (_distance_caption(d, bool(parts)), Path(g_path).name), shared)
+                for g_path, d, shared in ranked
+            ],
+        )
+        for i, (path, ranked) in enumerate(zip(queries, results))
+    ]
+    return _draw_rows(
+        out,
+        folder,
+        rows,
+        parts,
+        k,
+        tile_height,
+        None,
+        title or f"Search: the first {k} of the gallery for {len(queries)} queries",
+        [
+            "under each image: distance, file name"
+            + (" · squares: parts visible in both (query: in it)" if parts else ""),
+            "frames say nothing of identity: the gallery has none",
+        ],
+        [("query", palette.QUERY), ("result", palette.RESULT)],
+    )
+
+
+@dataclass(frozen=True)
+class _Cell:
+    """One tile of a ranking row: the image, its frame colour, two caption lines, the part squares."""
+
+    path: str
+    colour: tuple[int, int, int]
+    captions: tuple[str, str]
+    shown: np.ndarray | None
+
+
+def _distance_caption(d: float, has_parts: bool) -> str:
+    return "no shared" if d >= UNSHARED_DISTANCE and has_parts else f"{d:.3f}"
+
+
+def _draw_rows(
+    out: str | Path,
+    folder: str | Path,
+    rows: list[tuple[str, _Cell, list[_Cell]]],
+    parts: tuple[str, ...],
+    k: int,
+    tile_height: int,
+    tile_width: int | None,
+    title: str,
+    lines: list[str],
+    frames: list[tuple[str, tuple[int, int, int]]],
+) -> Path:
+    """The grid of ``rows`` (label, query cell, gallery cells), ``k`` columns, with its header."""
+    paths = [cell.path for _, query, cells in rows for cell in (query, *cells)]
+    pictures = read_images(folder, paths, "ranking images")
+    tile_w = tile_width or tile_height // 2
+    cell_w, cell_h = tile_w + 2 * BORDER, tile_height + 2 * BORDER + 2 * CAPTION_H + MARKS_H
+    width = max(MIN_WIDTH, 2 * MARGIN + GUTTER + cell_w + QUERY_GAP + k * cell_w + (k - 1) * GAP)
+    colours = palette.part_colours(parts)[1:]
+    legend = [(name, tuple(int(c) for c in colours[i])) for i, name in enumerate(parts)] + frames
+    height = header_height(2, len(legend), width) + COLUMN_HEAD_H + len(rows) * cell_h + (len(rows) - 1) * ROW_GAP
+    canvas = Canvas(height + MARGIN, width)
+    top = canvas.header(title, lines, legend)
     q_left = MARGIN + GUTTER
     g_left = q_left + cell_w + QUERY_GAP
     canvas.text(q_left + cell_w // 2, top, "query", anchor="ma", bold=True)
     for rank in range(k):
         canvas.text(g_left + rank * (cell_w + GAP) + cell_w // 2, top, f"{rank + 1}", anchor="ma", bold=True)
-    q_visible = None if query.visibility is None else np.asarray(query.visibility) > 0.5
-    g_visible = None if gallery.visibility is None else np.asarray(gallery.visibility) > 0.5
-    for row, (qi, q_ap, gallery_row) in enumerate(zip(picked, picked_ap, ranked)):
+    for row, (label, query, cells) in enumerate(rows):
         y = top + COLUMN_HEAD_H + row * (cell_h + ROW_GAP)
-        canvas.text(MARGIN, y + BORDER + tile_height // 2, f"#{qi}", CAPTION_SIZE + 1, bold=True, anchor="lm")
-        q_pid = query.pids[qi]
-        score = f"AP {100 * q_ap:.1f}%" if np.isfinite(q_ap) else "no valid match"
-        _cell(
-            canvas,
-            y,
-            q_left,
-            pictures[query.paths[qi]],
-            tile_height,
-            tile_w,
-            palette.QUERY,
-            (f"id {q_pid} c{query.camids[qi]}", score),
-            None if q_visible is None else q_visible[qi],
-            colours,
-        )
-        for rank, gi in enumerate(gallery_row):
-            d = distmat[qi, gi]
-            shared = None if q_visible is None else q_visible[qi] & g_visible[gi]
+        canvas.text(MARGIN, y + BORDER + tile_height // 2, label, CAPTION_SIZE + 1, bold=True, anchor="lm")
+        for left, cell in [(q_left, query), *((g_left + r * (cell_w + GAP), c) for r, c in enumerate(cells))]:
             _cell(
                 canvas,
                 y,
-                g_left + rank * (cell_w + GAP),
-                pictures[gallery.paths[gi]],
+                left,
+                pictures[cell.path],
                 tile_height,
                 tile_w,
-                palette.SAME_ID if gallery.pids[gi] == q_pid else palette.OTHER_ID,
-                (
-                    "no shared" if d >= UNSHARED_DISTANCE and parts else f"{d:.3f}",
-                    f"id {gallery.pids[gi]} c{gallery.camids[gi]}",
-                ),
-                shared,
+                cell.colour,
+                cell.captions,
+                cell.shown,
                 colours,
             )
     return canvas.save(out)
