@@ -70,6 +70,34 @@ def checkpoint(synthetic_labels, synthetic_root, tmp_path_factory) -> Path:
     return train(TINY, overrides=tiny_recipe(synthetic_root), output=run, progress=False).run_dir / "last.pt"
 
 
+@pytest.fixture(scope="session")
+def untrained(tmp_path_factory) -> Path:
+    """A drop checkpoint of the TINY recipe's network, initial weights, BatchNorm statistics moved off
+    their defaults so that eval mode is not an identity."""
+    import dataclasses
+
+    import torch
+
+    from drop_cli.model import build_model
+    from drop_cli.parts import part_names
+    from drop_cli.recipe import load_recipe
+    from drop_cli.train.checkpoint import save_checkpoint
+
+    recipe = load_recipe(TINY)
+    torch.manual_seed(0)
+    model = build_model(
+        6,
+        len(part_names(recipe.data.preset)),
+        ppe_height=recipe.data.height // 4,
+        **{**dataclasses.asdict(recipe.model), "pretrained": False, "weights": None},
+    )
+    with torch.no_grad():
+        model.train()(torch.randn(8, 3, recipe.data.height, recipe.data.width))
+    path = tmp_path_factory.mktemp("untrained") / "last.pt"
+    save_checkpoint(path, recipe=recipe.to_dict(), model=model.state_dict(), num_classes=6, epoch=0, history=[])
+    return path
+
+
 # Fixtures that need the pose labeler's model file (from the package registry): their tests are `network`.
 NETWORK_FIXTURES = {"model_file", "eight", "tiny_quickstart", "pose_labels"}
 # Fixtures that train a model (tens of seconds on 2 cores): their tests are `slow`.

@@ -1,7 +1,7 @@
 """A trained model on your own crops: ReidModel, drop embed, drop search, drop export.
 
-The model is the TINY recipe's network with its initial weights, saved as a drop checkpoint (no
-training: the parity and ranking tests need a network, not a good one). The images are the small
+The model is the TINY recipe's network with its initial weights (conftest's ``untrained``: the
+parity and ranking tests need a network, not a good one). The images are the small
 synthetic set of the session."""
 
 from __future__ import annotations
@@ -25,31 +25,6 @@ from drop_cli.features import file as features_file
 from drop_cli.features.file import FeatureFile
 from drop_cli.inference import ReidModel, export
 from drop_cli.inference.export import check_crops
-from drop_cli.model import build_model
-from drop_cli.parts import part_names
-from drop_cli.recipe import load_recipe
-from drop_cli.train.checkpoint import save_checkpoint
-
-from .conftest import TINY
-
-
-@pytest.fixture(scope="module")
-def untrained(tmp_path_factory) -> Path:
-    """A drop checkpoint of the TINY recipe's network, initial weights, BatchNorm statistics moved off
-    their defaults so that eval mode is not an identity."""
-    recipe = load_recipe(TINY)
-    torch.manual_seed(0)
-    model = build_model(
-        6,
-        len(part_names(recipe.data.preset)),
-        ppe_height=recipe.data.height // 4,
-        **{**dataclasses.asdict(recipe.model), "pretrained": False, "weights": None},
-    )
-    with torch.no_grad():
-        model.train()(torch.randn(8, 3, recipe.data.height, recipe.data.width))
-    path = tmp_path_factory.mktemp("untrained") / "last.pt"
-    save_checkpoint(path, recipe=recipe.to_dict(), model=model.state_dict(), num_classes=6, epoch=0, history=[])
-    return path
 
 
 @pytest.fixture(scope="module")

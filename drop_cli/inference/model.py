@@ -59,6 +59,39 @@ class Embeddings:
         rows[:, FIRST_PART:] = self.visibility
         return rows
 
+    def single_vector(self, form: str = "parts") -> np.ndarray:
+        """One L2-normalised vector per image, for tools that compare images by a dot product (a
+        tracker's cosine distance, a vector index): [N, D] or [N, (M - 1) * D].
+
+        Args:
+            form: ``foreground`` or ``global``: that row; ``visible_parts``: the foreground and the
+                part rows concatenated, each part scaled by its visibility, so that a dot product adds
+                the parts seen in both images, weighted (the part distance's weights without its
+                per-pair normalisation); ``parts``: the same rows unscaled.
+        """
+        return single_vector(self.embeddings, self.row_visibility, form)
+
+
+# `Embeddings.single_vector` forms, the default first (the best ranking of the four on the synthetic
+# set, benchmarks/bench_single_vector.py: see the README).
+SINGLE_VECTORS = ("parts", "visible_parts", "foreground", "global")
+
+
+def single_vector(embeddings: np.ndarray, row_visibility: np.ndarray, form: str) -> np.ndarray:
+    """`Embeddings.single_vector` on arrays: embeddings [N, M, D] (rows global, foreground, parts) and
+    their [N, M] visibility."""
+    if form == "global":
+        vectors = embeddings[:, 0]
+    elif form == "foreground":
+        vectors = embeddings[:, 1]
+    elif form in ("visible_parts", "parts"):
+        rows = embeddings[:, 1:] * (row_visibility[:, 1:, None] if form == "visible_parts" else 1.0)
+        vectors = rows.reshape(len(rows), -1)
+    else:
+        raise DropError(f"unknown single-vector form {form!r}.", hint=f"Use one of {', '.join(SINGLE_VECTORS)}.")
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
 
 @dataclass
 class _Side:
