@@ -219,22 +219,22 @@ def test_a_damaged_input_file_is_one_line_naming_it(capsys, tmp_path, monkeypatc
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([binary.name, "metrics.csv"])
 
 
-def make_placeholders(tmp_path: Path) -> dict[str, Path]:
+def existing_paths(tmp_path: Path) -> dict[str, Path]:
     """An existing path of each kind, for the required path parameters not under test."""
-    placeholders = {"file": tmp_path / "placeholder ü.h5", "folder": tmp_path / "placeholder folder ü"}
-    placeholders["file"].touch()
-    placeholders["folder"].mkdir(exist_ok=True)
-    return {**placeholders, "any": placeholders["folder"]}
+    existing = {"file": tmp_path / "existing ü.h5", "folder": tmp_path / "existing folder ü"}
+    existing["file"].touch()
+    existing["folder"].mkdir(exist_ok=True)
+    return {**existing, "any": existing["folder"]}
 
 
-def argv_with(placeholders: dict[str, Path], command: str, option: str | None, value: Path) -> list[str]:
+def argv_with(existing: dict[str, Path], command: str, option: str | None, value: Path) -> list[str]:
     """``command`` with ``value`` for one path parameter and, for every other required path parameter, an
-    existing placeholder of the right kind (so the parser gets as far as the parameter under test)."""
+    existing path of the right kind (so the parser gets as far as the parameter under test)."""
     argv = command.split()
     for cmd, opt, kind, _, required in PATHS:
         if cmd != command:
             continue
-        path = value if opt == option else placeholders[kind] if required else None
+        path = value if opt == option else existing[kind] if required else None
         if path is not None:
             argv += [opt, str(path)] if opt else [str(path)]
     return argv
@@ -245,11 +245,11 @@ def test_every_path_parameter_refuses_the_wrong_kind_of_path(capsys, tmp_path, c
     """Generated from the command line: a folder for a file, a file for a folder, a missing input, a
     binary file for an input file, an output under a file; names with spaces and non-ASCII letters.
     Nothing is written."""
-    placeholders = make_placeholders(tmp_path)
+    existing = existing_paths(tmp_path)
     if kind != "any":  # a file or a folder: the other kind is refused by the parser
         wrong = tmp_path / ("a folder ü" if kind == "file" else "a file ü.txt")
         wrong.mkdir() if kind == "file" else wrong.write_text("not a folder")
-        code, out, err = run(capsys, [*argv_with(placeholders, command, option, wrong), "--json"])
+        code, out, err = run(capsys, [*argv_with(existing, command, option, wrong), "--json"])
         assert_one_error_line(code, out, err, json_out=True)
         assert code == 2 and str(wrong) in err and (option or "") in err, err
     other = tmp_path / "missing ü" / "x.h5" if not output else tmp_path / "a file ü.txt" / "x"
@@ -260,6 +260,6 @@ def test_every_path_parameter_refuses_the_wrong_kind_of_path(capsys, tmp_path, c
     binary.write_bytes(bytes(range(256)) * 4)
     before = sorted(p.name for p in tmp_path.rglob("*"))
     for value in (other, binary) if kind != "folder" and not output else (other,):
-        code, out, err = run(capsys, [*argv_with(placeholders, command, option, value), "--json"])
+        code, out, err = run(capsys, [*argv_with(existing, command, option, value), "--json"])
         assert_one_error_line(code, out, err, json_out=True)
         assert sorted(p.name for p in tmp_path.rglob("*")) == before, (value, err)
