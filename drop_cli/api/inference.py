@@ -20,12 +20,14 @@ import numpy as np
 from .. import _ui
 from .._files import write_csv, write_text
 from ..errors import DropError
+from ..evaluation.rerank import K1, K2, LAMBDA
 from ..evaluation.scoring import DEFAULT_DISTANCE, Rerank
 from ..features import FeatureFile, extract_to_file, features_complete
 from ..features.file import merge_features
 from ..inference import ModelEmbedder, ReidModel, export_onnx
 from ..inference.export import ExportResult
 from ..inference.inputs import collect_images, common_folder, image_records, unreadable
+from ..parts import FIRST_PART
 from ..viz.ranking import draw_search
 from .data import check_workers
 
@@ -108,15 +110,12 @@ def embed(
     old = FeatureFile(out) if out.exists() and not overwrite else None
     if old is not None:
         _same_model(old, reid)
-        known = set()
-        if split in old.splits:
-            base = Path(old.attrs["dataset_folder"])
-            known = {base / p for p in old.paths(split)}
+        base = Path(old.attrs["dataset_folder"])
+        known = {base / p for p in old.paths(split)} if split in old.splits else set()
         paths = [p for p in paths if p not in known]
         if not paths:
-            total = len(old.paths(split))
             return EmbedResult(
-                out, split, total, 0, sorted(map(str, bad)), reid.runtime, time.perf_counter() - start, True
+                out, split, len(known), 0, sorted(map(str, bad)), reid.runtime, time.perf_counter() - start, True
             )
     folder = common_folder(paths)
     records = image_records(paths, folder, pattern)
@@ -193,9 +192,9 @@ def search(
     distance: str = DEFAULT_DISTANCE,
     visibility: bool = True,
     rerank: bool = False,
-    k1: int | None = None,
-    k2: int | None = None,
-    lambda_value: float | None = None,
+    k1: int = K1,
+    k2: int = K2,
+    lambda_value: float = LAMBDA,
     split: str = "gallery",
     out: str | Path = "search",
     draw: int = 10,
@@ -235,19 +234,17 @@ def search(
     if len(gallery_features.paths) == 0:
         raise DropError(f"{gallery} holds no {split} images.", hint="Embed some with `drop embed`.")
     query_features = reid.embed(query_paths)
-    defaults = Rerank()
-    params = Rerank(
-        defaults.k1 if k1 is None else k1,
-        defaults.k2 if k2 is None else k2,
-        defaults.lambda_value if lambda_value is None else lambda_value,
-    )
     distmat = reid.distance(
-        query_features, gallery_features, distance=distance, visibility=visibility, rerank=rerank and params
+        query_features,
+        gallery_features,
+        distance=distance,
+        visibility=visibility,
+        rerank=Rerank(k1, k2, lambda_value) if rerank else False,
     )
     order = np.argsort(distmat, axis=1, kind="stable")[:, :top]  # ties in gallery order, as evaluate ranks
     folder = file.images_folder(root)
     parts = reid.spec.parts
-    g_visible = gallery_features.visibility[:, 2:] > 0.5
+    g_visible = gallery_features.visibility[:, FIRST_PART:] > 0.5
     q_visible = query_features.visibility > 0.5
     results = [
         [

@@ -47,7 +47,7 @@ class Embedder(Protocol):
 @dataclass(frozen=True)
 class Extraction:
     """A checkpoint's DropNet and its test-time settings (from its recipe): the Embedder of
-    `drop extract-features` and of the evaluation during training."""
+    `drop extract-features` (`drop embed` uses `inference.ModelEmbedder`)."""
 
     model: torch.nn.Module
     device: torch.device

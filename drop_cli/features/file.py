@@ -385,13 +385,11 @@ def merge_features(out: Path, sources: list[Path], attrs: dict, dtype: str) -> P
                     group, n = h[split], h[split]["embeddings"].shape[0]
                     for first in range(0, n, CHUNK_IMAGES):
                         rows = slice(first, min(first + CHUNK_IMAGES, n))
-                        writer.write(
-                            split,
-                            start + first,
-                            read_checked(group["embeddings"], rows, f.path, "Make it again."),
-                            read_checked(group["visibility"], rows, f.path, "Make it again."),
-                            read_checked(group["parsing"], rows, f.path, "Make it again.") if with_parsing else None,
-                        )
+                        arrays = [
+                            read_checked(group[name], rows, f.path, "Make it again.") if use else None
+                            for name, use in (("embeddings", True), ("visibility", True), ("parsing", with_parsing))
+                        ]
+                        writer.write(split, start + first, *arrays)
                     start += n
         writer.commit()
     return out

@@ -117,6 +117,7 @@ def export_onnx(
     batch = reference.preprocess(crops)
     expected = reference.embed(crops, parsing=parsing)
 
+    # A second copy of the weights: the reference keeps running in float32 while --half converts this one.
     full = InferenceNet(load_trained(checkpoint)[0], reference.spec, parsing=parsing)
     net = _Half(full) if half else full
     with atomic_path(out, suffix=".onnx") as tmp:

@@ -23,8 +23,6 @@ from ..errors import DropError
 from ..evaluation.scoring import DEFAULT_DISTANCE, Rerank, make_setting, setting_distances
 from ..features.forward import Features
 from ..parts import FIRST_PART
-from ..recipe import recipe_from_dict
-from ..train.checkpoint import load_checkpoint
 from ..train.session import resolve_device
 from .backends import OnnxBackend, TorchBackend
 from .net import ModelSpec, load_trained
@@ -153,9 +151,8 @@ class ReidModel:
         if path.suffix.lower() == ".onnx":
             backend = OnnxBackend(path, dev)
             return cls(backend, backend.spec, path, dev)
-        model, spec = load_trained(path)
-        amp = recipe_from_dict(load_checkpoint(path)["recipe"]).train.amp
-        return cls(TorchBackend(model, spec, dev, amp), spec, path, dev)
+        model, spec, recipe = load_trained(path)
+        return cls(TorchBackend(model, spec, dev, recipe.train.amp), spec, path, dev)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -205,6 +202,10 @@ class ReidModel:
             self.run(self.preprocess(images[i : i + batch_size]), parsing=parsing)
             for i in range(0, len(images), batch_size)
         ]
+        return self._joined(chunks, parsing)
+
+    def _joined(self, chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], parsing: bool) -> Embeddings:
+        """The `Embeddings` of the outputs of :meth:`run` on consecutive batches."""
         if not chunks:
             d, k = self.spec.embed_dim, len(self.spec.parts)
             return Embeddings(np.zeros((0, len(self.names), d), np.float32), np.zeros((0, k), np.float32), self.names)
@@ -212,29 +213,20 @@ class ReidModel:
             np.concatenate([c[0] for c in chunks]),
             np.concatenate([c[1] for c in chunks]),
             self.names,
-            np.concatenate([c[2] for c in chunks]) if parsing else None,
+            np.concatenate([c[2] for c in chunks if c[2] is not None]) if parsing else None,
         )
 
     def features(self, batches: Iterable[dict], advance: Callable[[int], None], *, parsing: bool) -> Features:
         """The `Features` of DataLoader batches (items from a `ReidImages` with :attr:`transform`): what
         the chunked, resumable extraction (`features.extraction.extract_to_file`) calls."""
-        embeddings, visibility, pids, camids = [], [], [], []
-        labels: list[np.ndarray] = []
+        chunks, pids, camids = [], [], []
         for batch in batches:
-            emb, vis, parsed = self.run(batch["image"], parsing=parsing)
-            embeddings.append(emb)
-            visibility.append(vis)
-            if parsed is not None:
-                labels.append(parsed)
+            chunks.append(self.run(batch["image"], parsing=parsing))
             pids.append(batch["pid"].numpy())
             camids.append(batch["camid"].numpy())
-            advance(len(emb))
-        emb = np.concatenate(embeddings)
-        rows = np.ones(emb.shape[:2], np.float32)
-        rows[:, FIRST_PART:] = np.concatenate(visibility)
-        return Features(
-            emb, rows, np.concatenate(pids), np.concatenate(camids), np.concatenate(labels) if parsing else None
-        )
+            advance(len(batch["image"]))
+        out = self._joined(chunks, parsing)
+        return Features(out.embeddings, out.row_visibility, np.concatenate(pids), np.concatenate(camids), out.parsing)
 
     def distance(
         self, a, b, *, distance: str = DEFAULT_DISTANCE, visibility: bool = True, rerank: bool | Rerank = False

@@ -23,7 +23,7 @@ from .._version import __version__
 from ..features.forward import flip_rows, test_features
 from ..model import DropNet, input_normalisation
 from ..parts import part_names, row_names
-from ..recipe import recipe_from_dict
+from ..recipe import Recipe, recipe_from_dict
 from ..train.checkpoint import load_checkpoint, model_from_checkpoint
 
 
@@ -68,8 +68,9 @@ class ModelSpec:
         return cls(**{**fields, **{k: tuple(fields[k]) for k in ("mean", "std", "parts")}})
 
 
-def load_trained(checkpoint: str | Path) -> tuple[torch.nn.Module, ModelSpec]:
-    """The model of a drop checkpoint (eval mode, CPU) and its spec; a DropError if it is not one."""
+def load_trained(checkpoint: str | Path) -> tuple[torch.nn.Module, ModelSpec, Recipe]:
+    """The model of a drop checkpoint (eval mode, CPU), its spec and its recipe; a DropError if it is
+    not one."""
     checkpoint = Path(checkpoint).expanduser()
     ckpt = load_checkpoint(checkpoint)
     recipe = recipe_from_dict(ckpt["recipe"])
@@ -88,7 +89,7 @@ def load_trained(checkpoint: str | Path) -> tuple[torch.nn.Module, ModelSpec]:
         embed_dim=recipe.model.embed_dim,
         checkpoint_sha256=sha256_file(checkpoint),
     )
-    return model, spec
+    return model, spec, recipe
 
 
 class InferenceNet(torch.nn.Module):
