@@ -312,6 +312,8 @@ def test_bad_input_is_one_line(untrained, onnx_file, synthetic_root, tmp_path, c
     onnx.save(helper.make_model(graph), foreign_onnx)
     other_model = tmp_path / "other.h5"
     api.embed([images(synthetic_root)], model=untrained, out=other_model, progress=False)
+    same_model = tmp_path / "same.h5"
+    shutil.copy(other_model, same_model)
     with h5py.File(other_model, "r+") as f:
         f.attrs["checkpoint_sha256"] = "0" * 64
     query = str(sorted(images(synthetic_root).glob("*.jpg"))[0])
@@ -331,6 +333,10 @@ def test_bad_input_is_one_line(untrained, onnx_file, synthetic_root, tmp_path, c
             ["search", "--checkpoint", str(untrained), "--query", str(text), "--gallery", str(other_model)],
             "is not an image",
         ),
+        (
+            ["search", "--checkpoint", str(untrained), "--query", query, "--gallery", str(same_model), "--split", "x"],
+            "has no x split (it holds: gallery)",
+        ),
         (["export", "--checkpoint", str(untrained), "--format", "tensorrt"], "unknown export format"),
     ]
     for argv, message in cases:
@@ -338,6 +344,8 @@ def test_bad_input_is_one_line(untrained, onnx_file, synthetic_root, tmp_path, c
         lines = [line for line in err.splitlines() if line.strip()]
         assert code == 1 and len(lines) == 1 and message in lines[0] and "Traceback" not in err, (argv, err)
         assert json.loads(out)["error"]
+    code, out, err = run(capsys, ["search", "--checkpoint", str(untrained), "--query", query])
+    assert code == 2 and err.strip() == "error: Missing option '--gallery'. See `drop search --help`."
     real_import = export.import_optional.__globals__["importlib"].import_module
 
     def no_onnxruntime(name, *args):

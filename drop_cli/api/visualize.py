@@ -10,7 +10,8 @@ from pathlib import Path
 from ..data import load_dataset
 from ..data.datasets import dataset_folder
 from ..errors import DropError
-from ..evaluation.scoring import DEFAULT_DISTANCE, make_setting, setting_distances
+from ..evaluation.rerank import K1, K2, LAMBDA
+from ..evaluation.scoring import DEFAULT_DISTANCE, Rerank, make_setting, setting_distances
 from ..features import FeatureFile
 from ..labels import LabelFile
 from ..viz import ImageSet, draw_embeddings, draw_labels, draw_parsing, draw_ranking, plot_training_curves, read_history
@@ -121,6 +122,9 @@ def visualize_ranking(
     distance: str = DEFAULT_DISTANCE,
     visibility: bool = True,
     rerank: bool = False,
+    k1: int = K1,
+    k2: int = K2,
+    lambda_value: float = LAMBDA,
     queries: list[int] | None = None,
     query_ids: list[int] | None = None,
     worst: int | None = None,
@@ -136,7 +140,7 @@ def visualize_ranking(
     cache.require(("query", "gallery"))
     query, gallery = cache.read("query"), cache.read("gallery")
     setting = make_setting(distance, visibility, rerank)
-    distmat = setting_distances(query, gallery, cache.names, setting)
+    distmat = setting_distances(query, gallery, cache.names, setting, Rerank(k1, k2, lambda_value))
     title = (
         f"{cache.dataset}: {distance} distance"
         + (", visibility" if visibility else "")

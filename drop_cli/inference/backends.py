@@ -40,18 +40,18 @@ class TorchBackend:
     def __init__(self, model: torch.nn.Module, spec: ModelSpec, device: torch.device, amp: bool):
         self.device = device
         self.autocast_dtype = amp_dtype(device, amp)
-        self.net = InferenceNet(place_model(model, device, channels_last=False), spec, parsing=True).to(device)
+        self.net = InferenceNet(place_model(model, device, channels_last=False), spec).to(device)
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, parsing: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         images = images.to(self.device, non_blocking=True)
         dtype = self.autocast_dtype
         with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
-            embeddings, visibility, labels = self.net(images)
+            out = self.net(images, parsing=parsing)
         return (
-            embeddings.float().cpu().numpy(),
-            visibility.float().cpu().numpy(),
-            labels.cpu().numpy() if parsing else None,
+            out[0].float().cpu().numpy(),
+            out[1].float().cpu().numpy(),
+            out[2].cpu().numpy() if parsing else None,
         )
 
 

@@ -15,6 +15,7 @@ the model's ``bnneck["global"]`` (a Python keyword in the graph code it generate
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ import torch
 from .._files import atomic_path, prepare_folder
 from ..errors import DropError
 from ..synthetic import plan, render
-from .backends import INPUT, OUTPUTS, SPEC_KEY, OnnxBackend, import_optional
+from .backends import INPUT, OUTPUTS, SPEC_KEY, OnnxBackend, TorchBackend, import_optional
 from .model import Embeddings, ReidModel
 from .net import InferenceNet, load_trained
 
@@ -109,7 +110,12 @@ def export_onnx(
     if opset < 14:
         raise DropError(f"--opset must be at least 14, got {opset}.")
     checkpoint = Path(checkpoint).expanduser()
-    reference = ReidModel.load(checkpoint, device="cpu")
+    model, spec, _ = load_trained(checkpoint)
+    cpu = torch.device("cpu")
+    # --half converts a copy of the weights: the reference keeps running in float32.
+    reference = ReidModel(
+        TorchBackend(copy.deepcopy(model) if half else model, spec, cpu, amp=False), spec, checkpoint, cpu
+    )
     out = Path(out).expanduser() if out else checkpoint.with_name("model.onnx")
     prepare_folder(out.parent)
     dtype = "float16" if half else "float32"
@@ -117,8 +123,7 @@ def export_onnx(
     batch = reference.preprocess(crops)
     expected = reference.embed(crops, parsing=parsing)
 
-    # A second copy of the weights: the reference keeps running in float32 while --half converts this one.
-    full = InferenceNet(load_trained(checkpoint)[0], reference.spec, parsing=parsing)
+    full = InferenceNet(model, spec, parsing=parsing)
     net = _Half(full) if half else full
     with atomic_path(out, suffix=".onnx") as tmp:
         with torch.no_grad(), warnings.catch_warnings():
@@ -135,10 +140,10 @@ def export_onnx(
                 dynamo=False,
             )
         graph = onnx.load(str(tmp))
-        graph.metadata_props.add(key=SPEC_KEY, value=reference.spec.to_json())
+        graph.metadata_props.add(key=SPEC_KEY, value=spec.to_json())
         graph.producer_name = "drop"
         onnx.save(graph, str(tmp))
-        exported = ReidModel(OnnxBackend(tmp, torch.device("cpu")), reference.spec, tmp, torch.device("cpu"))
+        exported = ReidModel(OnnxBackend(tmp, cpu), spec, tmp, cpu)
         got = exported.embed(crops, parsing=parsing)
         diffs = {
             "embeddings": float(np.abs(got.embeddings - expected.embeddings).max()),

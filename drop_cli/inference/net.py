@@ -107,10 +107,11 @@ class InferenceNet(torch.nn.Module):
         self.register_buffer("std", torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("rows", torch.from_numpy(flip_rows(spec.parts)) if spec.flip_tta else None)
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, images: torch.Tensor, parsing: bool | None = None) -> tuple[torch.Tensor, ...]:
+        """``parsing`` overrides the net's setting for one call (an export traces the setting)."""
         embeddings, visibility, logits = test_features(
             self.model, (images - self.mean) / self.std, self.rows, self.spec.part_embeddings
         )
-        if self.parsing:
+        if self.parsing if parsing is None else parsing:
             return embeddings, visibility, logits.argmax(1).to(torch.uint8)
         return embeddings, visibility
