@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from drop_cli.errors import DropError
-from drop_cli.evaluation import evaluate_rank, evaluate_rank_chunked, kept_in_ranking
+from drop_cli.evaluation import RankAccumulator, evaluate_rank, evaluate_rank_chunked, kept_in_ranking
 
 
 def oracle_evaluate(distmat, q_pids, g_pids, q_camids, g_camids, max_rank):
@@ -153,3 +153,18 @@ def test_no_valid_query_raises():
 def test_bad_input_raises(distmat, q_pids, message):
     with pytest.raises(DropError if message.startswith("NaN") else ValueError, match=message):
         evaluate_rank(distmat, q_pids, np.array([1, 2, 3]), np.array([0, 1]), np.array([1, 1, 1]))
+
+
+def test_rank_accumulator_fed_uneven_blocks_equals_evaluate_rank():
+    case = random_case(5, 41, 230, 10, 3, levels=7)
+    full = evaluate_rank(*case, max_rank=10)
+    ranking = RankAccumulator(*case[1:], max_rank=10)
+    for start, stop in [(0, 1), (1, 17), (17, 18), (18, 41)]:
+        ranking.add(start, case[0][start:stop].astype(np.float32))
+    got = ranking.result()
+    np.testing.assert_array_equal(got["cmc"], full["cmc"])
+    assert got["mAP"] == pytest.approx(full["mAP"], abs=1e-12) and got["mINP"] == pytest.approx(full["mINP"], abs=1e-12)
+    with pytest.raises(ValueError, match="outside the 41 queries"):
+        ranking.add(40, case[0][:2])
+    with pytest.raises(ValueError, match="expected"):
+        ranking.add(0, case[0][:2, :-1])

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from drop_cli.evaluation import UNSHARED_DISTANCE, part_distance
-from drop_cli.evaluation.distance import _part_distance_torch
+from drop_cli.evaluation.distance import _part_distance_torch, paired_part_distance
 
 
 def oracle_part_distance(q_emb, q_vis, g_emb, g_vis):
@@ -61,8 +61,29 @@ def test_matches_oracle(soft):
 def test_torch_path_matches_oracle():
     # The GPU code path, run on the CPU.
     inputs = case(1, soft=True)
-    result = _part_distance_torch(*inputs, chunk_size=7, device=torch.device("cpu"))
+    out = np.full((len(inputs[0]) + 3, len(inputs[2])), np.nan, np.float32)
+    result = _part_distance_torch(*inputs, chunk_size=7, device=torch.device("cpu"), out=out[2:-1])
+    assert np.shares_memory(result, out) and np.isnan(out[:2]).all() and np.isnan(out[-1]).all()
     assert_matches_oracle(result, oracle_part_distance(*inputs))
+
+
+def test_writes_into_a_given_view_and_checks_it():
+    inputs = case(2, soft=True)
+    out = np.full((len(inputs[0]), len(inputs[2]) + 4), np.nan, np.float32)
+    result = part_distance(*inputs, device="cpu", chunk_size=5, out=out[:, 4:])
+    assert np.shares_memory(result, out) and np.isnan(out[:, :4]).all()
+    assert_matches_oracle(result, oracle_part_distance(*inputs))
+    with pytest.raises(ValueError, match="out must be a float32 array of shape"):
+        part_distance(*inputs, device="cpu", out=out)
+
+
+def test_paired_part_distance_is_the_diagonal():
+    q_emb, q_vis, g_emb, g_vis = case(3, soft=True)
+    n = min(len(q_emb), len(g_emb))
+    pairs = paired_part_distance(q_emb[:n], q_vis[:n], g_emb[:n], g_vis[:n])
+    expected = np.diag(part_distance(q_emb[:n], q_vis[:n], g_emb[:n], g_vis[:n], device="cpu"))
+    assert pairs.dtype == np.float32 and UNSHARED_DISTANCE in pairs  # query 1 shares no part
+    np.testing.assert_allclose(pairs, expected, atol=1e-5)
 
 
 @pytest.mark.gpu

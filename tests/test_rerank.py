@@ -9,7 +9,18 @@ import torch
 
 from benchmarks.bench_evaluation import classic_re_rank
 from drop_cli.errors import DropError
-from drop_cli.evaluation import check_re_rank_memory, re_rank, re_rank_memory_bytes
+from drop_cli.evaluation import (
+    check_re_rank_embeddings_memory,
+    check_re_rank_memory,
+    part_distance,
+    re_rank,
+    re_rank_embeddings,
+    re_rank_embeddings_memory_bytes,
+    re_rank_memory_bytes,
+    re_ranked_blocks,
+)
+from drop_cli.evaluation import rerank as rerank_module
+from drop_cli.synthetic.embeddings import clustered_embeddings
 
 
 def clustered_distances(seed, num_query=30, num_gallery=80, num_ids=12, dim=8, asymmetry=0.0):
@@ -100,3 +111,59 @@ def test_memory_check():
     with pytest.raises(DropError, match="needs about .* GiB") as raised:
         check_re_rank_memory(10**6, 10**7)
     assert "evaluate_rank_chunked" in str(raised.value)
+
+
+# ----------------------------------------------------------------------------- from embeddings
+
+
+def _split_embeddings(num_query=24, num_gallery=70, seed=3):
+    data = clustered_embeddings(num_query + num_gallery, 9, rows=5, dim=16, noise=1.5, seed=seed)
+    data.visibility[0, 2:] = 0  # a query that shares no part with anything: UNSHARED_DISTANCE everywhere
+    q, g = data.take(slice(0, num_query)), data.take(slice(num_query, None))
+    return q.embeddings, q.visibility, g.embeddings, g.visibility
+
+
+@pytest.mark.parametrize("k1, k2, lambda_value", [(20, 6, 0.3), (5, 1, 0.5), (7, 3, 0.0), (4, 9, 1.0), (150, 6, 0.3)])
+def test_re_rank_embeddings_equals_re_rank_of_the_matrices(monkeypatch, k1, k2, lambda_value):
+    # Small blocks: many neighbour blocks, pair chunks and cached query-gallery blocks.
+    monkeypatch.setattr(rerank_module, "_EMBEDDING_BLOCK_VALUES", 7 * 94)  # 7 rows: blocks straddle nothing
+    monkeypatch.setattr(rerank_module, "_PAIR_BLOCK_VALUES", 5 * 16 * 13)
+    monkeypatch.setattr(rerank_module, "_BLOCK_QUERIES", 5)
+    q, qv, g, gv = _split_embeddings()
+    expected = re_rank(
+        part_distance(q, qv, g, gv), part_distance(q, qv, q, qv), part_distance(g, gv, g, gv), k1, k2, lambda_value
+    )
+    got = re_rank_embeddings(q, qv, g, gv, k1, k2, lambda_value, device="cpu")
+    assert got.dtype == np.float32 and got.shape == (24, 70)
+    assert np.abs(got - expected).max() <= 1e-6
+    assert not np.allclose(got, part_distance(q, qv, g, gv), atol=1e-2)  # re-ranking changed the distances
+    blocks = [(start, b.copy()) for start, b in re_ranked_blocks(q, qv, g, gv, k1, k2, lambda_value, device="cpu")]
+    assert [start for start, _ in blocks] == list(range(0, 24, 5))
+    np.testing.assert_array_equal(np.concatenate([b for _, b in blocks]), got)
+
+
+def test_re_rank_embeddings_bad_input():
+    q, qv, g, gv = _split_embeddings(4, 9)
+    with pytest.raises(ValueError, match="same M and D"):
+        re_rank_embeddings(q, qv, g[:, :3], gv[:, :3])
+    with pytest.raises(ValueError, match="at least one query"):
+        re_rank_embeddings(q[:0], qv[:0], g, gv)
+    with pytest.raises(ValueError, match="k2"):
+        re_rank_embeddings(q, qv, g, gv, k2=0)
+
+
+def test_embeddings_memory_estimate_and_check(monkeypatch):
+    streamed = re_rank_embeddings_memory_bytes(11659, 82161, 10, 512, held_output=False)
+    held = re_rank_embeddings_memory_bytes(11659, 82161, 10, 512)
+    assert held - streamed == 4 * 11659 * 82161  # the output
+    assert streamed < 2**30  # MSMT17 streamed: the neighbour lists, V and blocks, not an [N, N] matrix
+    monkeypatch.setattr(rerank_module, "_available_memory_bytes", lambda: 3 * 2**30)
+    check_re_rank_embeddings_memory(11659, 82161, 10, 512, held_output=False)
+    expected = f"re-ranking 11659 queries x 82161 gallery images needs about {held / 2**30:.1f} GiB of memory, 3.0 GiB"
+    with pytest.raises(DropError, match=expected) as e:
+        check_re_rank_embeddings_memory(11659, 82161, 10, 512)
+    assert "re_ranked_blocks" in e.value.hint and "without --rerank" in e.value.hint
+    monkeypatch.setattr(rerank_module, "_available_memory_bytes", lambda: 2**20)
+    with pytest.raises(DropError) as e:
+        re_rank_embeddings(*_split_embeddings(4, 9))
+    assert "re_ranked_blocks" not in e.value.hint  # streaming would not fit either

@@ -198,3 +198,21 @@ def test_identity_is_carried_by_appearance(items):
     same = pids[:, None] == pids[None]
     off_diagonal = ~np.eye(len(pids), dtype=bool)
     assert np.median(distance[same & off_diagonal]) < 0.75 * np.median(distance[~same])
+
+
+def test_clustered_embeddings_are_unit_rows_with_hidden_parts_and_findable_identities():
+    from drop_cli.evaluation import part_distance
+    from drop_cli.synthetic.embeddings import clustered_embeddings
+
+    data = clustered_embeddings(600, 20, rows=6, dim=32, noise=1.0, hidden=0.25, seed=4)
+    again = clustered_embeddings(600, 20, rows=6, dim=32, noise=1.0, hidden=0.25, seed=4)
+    np.testing.assert_array_equal(data.embeddings, again.embeddings)
+    assert data.embeddings.shape == (600, 6, 32) and data.embeddings.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(data.embeddings, axis=2), 1.0, atol=1e-5)
+    assert (data.visibility[:, :2] == 1).all() and abs((data.visibility[:, 2:] == 0).mean() - 0.25) < 0.03
+    assert np.bincount(data.pids).tolist() == [30] * 20
+    dist = part_distance(data.embeddings[:50], data.visibility[:50], data.embeddings, data.visibility, device="cpu")
+    dist[np.arange(50), np.arange(50)] = np.inf  # not itself
+    assert (data.pids[dist.argmin(axis=1)] == data.pids[:50]).mean() > 0.9  # the nearest image is of its identity
+    half = clustered_embeddings(10, 2, rows=3, dim=8, dtype=np.float16)
+    assert half.embeddings.dtype == np.float16

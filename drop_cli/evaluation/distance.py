@@ -39,6 +39,7 @@ def part_distance(
     g_vis: np.ndarray,
     device: str | torch.device | None = None,
     chunk_size: int | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Visibility-weighted mean of the per-part euclidean distances, for every query-gallery pair.
 
@@ -55,14 +56,15 @@ def part_distance(
             available, else the CPU.
         chunk_size: gallery images per chunk; by default 2**20 query-gallery pairs per chunk on
             the CPU (at least 64 gallery images), 2**28 / M on a GPU.
+        out: an [Nq, Ng] float32 array (a view is fine) to write the distances into.
 
     Returns:
-        [Nq, Ng] float32 distances (numpy, on the CPU).
+        [Nq, Ng] float32 distances (numpy, on the CPU): ``out`` when given.
 
     Raises:
         ValueError: inconsistent shapes or visibility outside [0, 1] (a caller's contract).
     """
-    q_emb, q_vis, g_emb, g_vis = _checked_inputs(q_emb, q_vis, g_emb, g_vis)
+    q_emb, q_vis, g_emb, g_vis = checked_part_inputs(q_emb, q_vis, g_emb, g_vis)
     device = compute_device(device)
     num_query, num_parts, _ = q_emb.shape
     if chunk_size is None:
@@ -72,9 +74,28 @@ def part_distance(
             chunk_size = max(1, _GPU_CHUNK_VALUES // max(num_parts * num_query, 1))
     elif chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+    if out is None:
+        out = np.empty((num_query, len(g_emb)), np.float32)
+    elif out.shape != (num_query, len(g_emb)) or out.dtype != np.float32:
+        raise ValueError(
+            f"out must be a float32 array of shape {(num_query, len(g_emb))}, got {out.shape} {out.dtype}."
+        )
     if device.type == "cpu":
-        return _part_distance_numpy(q_emb, q_vis, g_emb, g_vis, chunk_size)
-    return _part_distance_torch(q_emb, q_vis, g_emb, g_vis, chunk_size, device)
+        return _part_distance_numpy(q_emb, q_vis, g_emb, g_vis, chunk_size, out)
+    return _part_distance_torch(q_emb, q_vis, g_emb, g_vis, chunk_size, device, out)
+
+
+def paired_part_distance(a_emb: np.ndarray, a_vis: np.ndarray, b_emb: np.ndarray, b_vis: np.ndarray) -> np.ndarray:
+    """:func:`part_distance` of aligned pairs: [P] float32, the distance of ``a[p]`` to ``b[p]`` (arrays
+    [P, M, D] and [P, M], already checked; on the CPU). For a few scattered entries of a large matrix."""
+    dist = np.einsum("pmd,pmd->pm", np.asarray(a_emb, np.float32), np.asarray(b_emb, np.float32))
+    dist *= -2.0
+    dist += 2.0
+    np.maximum(dist, 0.0, out=dist)
+    np.sqrt(dist, out=dist)
+    weight = np.asarray(a_vis, np.float32) * np.asarray(b_vis, np.float32)
+    dist *= weight
+    return weighted_mean_into(dist.sum(axis=1), weight.sum(axis=1), np.empty(len(dist), np.float32))
 
 
 def unit_distance_into(minus_2a: np.ndarray, b_t: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -96,12 +117,11 @@ def weighted_mean_into(weighted_sum: np.ndarray, weight: np.ndarray, out: np.nda
 
 
 def _part_distance_numpy(
-    q_emb: np.ndarray, q_vis: np.ndarray, g_emb: np.ndarray, g_vis: np.ndarray, chunk_size: int
+    q_emb: np.ndarray, q_vis: np.ndarray, g_emb: np.ndarray, g_vis: np.ndarray, chunk_size: int, out: np.ndarray
 ) -> np.ndarray:
     """part_distance on the CPU; arguments as there (checked), ``chunk_size`` gallery images per chunk."""
     num_query, num_parts, _ = q_emb.shape
     num_gallery = len(g_emb)
-    out = np.empty((num_query, num_gallery), np.float32)
     # [M, Nq, D], times -2 (exact in floating point) so that the product gives -2 a.b directly.
     queries = np.ascontiguousarray(q_emb.transpose(1, 0, 2), dtype=np.float32) * np.float32(-2)
     query_vis = np.asarray(q_vis, np.float32)
@@ -124,11 +144,16 @@ def _part_distance_numpy(
 
 
 def _part_distance_torch(
-    q_emb: np.ndarray, q_vis: np.ndarray, g_emb: np.ndarray, g_vis: np.ndarray, chunk_size: int, device: torch.device
+    q_emb: np.ndarray,
+    q_vis: np.ndarray,
+    g_emb: np.ndarray,
+    g_vis: np.ndarray,
+    chunk_size: int,
+    device: torch.device,
+    out: np.ndarray,
 ) -> np.ndarray:
     """part_distance on a torch device (meant for CUDA); arguments as in :func:`_part_distance_numpy`."""
-    num_query, num_gallery = len(q_emb), len(g_emb)
-    out = np.empty((num_query, num_gallery), np.float32)
+    num_gallery = len(g_emb)
     queries = to_tensor(q_emb, device).transpose(0, 1).contiguous()  # [M, Nq, D]
     query_vis = to_tensor(q_vis, device)
     for start in range(0, num_gallery, chunk_size):
@@ -146,7 +171,7 @@ def _part_distance_torch(
     return out
 
 
-def _checked_inputs(
+def checked_part_inputs(
     q_emb: np.ndarray, q_vis: np.ndarray, g_emb: np.ndarray, g_vis: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The four arrays as numpy, checked for shapes and visibility range."""

@@ -130,28 +130,64 @@ def _rank_totals(
     chunk_size: int | None = None,
 ) -> _Totals:
     """The ranks of every query's valid matches, chunk by chunk, summed into a ``_Totals``."""
-    q_pids, q_camids = _labels(q_pids, q_camids, "query")
-    g_pids, g_camids = _labels(g_pids, g_camids, "gallery")
-    if not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
-        raise ValueError(f"max_rank must be a positive integer, got {max_rank!r}.")
-    num_query, num_gallery = len(q_pids), len(g_pids)
+    ranking = RankAccumulator(q_pids, g_pids, q_camids, g_camids, max_rank)
     if chunk_size is None:
-        chunk_size = max(1, _CALL_PAIRS // max(num_gallery, 1))
+        chunk_size = max(1, _CALL_PAIRS // max(ranking.num_gallery, 1))
     elif chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
-    work_rows = max(1, _WORK_PAIRS // max(num_gallery, 1))
-    work = _Workspace.allocate(work_rows, num_gallery)
-    by_pid = _GalleryByPid(g_pids)
-    totals = _Totals(max_rank, num_query)
-    for start in range(0, num_query, chunk_size):
-        stop = min(start + chunk_size, num_query)
-        dist = _distance_chunk(query_distances(start, stop), start, stop, num_gallery)
-        for first in range(start, stop, work_rows):
-            last = min(first + work_rows, stop)
-            block = dist[first - start : last - start]
-            rows, ranks = _match_ranks(block, q_pids[first:last], q_camids[first:last], g_pids, g_camids, by_pid, work)
-            totals.add(rows + first, ranks)
-    return totals
+    for start in range(0, ranking.num_query, chunk_size):
+        stop = min(start + chunk_size, ranking.num_query)
+        ranking.add(start, _distance_chunk(query_distances(start, stop), start, stop, ranking.num_gallery))
+    return ranking.totals
+
+
+class RankAccumulator:
+    """The metrics of :func:`evaluate_rank`, fed the distances of consecutive blocks of queries.
+
+    For a producer that makes several matrices' rows block by block (the ablation grid, the
+    re-ranking streamed from embeddings): one accumulator per matrix, each holding a few MB.
+
+        ranking = RankAccumulator(q_pids, g_pids, q_camids, g_camids)
+        for start, block in blocks:  # block: [rows, Ng] distances of queries start..start+rows-1
+            ranking.add(start, block)
+        metrics = ranking.result()
+    """
+
+    def __init__(
+        self, q_pids: np.ndarray, g_pids: np.ndarray, q_camids: np.ndarray, g_camids: np.ndarray, max_rank: int = 50
+    ):
+        self.q_pids, self.q_camids = _labels(q_pids, q_camids, "query")
+        self.g_pids, self.g_camids = _labels(g_pids, g_camids, "gallery")
+        if not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
+            raise ValueError(f"max_rank must be a positive integer, got {max_rank!r}.")
+        self.num_query, self.num_gallery = len(self.q_pids), len(self.g_pids)
+        self.work_rows = max(1, _WORK_PAIRS // max(self.num_gallery, 1))
+        self.work = _Workspace.allocate(self.work_rows, self.num_gallery)
+        self.by_pid = _GalleryByPid(self.g_pids)
+        self.totals = _Totals(max_rank, self.num_query)
+
+    def add(self, start: int, distances: np.ndarray) -> None:
+        """Add the [rows, Ng] distances of queries ``start .. start + rows - 1``."""
+        stop = start + len(distances)
+        if not 0 <= start <= stop <= self.num_query:
+            raise ValueError(f"queries {start}..{stop - 1} are outside the {self.num_query} queries.")
+        dist = _distance_chunk(distances, start, stop, self.num_gallery)
+        for first in range(start, stop, self.work_rows):
+            last = min(first + self.work_rows, stop)
+            rows, ranks = _match_ranks(
+                dist[first - start : last - start],
+                self.q_pids[first:last],
+                self.q_camids[first:last],
+                self.g_pids,
+                self.g_camids,
+                self.by_pid,
+                self.work,
+            )
+            self.totals.add(rows + first, ranks)
+
+    def result(self) -> dict:
+        """The dictionary of :func:`evaluate_rank` over the queries added."""
+        return self.totals.result()
 
 
 def _labels(pids: np.ndarray, camids: np.ndarray, side: str) -> tuple[np.ndarray, np.ndarray]:

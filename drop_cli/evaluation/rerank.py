@@ -32,6 +32,7 @@ distances make the original's own neighbour order arbitrary (its argsort is not 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,7 @@ import torch
 from ..errors import DropError
 from ..recipe import EvalConfig
 from ._device import compute_device, to_tensor
+from .distance import checked_part_inputs, paired_part_distance, part_distance
 
 # The defaults of the parameters: Zhong et al.'s (as the recipe's eval section states them).
 K1, K2, LAMBDA = EvalConfig.rerank_k1, EvalConfig.rerank_k2, EvalConfig.rerank_lambda
@@ -52,6 +54,14 @@ _TILE_ROWS = 512
 # (query, gallery) pairs per block of the min-sum accumulation, and query rows per block at most.
 _BLOCK_PAIRS = 2**21
 _BLOCK_QUERIES = 64
+# From embeddings: D's values per block of rows (256 MB), and embedding values gathered per block of pairs.
+_EMBEDDING_BLOCK_VALUES = 2**26
+# ... and at most this many rows: many blocks, so that the upper triangle is about half of D.
+_EMBEDDING_BLOCK_ROWS = 1024
+_PAIR_BLOCK_VALUES = 2**22
+# V, its transposed copies and the k-reciprocal products per point (k1 = 20, k2 = 6; see
+# re_rank_embeddings_memory_bytes).
+_SPARSE_BYTES_PER_POINT = 1200
 # On a GPU: values per block of the neighbour search and per gathered block of the min-sum (1 GB).
 _GPU_BLOCK_VALUES = 2**28
 
@@ -98,6 +108,51 @@ def check_re_rank_memory(
     _check_available(
         needed, _available_memory_bytes(), f"re-ranking {num_query} queries x {num_gallery} gallery images", "of memory"
     )
+
+
+def re_rank_embeddings_memory_bytes(
+    num_query: int, num_gallery: int, rows: int, dim: int, k1: int = K1, k2: int = K2, held_output: bool = True
+) -> int:
+    """The peak memory of :func:`re_rank_embeddings` (``held_output``) or :func:`re_ranked_blocks`
+    beyond their inputs: the neighbour lists and V, plus the largest stage's work blocks.
+
+    The stages' blocks are the module's constants; V and the k-reciprocal products take about
+    ``_SPARSE_BYTES_PER_POINT`` per point at Zhong et al.'s k1 = 20, k2 = 6 (measured on clustered
+    embeddings, `benchmarks/bench_scale.py`), scaled with k1 and k2 as their non-zeros are.
+    """
+    n = num_query + num_gallery
+    block_rows = max(1, min(n, _EMBEDDING_BLOCK_ROWS, _EMBEDDING_BLOCK_VALUES // n))
+    pair_chunk = max(1, _PAIR_BLOCK_VALUES // (rows * dim))
+    # part_distance's work: a copy of the block's rows and two cache-sized [rows, chunk] arrays.
+    distance_work = 4 * (block_rows * rows * dim + 2 * max(block_rows * 64, 2**20))
+    neighbours = 2 * 4 * block_rows * n + distance_work  # the block and its transposed copy
+    pairs = 4 * 2 * pair_chunk * (rows * dim + rows)  # two gathered sides
+    sparse = int(_SPARSE_BYTES_PER_POINT * n * (k1 / K1) * (k2 / K2) ** 0.5)
+    cached_rows = max(1, min(num_query, _EMBEDDING_BLOCK_VALUES // max(num_gallery, 1)))
+    final = (
+        4 * cached_rows * num_gallery + distance_work + (3 * 4 + 8) * _BLOCK_QUERIES * num_gallery + 48 * _BLOCK_PAIRS
+    )
+    held = 8 * n * max(k1 + 1, k2) + 4 * n
+    total = held + sparse + max(neighbours, pairs, final)
+    return total + (4 * num_query * num_gallery if held_output else 0)
+
+
+def check_re_rank_embeddings_memory(
+    num_query: int, num_gallery: int, rows: int, dim: int, k1: int = K1, k2: int = K2, held_output: bool = True
+) -> None:
+    """Raise a DropError when :func:`re_rank_embeddings` (or, without ``held_output``,
+    :func:`re_ranked_blocks`) may not fit in the memory available now, its inputs already held."""
+    needed = re_rank_embeddings_memory_bytes(num_query, num_gallery, rows, dim, k1, k2, held_output)
+    what = f"re-ranking {num_query} queries x {num_gallery} gallery images"
+    available = _available_memory_bytes()
+    if available is not None and needed > available:
+        streamed = re_rank_embeddings_memory_bytes(num_query, num_gallery, rows, dim, k1, k2, held_output=False)
+        streaming = "rank the blocks as they come (re_ranked_blocks, as drop evaluate does), "
+        raise DropError(
+            f"{what} needs about {needed / 2**30:.1f} GiB of memory, {available / 2**30:.1f} GiB available.",
+            hint=f"Free memory, {streaming if held_output and streamed < available else ''}"
+            "or evaluate without --rerank (that works for any gallery size).",
+        )
 
 
 def _check_gpu_memory(num_query: int, num_gallery: int, device: torch.device) -> None:
@@ -178,6 +233,69 @@ def re_rank(
     return _re_rank_torch(q_g, q_q, g_g, k1, k2, lambda_value, device)
 
 
+def re_rank_embeddings(
+    q_emb: np.ndarray,
+    q_vis: np.ndarray,
+    g_emb: np.ndarray,
+    g_vis: np.ndarray,
+    k1: int = K1,
+    k2: int = K2,
+    lambda_value: float = LAMBDA,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
+    """:func:`re_rank` of the part distances of embeddings, never holding an [N, N] matrix.
+
+    Equal to ``re_rank(part_distance(q, g), part_distance(q, q), part_distance(g, g), ...)``: D's
+    rows are computed block by block from the embeddings and only each point's nearest neighbours
+    are kept; the entries of D the k-reciprocal weights need are computed pair by pair. Memory:
+    the [Nq, Ng] output, the sparse V and work blocks (:func:`re_rank_embeddings_memory_bytes`); use
+    :func:`re_ranked_blocks` to rank without holding even the output.
+
+    Args:
+        q_emb, q_vis, g_emb, g_vis: as :func:`~drop_cli.evaluation.distance.part_distance` takes them
+            (L2-normalised [N, M, D] embeddings, [N, M] visibility weights).
+        k1, k2, lambda_value: as :func:`re_rank`.
+        device: where the part distances are computed ("cpu" or a CUDA device; default CUDA when
+            available); the neighbour selection and the sparse stages run on the CPU.
+
+    Returns:
+        [Nq, Ng] float32 re-ranked distances.
+    """
+    q_emb, q_vis, g_emb, g_vis = checked_part_inputs(q_emb, q_vis, g_emb, g_vis)
+    _, rows, dim = q_emb.shape
+    check_re_rank_embeddings_memory(len(q_emb), len(g_emb), rows, dim, k1, k2, held_output=True)
+    out = np.empty((len(q_emb), len(g_emb)), np.float32)
+    for start, block in re_ranked_blocks(q_emb, q_vis, g_emb, g_vis, k1, k2, lambda_value, device):
+        out[start : start + len(block)] = block
+    return out
+
+
+def re_ranked_blocks(
+    q_emb: np.ndarray,
+    q_vis: np.ndarray,
+    g_emb: np.ndarray,
+    g_vis: np.ndarray,
+    k1: int = K1,
+    k2: int = K2,
+    lambda_value: float = LAMBDA,
+    device: str | torch.device | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """:func:`re_rank_embeddings` as (start, [rows, Ng] float32) for consecutive blocks of queries,
+    for a consumer that ranks them as they come (`metrics.RankAccumulator`). The yielded array is
+    reused: read it before asking for the next block."""
+    points = _EmbeddingDistances(q_emb, q_vis, g_emb, g_vis, compute_device(device))
+    if points.num_query == 0 or points.size == points.num_query:
+        raise ValueError(
+            f"re-ranking needs at least one query and one gallery image, got {len(q_emb)} and {len(g_emb)}."
+        )
+    _check_parameters(k1, k2, lambda_value)
+    _, rows, dim = points.query.shape
+    check_re_rank_embeddings_memory(points.num_query, points.size - points.num_query, rows, dim, k1, k2, False)
+    neighbours, column_max = points.nearest_neighbours(min(max(k1 + 1, k2), points.size))
+    weights = _expanded_weights(points, neighbours, column_max, k1, k2)
+    yield from _final_blocks(weights, points.query_gallery_rows, column_max[: points.num_query], lambda_value)
+
+
 def _re_rank_torch(
     q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k1: int, k2: int, lambda_value: float, device: torch.device
 ) -> np.ndarray:
@@ -190,7 +308,11 @@ def _re_rank_torch(
 
 
 def _expanded_weights(
-    blocks: _ConcatenatedDistances, neighbours: np.ndarray, column_max: np.ndarray, k1: int, k2: int
+    blocks: _ConcatenatedDistances | _EmbeddingDistances,
+    neighbours: np.ndarray,
+    column_max: np.ndarray,
+    k1: int,
+    k2: int,
 ) -> sp.csr_matrix:
     """V: the k-reciprocal weights, then the local query expansion over k2 neighbours (k2 > 1)."""
     weights = _k_reciprocal_weights(blocks, neighbours, column_max, k1)
@@ -205,6 +327,10 @@ def _check_inputs(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k1: int, k2
         )
     if min(q_g.shape) == 0:
         raise ValueError(f"re-ranking needs at least one query and one gallery image, got {q_g.shape}.")
+    _check_parameters(k1, k2, lambda_value)
+
+
+def _check_parameters(k1: int, k2: int, lambda_value: float) -> None:
     for name, value in (("k1", k1), ("k2", k2)):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}.")
@@ -221,10 +347,7 @@ class _ConcatenatedDistances:
         self.size = sum(q_g.shape)
 
     def ranges(self, block: int) -> list[tuple[int, int]]:
-        """Consecutive (start, stop) ranges of at most ``block`` points, none straddling queries and gallery."""
-        nq, n = self.num_query, self.size
-        queries = [(s, min(s + block, nq)) for s in range(0, nq, block)]
-        return queries + [(s, min(s + block, n)) for s in range(nq, n, block)]
+        return _point_ranges(self.num_query, self.size, block)
 
     def column_blocks(self, start: int, stop: int) -> tuple:
         """D[:, start:stop].T as its query-column and gallery-column blocks (transposed views of the
@@ -253,6 +376,115 @@ class _ConcatenatedDistances:
         ):
             out[sel] = block[r[sel], c[sel]]
         return out
+
+
+class _EmbeddingDistances:
+    """D = part_distance([q; g], [q; g]) read from the embeddings, never built: its nearest
+    neighbours (each pair's distance computed once, D being symmetric), scattered entries
+    (:meth:`values`, as `_ConcatenatedDistances` gives them) and query-gallery rows."""
+
+    def __init__(
+        self, q_emb: np.ndarray, q_vis: np.ndarray, g_emb: np.ndarray, g_vis: np.ndarray, device: torch.device
+    ):
+        self.query, self.query_vis, self.gallery, self.gallery_vis = checked_part_inputs(q_emb, q_vis, g_emb, g_vis)
+        self.device = device
+        self.num_query = len(q_emb)
+        self.size = self.num_query + len(g_emb)
+        self.block_rows = max(1, min(self.size, _EMBEDDING_BLOCK_ROWS, _EMBEDDING_BLOCK_VALUES // self.size))
+        self.pair_chunk = max(1, _PAIR_BLOCK_VALUES // (q_emb.shape[1] * q_emb.shape[2]))
+        self._cached: tuple[int, int, np.ndarray] | None = None
+
+    def _points(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings and visibility of points start..stop-1, on one side of the query/gallery boundary."""
+        if stop <= self.num_query:
+            return self.query[start:stop], self.query_vis[start:stop]
+        first, last = start - self.num_query, stop - self.num_query
+        return self.gallery[first:last], self.gallery_vis[first:last]
+
+    def _rows_from(self, start: int, stop: int, out: np.ndarray) -> None:
+        """D[start:stop, start:] into ``out`` [stop - start, N - start] (``start:stop`` on one side)."""
+        emb, vis = self._points(start, stop)
+        nq, n = self.num_query, self.size
+        for first, last in ((start, nq), (max(start, nq), n)):
+            if first < last:
+                part_distance(
+                    emb, vis, *self._points(first, last), device=self.device, out=out[:, first - start : last - start]
+                )
+
+    def nearest_neighbours(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`_nearest_neighbours` of D. Each block of rows is computed from its own first point on
+        (the upper triangle): it gives its rows' candidates, and, read by columns, the candidates of
+        every later point; each point keeps a running top k (``_merge``)."""
+        n = self.size
+        best = torch.full((n, k), float("inf"))
+        best_index = torch.zeros((n, k), dtype=torch.int64)
+        column_max = torch.zeros(n)
+        buffer = np.empty(self.block_rows * n, np.float32)
+        for start, stop in _point_ranges(self.num_query, n, self.block_rows):
+            rows = buffer[: (stop - start) * (n - start)].reshape(stop - start, n - start)
+            self._rows_from(start, stop, rows)
+            np.square(rows, out=rows)
+            block = torch.from_numpy(rows)
+            values, index = torch.topk(block, min(k, n - start), dim=1, largest=False)
+            _merge(best, best_index, start, values, index + start)
+            column_max[start:stop] = torch.maximum(column_max[start:stop], block.amax(dim=1))
+            if stop < n:  # the later points' candidates among this block's rows
+                later = block[:, stop - start :].T.contiguous()
+                values, index = torch.topk(later, min(k, stop - start), dim=1, largest=False)
+                _merge(best, best_index, stop, values, index + start)
+                column_max[stop:] = torch.maximum(column_max[stop:], later.amax(dim=1))
+        return best_index.numpy(), _checked_column_max(column_max.numpy())
+
+    def values(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """D[rows, cols] as float32, for index arrays [P], pair by pair."""
+        out = np.empty(len(rows), np.float32)
+        for start in range(0, len(rows), self.pair_chunk):
+            stop = min(start + self.pair_chunk, len(rows))
+            a, a_vis = self._gather(rows[start:stop])
+            b, b_vis = self._gather(cols[start:stop])
+            out[start:stop] = paired_part_distance(a, a_vis, b, b_vis)
+        return out
+
+    def _gather(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        is_query = points < self.num_query
+        emb = np.empty((len(points), *self.query.shape[1:]), np.float32)
+        vis = np.empty((len(points), self.query.shape[1]), np.float32)
+        emb[is_query], vis[is_query] = self.query[points[is_query]], self.query_vis[points[is_query]]
+        gallery = points[~is_query] - self.num_query
+        emb[~is_query], vis[~is_query] = self.gallery[gallery], self.gallery_vis[gallery]
+        return emb, vis
+
+    def query_gallery_rows(self, start: int, stop: int) -> np.ndarray:
+        """part_distance(q[start:stop], g), computed a few hundred queries at a time (consecutive
+        requests, as the final stage makes them, reuse the block)."""
+        if self._cached is None or not (self._cached[0] <= start and stop <= self._cached[1]):
+            last = min(self.num_query, max(stop, start + max(1, _EMBEDDING_BLOCK_VALUES // len(self.gallery))))
+            block = part_distance(
+                self.query[start:last], self.query_vis[start:last], self.gallery, self.gallery_vis, device=self.device
+            )
+            self._cached = (start, last, block)
+        first, _, block = self._cached
+        return block[start - first : stop - first]
+
+
+def _merge(best: torch.Tensor, best_index: torch.Tensor, first: int, values: torch.Tensor, index: torch.Tensor) -> None:
+    """Points first.. keep their k smallest of (their best so far, the new candidates ``values``/``index``
+    [P, c]); only the points that some candidate improves are merged."""
+    current = best[first : first + len(values)]
+    improved = torch.nonzero(values[:, 0] < current[:, -1]).squeeze(1)
+    if len(improved) == 0:
+        return
+    points = improved + first
+    merged = torch.cat([best[points], values[improved]], dim=1)
+    indices = torch.cat([best_index[points], index[improved]], dim=1)
+    top, order = torch.topk(merged, best.shape[1], dim=1, largest=False, sorted=True)
+    best[points], best_index[points] = top, torch.gather(indices, 1, order)
+
+
+def _point_ranges(num_query: int, size: int, block: int) -> list[tuple[int, int]]:
+    """Consecutive (start, stop) ranges of at most ``block`` points, none straddling queries and gallery."""
+    queries = [(s, min(s + block, num_query)) for s in range(0, num_query, block)]
+    return queries + [(s, min(s + block, size)) for s in range(num_query, size, block)]
 
 
 def _copy_tiled(dst: np.ndarray, src: np.ndarray) -> None:
@@ -311,7 +543,7 @@ def _neighbour_graph(neighbours: np.ndarray) -> sp.csr_matrix:
 
 
 def _k_reciprocal_weights(
-    blocks: _ConcatenatedDistances, neighbours: np.ndarray, column_max: np.ndarray, k1: int
+    blocks: _ConcatenatedDistances | _EmbeddingDistances, neighbours: np.ndarray, column_max: np.ndarray, k1: int
 ) -> sp.csr_matrix:
     """V before query expansion: exp(-A) over each point's expanded k-reciprocal set, rows summing to 1.
 
@@ -354,27 +586,43 @@ def _final_distance(weights: sp.csr_matrix, q_g: np.ndarray, column_max: np.ndar
         column_max: [Nq] those maxima, the normalisers of the query rows of A.
         lambda_value: weight of A.
     """
-    num_query, num_gallery = q_g.shape
+    out = np.empty(q_g.shape, np.float32)
+    for start, block in _final_blocks(weights, lambda start, stop: q_g[start:stop], column_max, lambda_value):
+        out[start : start + len(block)] = block
+    return out
+
+
+def _final_blocks(
+    weights: sp.csr_matrix,
+    q_g_rows: Callable[[int, int], np.ndarray],
+    column_max: np.ndarray,
+    lambda_value: float,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """:func:`_final_distance` block by block: (start, [rows, Ng] float32) for consecutive blocks of
+    queries, ``q_g_rows(start, stop)`` giving their query-gallery distances. The yielded array is
+    reused: read it before asking for the next."""
+    num_query = len(column_max)
+    num_gallery = weights.shape[0] - num_query
     query_rows = weights[:num_query]
     gallery_columns = weights[num_query:].tocsc()  # for each column k, the gallery points with V[g, k] > 0
-    out = np.empty((num_query, num_gallery), np.float32)
     # Work arrays allocated once (fresh memory for every block is slow to fault in).
     jaccard = np.empty((_BLOCK_QUERIES, num_gallery), np.float32)
     scratch = np.empty((_BLOCK_QUERIES, num_gallery), np.float32)
+    out = np.empty((_BLOCK_QUERIES, num_gallery), np.float32)
     for start, stop in _query_blocks(query_rows, np.diff(gallery_columns.indptr)):
         rows = stop - start
         # The original's float32 arithmetic: jaccard = 1 - m / (2 - m); A = q_g**2 / max; blend.
-        jac, tmp = jaccard[:rows], scratch[:rows]
+        jac, tmp, block = jaccard[:rows], scratch[:rows], out[:rows]
         np.copyto(jac, _min_sums(query_rows, gallery_columns, start, stop), casting="same_kind")
         np.subtract(np.float32(2.0), jac, out=tmp)
         np.divide(jac, tmp, out=jac)
         np.subtract(np.float32(1.0), jac, out=jac)
-        np.square(q_g[start:stop], out=tmp, casting="same_kind")
+        np.square(q_g_rows(start, stop), out=tmp, casting="same_kind")
         tmp /= column_max[start:stop, None]
         tmp *= np.float32(lambda_value)
-        np.multiply(jac, np.float32(1.0 - lambda_value), out=out[start:stop])
-        out[start:stop] += tmp
-    return out
+        np.multiply(jac, np.float32(1.0 - lambda_value), out=block)
+        block += tmp
+        yield start, block
 
 
 def _final_distance_torch(

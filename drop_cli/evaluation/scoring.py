@@ -26,7 +26,7 @@ second per matrix, the grid computes each matrix with part_distance itself (:fun
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,8 +37,8 @@ from ..errors import DropError, lookup
 from ..parts import FIRST_PART, FOREGROUND, GLOBAL
 from ._device import compute_device
 from .distance import part_distance, unit_distance_into, weighted_mean_into
-from .metrics import evaluate_rank
-from .rerank import K1, K2, LAMBDA, check_re_rank_memory, re_rank
+from .metrics import RankAccumulator
+from .rerank import K1, K2, LAMBDA, check_re_rank_embeddings_memory, re_rank_embeddings, re_ranked_blocks
 
 
 class Split(Protocol):
@@ -58,9 +58,8 @@ METRICS = ("rank1", "rank5", "rank10", "mAP", "mINP")
 
 # Query-gallery pairs per block of combined_distances: two float32 work arrays of 8 MB.
 _BLOCK_PAIRS = 2**21
-# Distance matrices filled by one sweep of the grid, in bytes: e.g. two Occluded-Duke gallery-gallery
-# matrices (re-ranking then needs about 1.5 GB more), or every query-gallery matrix.
-_HELD_BYTES = 3 * 2**30
+# Distances per block of queries ranked at a time (all the grid's matrices together): 256 MB of float32.
+_BLOCK_VALUES = 2**26
 
 
 @dataclass(frozen=True)
@@ -145,8 +144,8 @@ def _index(rows: tuple[int, ...]) -> slice | list[int]:
     return list(rows)
 
 
-def _metrics(distmat: np.ndarray, query: Split, gallery: Split) -> dict:
-    result = evaluate_rank(distmat, query.pids, gallery.pids, query.camids, gallery.camids)
+def _metrics(result: dict) -> dict:
+    """The scoring's metrics of an `evaluate_rank` result."""
     cmc = result["cmc"]
     return {
         "rank1": float(cmc[0]),
@@ -168,50 +167,59 @@ def _row(setting: Setting, metrics: dict) -> dict:
     }
 
 
-def _check_rerank_memory(num_query: int, num_gallery: int, rerank: Rerank) -> None:
-    try:
-        check_re_rank_memory(num_query, num_gallery, rerank.k1, rerank.k2)
-    except DropError as e:
-        raise DropError(
-            e.message,
-            hint="Evaluate without --rerank (that works for any gallery size), or on a machine with more memory.",
-        ) from None
+def _ranking(query: Split, gallery: Split) -> RankAccumulator:
+    return RankAccumulator(query.pids, gallery.pids, query.camids, gallery.camids)
+
+
+def _check_rerank_memory(query: Split, gallery: Split, rows: int, rerank: Rerank, held_output: bool) -> None:
+    """Before any work: re-ranking these splits fits in memory (re_rank_embeddings checks again)."""
+    dim = query.embeddings.shape[2]
+    check_re_rank_embeddings_memory(len(query.pids), len(gallery.pids), rows, dim, rerank.k1, rerank.k2, held_output)
+
+
+def _query_blocks(num_query: int, values_per_query: int) -> list[tuple[int, int]]:
+    """Ranges of queries whose distance rows hold about _BLOCK_VALUES values together."""
+    block = max(1, _BLOCK_VALUES // max(values_per_query, 1))
+    return [(start, min(start + block, num_query)) for start in range(0, num_query, block)]
 
 
 # ----------------------------------------------------------------------------- one setting
 
 
+def _side(split: Split, combo: _Combination) -> tuple[np.ndarray, np.ndarray]:
+    """The embeddings and weights of ``combo``'s rows, as part_distance takes them."""
+    rows = _index(combo.rows)
+    return split.embeddings[:, rows], _weights(split.visibility, combo.visibility)[:, rows]
+
+
 def _distance(a: Split, b: Split, combo: _Combination, device: str | torch.device | None = None) -> np.ndarray:
     """part_distance over the rows of ``combo``, weighted as it says."""
-    rows = _index(combo.rows)
-    return part_distance(
-        a.embeddings[:, rows],
-        _weights(a.visibility, combo.visibility)[:, rows],
-        b.embeddings[:, rows],
-        _weights(b.visibility, combo.visibility)[:, rows],
-        device=device,
-    )
+    return part_distance(*_side(a, combo), *_side(b, combo), device=device)
 
 
-def _re_ranked(
-    distmat: np.ndarray,
+def _setting_blocks(
     query: Split,
     gallery: Split,
     combo: _Combination,
-    rerank: Rerank,
+    rerank: Rerank | None,
     device: str | torch.device | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(start, [rows, Ng] distances) of consecutive blocks of queries under ``combo``, re-ranked
+    with ``rerank`` unless it is None: the [Nq, Ng] matrix is never held."""
+    if rerank is not None:
+        q, g = _side(query, combo), _side(gallery, combo)
+        yield from re_ranked_blocks(*q, *g, rerank.k1, rerank.k2, rerank.lambda_value, device=device)
+        return
+    for start, stop in _query_blocks(len(query.pids), len(gallery.pids)):
+        yield start, _block_distance(query, gallery, combo, start, stop, device)
+
+
+def _block_distance(
+    query: Split, gallery: Split, combo: _Combination, start: int, stop: int, device: str | torch.device | None
 ) -> np.ndarray:
-    """``distmat`` (query-gallery under ``combo``) re-ranked with the same distance's query-query and
-    gallery-gallery matrices."""
-    return re_rank(
-        distmat,
-        _distance(query, query, combo, device),
-        _distance(gallery, gallery, combo, device),
-        rerank.k1,
-        rerank.k2,
-        rerank.lambda_value,
-        device=device,
-    )
+    """The distances of queries start..stop-1 to the gallery under ``combo``."""
+    emb, weights = _side(query, combo)
+    return part_distance(emb[start:stop], weights[start:stop], *_side(gallery, combo), device=device)
 
 
 def setting_distances(
@@ -232,11 +240,10 @@ def setting_distances(
         device: where to compute ("cpu" or a CUDA device; default CUDA when available).
     """
     combo = _combination(setting, names)
-    distmat = _distance(query, gallery, combo, device)
-    if setting.rerank:
-        _check_rerank_memory(len(query.pids), len(gallery.pids), rerank)
-        distmat = _re_ranked(distmat, query, gallery, combo, rerank, device)
-    return distmat
+    if not setting.rerank:
+        return _distance(query, gallery, combo, device)
+    q, g = _side(query, combo), _side(gallery, combo)
+    return re_rank_embeddings(*q, *g, rerank.k1, rerank.k2, rerank.lambda_value, device=device)
 
 
 def evaluate_setting(
@@ -247,9 +254,16 @@ def evaluate_setting(
     rerank: Rerank = Rerank(),
     device: str | torch.device | None = None,
 ) -> dict:
-    """Metrics of one setting (see :func:`setting_distances`): the setting's fields, rank1, rank5,
-    rank10, mAP, mINP (fractions) and valid_queries."""
-    return _row(setting, _metrics(setting_distances(query, gallery, names, setting, rerank, device), query, gallery))
+    """Metrics of one setting (the distances of :func:`setting_distances`, ranked block by block of
+    queries without holding the matrix): the setting's fields, rank1, rank5, rank10, mAP, mINP
+    (fractions) and valid_queries."""
+    combo = _combination(setting, names)
+    if setting.rerank:
+        _check_rerank_memory(query, gallery, len(combo.rows), rerank, held_output=False)
+    ranking = _ranking(query, gallery)
+    for start, block in _setting_blocks(query, gallery, combo, rerank if setting.rerank else None, device):
+        ranking.add(start, block)
+    return _row(setting, _metrics(ranking.result()))
 
 
 # ----------------------------------------------------------------------------- the grid
@@ -261,7 +275,6 @@ def combined_distances(
     b_emb: np.ndarray,
     b_weights: np.ndarray,
     combinations: Sequence[_Combination],
-    symmetric: bool = False,
     out: Sequence[np.ndarray] | None = None,
 ) -> list[np.ndarray]:
     """One [Na, Nb] float32 distance matrix per combination, each row's distances computed once.
@@ -276,9 +289,8 @@ def combined_distances(
         b_emb: [Nb, M, D] L2-normalised embeddings.
         b_weights: [Nb, M] float32 row weights.
         combinations: the matrices to compute.
-        symmetric: ``b`` is ``a``: compute the upper triangle and mirror it.
-        out: [Na, Nb] float32 arrays to write the matrices into, one per combination; reusing them
-            from call to call saves faulting in fresh memory each time (slow on some machines).
+        out: [Na, Nb] float32 arrays (views allowed) to write the matrices into, one per combination;
+            reusing them from call to call saves faulting in fresh memory each time.
 
     Returns:
         The matrices, in the order of ``combinations``.
@@ -293,38 +305,26 @@ def combined_distances(
     dist_buffer, weighted_buffer = np.empty(block * num_b, np.float32), np.empty(block * num_b, np.float32)
     for start in range(0, num_a, block):
         stop = min(start + block, num_a)
-        first = start if symmetric else 0  # columns first..: the upper triangle of a symmetric matrix
-        shape = (stop - start, num_b - first)
-        dist = dist_buffer[: shape[0] * shape[1]].reshape(shape)
-        weighted = weighted_buffer[: shape[0] * shape[1]].reshape(shape)
+        dist = dist_buffer[: (stop - start) * num_b].reshape(stop - start, num_b)
+        weighted = weighted_buffer[: (stop - start) * num_b].reshape(stop - start, num_b)
         for index, m in enumerate(rows):
-            unit_distance_into(
-                np.asarray(a_emb[start:stop, m], np.float32) * np.float32(-2), b_rows[index, first:].T, dist
-            )
+            unit_distance_into(np.asarray(a_emb[start:stop, m], np.float32) * np.float32(-2), b_rows[index].T, dist)
             users = [
                 (c.visibility and m >= FIRST_PART, output) for c, output in zip(combinations, outputs) if m in c.rows
             ]
             if any(weigh for weigh, _ in users):
                 np.multiply(dist, a_weights[start:stop, m, None], out=weighted)
-                weighted *= b_weights[first:, m]
+                weighted *= b_weights[:, m]
             for weigh, output in users:
-                output[start:stop, first:] += weighted if weigh else dist
+                output[start:stop] += weighted if weigh else dist
         for combo, output in zip(combinations, outputs):
-            target = output[start:stop, first:]
+            target = output[start:stop]
             if combo.visibility:
                 cols = list(combo.rows)
-                weighted_mean_into(target, a_weights[start:stop][:, cols] @ b_weights[first:][:, cols].T, target)
+                weighted_mean_into(target, a_weights[start:stop][:, cols] @ b_weights[:, cols].T, target)
             else:
                 target /= np.float32(len(combo.rows))
-            if symmetric:
-                output[stop:, start:stop] = target[:, stop - start :].T
     return outputs
-
-
-def _groups(combinations: list[_Combination], matrix_bytes: int) -> list[list[_Combination]]:
-    """Consecutive groups of combinations whose matrices fit in _HELD_BYTES together (at least one each)."""
-    size = max(1, _HELD_BYTES // max(matrix_bytes, 1))
-    return [combinations[i : i + size] for i in range(0, len(combinations), size)]
 
 
 def evaluate_grid(
@@ -336,30 +336,43 @@ def evaluate_grid(
     advance: Callable[[int], None] = lambda n: None,
     device: str | torch.device | None = None,
 ) -> list[dict]:
-    """Metrics of many settings (e.g. :func:`ablation_grid`), each distance matrix computed once.
+    """Metrics of many settings (e.g. :func:`ablation_grid`), each distance matrix computed once and
+    ranked block by block of queries (no [Nq, Ng] matrix is held).
 
-    Query-gallery matrices serve a setting with and without re-ranking; query-query and
-    gallery-gallery matrices are computed only for the settings that re-rank, after checking
-    that re-ranking fits in memory.
+    The query-gallery matrices of the settings without re-ranking are filled together, a block of
+    queries at a time; each re-ranked setting then streams :func:`re_ranked_blocks` (after checking
+    that re-ranking fits in memory).
 
     Args:
         query, gallery: the two splits, embeddings [N, M, D] with rows ``names``.
         names: the M row names.
         settings: the settings to evaluate.
         rerank: the re-ranking parameters.
-        advance: called with 1 after each setting, for a progress bar.
-        device: "cpu" (the combined sweep) or a CUDA device (every matrix by part_distance and
-            re_rank there); default CUDA when available.
+        advance: called with the number of settings finished, for a progress bar.
+        device: "cpu" (the combined sweep) or a CUDA device (each matrix by part_distance there);
+            default CUDA when available.
 
     Returns:
         One result row per setting, in the order of ``settings`` (see :func:`evaluate_setting`).
     """
     by_combination = _by_combination(settings, names)
-    if any(s.rerank for s in settings):
-        _check_rerank_memory(len(query.pids), len(gallery.pids), rerank)
+    re_ranked = [c for c, group in by_combination.items() if any(s.rerank for s in group)]
+    for combo in re_ranked:
+        _check_rerank_memory(query, gallery, len(combo.rows), rerank, held_output=False)
     device = compute_device(device)
-    grid = _grid_sweep if device.type == "cpu" else _grid_per_matrix
-    results = grid(query, gallery, by_combination, rerank, advance, device)
+    plain = [c for c, group in by_combination.items() if any(not s.rerank for s in group)]
+    results: dict[Setting, dict] = {}
+    for combo, metrics in zip(plain, _plain_metrics(query, gallery, plain, device, sweep=device.type == "cpu")):
+        finished = [s for s in by_combination[combo] if not s.rerank]
+        results.update(dict.fromkeys(finished, metrics))
+        advance(len(finished))
+    for combo in re_ranked:
+        ranking = _ranking(query, gallery)
+        for start, block in _setting_blocks(query, gallery, combo, rerank, device):
+            ranking.add(start, block)
+        finished = [s for s in by_combination[combo] if s.rerank]
+        results.update(dict.fromkeys(finished, _metrics(ranking.result())))
+        advance(len(finished))
     return [_row(s, results[s]) for s in settings]
 
 
@@ -371,73 +384,24 @@ def _by_combination(settings: Sequence[Setting], names: Sequence[str]) -> dict[_
     return groups
 
 
-def _grid_sweep(
-    query: Split,
-    gallery: Split,
-    by_combination: dict[_Combination, list[Setting]],
-    rerank: Rerank,
-    advance: Callable[[int], None],
-    device: torch.device,
-) -> dict[Setting, dict]:
-    """The grid on the CPU: matrices filled several at a time by :func:`combined_distances`."""
+def _plain_metrics(
+    query: Split, gallery: Split, combos: list[_Combination], device: torch.device, sweep: bool
+) -> list[dict]:
+    """The metrics of each combination's query-gallery matrix, the matrices made a block of queries at a
+    time: with ``sweep`` (the CPU) all together by :func:`combined_distances`, else one by one by
+    part_distance on ``device``."""
+    rankings = [_ranking(query, gallery) for _ in combos]
+    num_gallery = len(gallery.pids)
     q = (query.embeddings, _weights(query.visibility, True))  # the weights serve only combinations using them
     g = (gallery.embeddings, _weights(gallery.visibility, True))
-
-    results: dict[Setting, dict] = {}
-    to_rerank: dict[_Combination, np.ndarray] = {}  # query-gallery matrices kept for re-ranking
-    for group in _groups(list(by_combination), 4 * len(query.pids) * len(gallery.pids)):
-        for combo, distmat in zip(group, combined_distances(*q, *g, group)):
-            for setting in by_combination[combo]:
-                if setting.rerank:
-                    to_rerank[combo] = distmat
-                else:
-                    results[setting] = _metrics(distmat, query, gallery)
-                    advance(1)
-    if to_rerank:
-        combos = sorted(to_rerank, key=lambda c: (-len(c.rows), c.rows))  # neighbours share rows
-        query_query = dict(zip(combos, combined_distances(*q, *q, combos, symmetric=True)))
-        groups = _groups(combos, 4 * len(gallery.pids) ** 2)
-        buffers = [np.empty((len(gallery.pids),) * 2, np.float32) for _ in groups[0]]  # reused by every group
-        for group in groups:
-            gallery_gallery = combined_distances(*g, *g, group, symmetric=True, out=buffers[: len(group)])
-            for combo, matrix in zip(group, gallery_gallery):
-                distmat = re_rank(
-                    to_rerank.pop(combo),
-                    query_query.pop(combo),
-                    matrix,
-                    rerank.k1,
-                    rerank.k2,
-                    rerank.lambda_value,
-                    device=device,
-                )
-                metrics = _metrics(distmat, query, gallery)
-                for setting in by_combination[combo]:
-                    if setting.rerank:
-                        results[setting] = metrics
-                        advance(1)
-    return results
-
-
-def _grid_per_matrix(
-    query: Split,
-    gallery: Split,
-    by_combination: dict[_Combination, list[Setting]],
-    rerank: Rerank,
-    advance: Callable[[int], None],
-    device: torch.device,
-) -> dict[Setting, dict]:
-    """The grid on ``device`` (meant for a GPU), one matrix at a time: each combination's query-gallery
-    matrix serves its settings with and without re-ranking."""
-    results: dict[Setting, dict] = {}
-    for combo, settings in by_combination.items():
-        distmat = _distance(query, gallery, combo, device)
-        re_ranked = None
-        for setting in settings:
-            matrix = distmat
-            if setting.rerank:
-                if re_ranked is None:
-                    re_ranked = _re_ranked(distmat, query, gallery, combo, rerank, device)
-                matrix = re_ranked
-            results[setting] = _metrics(matrix, query, gallery)
-            advance(1)
-    return results
+    blocks = _query_blocks(len(query.pids), num_gallery * max(len(combos), 1))
+    buffers = np.empty((len(combos), blocks[0][1] if blocks else 0, num_gallery), np.float32)
+    for start, stop in blocks:
+        if sweep:
+            out = [buffer[: stop - start] for buffer in buffers]
+            matrices = combined_distances(q[0][start:stop], q[1][start:stop], *g, combos, out=out)
+        else:
+            matrices = [_block_distance(query, gallery, combo, start, stop, device) for combo in combos]
+        for ranking, matrix in zip(rankings, matrices):
+            ranking.add(start, matrix)
+    return [_metrics(ranking.result()) for ranking in rankings]
