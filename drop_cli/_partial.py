@@ -40,5 +40,5 @@ def finished_chunks(folder: Path, prefix: str, keys: set[str]) -> set[int]:
                     continue
         except (OSError, ValueError, EOFError):
             pass
-        path.unlink()
+        path.unlink(missing_ok=True)  # another process of a torchrun group may have deleted it
     return found

@@ -1,4 +1,5 @@
-"""Terminal output: progress and logs on stderr, so that stdout can carry one JSON object."""
+"""Terminal output: progress and logs on stderr, so that stdout can carry one JSON object. Under
+torchrun only rank 0 reports (info lines); warnings and errors come from every process."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.text import Text
+
+from ._distributed import is_main_process
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -66,4 +69,5 @@ def warn(message: str) -> None:
 
 
 def info(message: str) -> None:
-    console.print(message)
+    if is_main_process():
+        console.print(message)

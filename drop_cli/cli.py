@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import _ui, api, projects
+from ._distributed import is_main_process
 from ._version import __version__
 from .data.datasets import DATASET_NAMES, SYNTHETIC_MIN_IDS
 from .errors import DropError, lookup
@@ -136,7 +137,10 @@ def _error(message: str, hint: str | None, *, json_out: bool) -> None:
 
 def _emit(payload: dict, tables: list[Table], json_out: bool) -> None:
     """Tables on stdout; with --json they go to stderr and the payload alone to stdout. A table is at
-    least as wide as its title (a path, often), so the title stays on one line."""
+    least as wide as its title (a path, often), so the title stays on one line. Under torchrun, rank 0
+    alone prints."""
+    if not is_main_process():
+        return
     for table in tables:
         if isinstance(table.title, str):
             table.min_width = max(table.min_width or 0, len(table.title))

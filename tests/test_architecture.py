@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "drop_cli"
 # Lowest first. A module may import from its own layer and the layers below, never from one above.
 LAYERS = [
     # leaves: no drop_cli imports but these
-    {"_version", "_files", "_h5", "_partial", "_ui", "_workers", "errors", "parts", "recipe"},
+    {"_version", "_distributed", "_files", "_h5", "_partial", "_ui", "_workers", "errors", "parts", "recipe"},
     {"data", "labels", "model", "losses", "synthetic"},  # components
     {"train", "features", "evaluation", "viz"},  # pipeline stages
     {"inference", "tracking"},  # a trained model on new images (model API, ONNX export, BoxMOT)

@@ -1,16 +1,25 @@
 """Multi-process training trains the one-process objective: one step on 2 gloo ranks, each holding half of
-a 64-image batch, gives the loss, the gradients and the memory bank of the one-process step on the 64 images."""
+a 64-image batch, gives the loss, the gradients and the memory bank of the one-process step on the 64 images.
+Multi-process extraction (torchrun, gloo) writes the one-process features file, and resumes."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from drop_cli import api
+from drop_cli.features import file as features_file
 from drop_cli.losses import PartsMemoryBank
 from drop_cli.model import DropNet, DropOutput
 from drop_cli.recipe import LossConfig
@@ -170,3 +179,63 @@ def test_one_process_gather_is_the_identity():
     model, batch = make_model(), make_batch()
     terms, out = forward_backward(model, batch, context())
     assert out.embeddings.shape == (BATCH, 2 + K, D) and set(BATCH_TERMS) & set(terms)
+
+
+# ----------------------------------------------------------------------------- sharded extraction
+
+
+def _torchrun(*argv: str) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node 2 -m drop_cli ARGV`` on the CPU (gloo), as a user runs it."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    return subprocess.run([*command, "-m", "drop_cli", *argv], capture_output=True, text=True, env=env, timeout=600)
+
+
+def _same_file(a: Path, b: Path) -> None:
+    """Every dataset and attribute equal, the creation time apart."""
+    with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+        assert {k: v for k, v in fa.attrs.items() if k != "created"}.keys() == {k for k in fb.attrs if k != "created"}
+        for key, value in fa.attrs.items():
+            if key != "created":
+                assert np.array_equal(np.asarray(value), np.asarray(fb.attrs[key])), key
+        names: list[str] = []
+        fa.visit(names.append)
+        other: list[str] = []
+        fb.visit(other.append)
+        assert names == other
+        for name in names:
+            if isinstance(fa[name], h5py.Dataset):
+                assert np.array_equal(fa[name][()], fb[name][()]), name
+
+
+@pytest.mark.slow
+def test_torchrun_extraction_writes_the_one_process_file_and_resumes(untrained, synthetic_root, tmp_path, monkeypatch):
+    one = api.extract_features(untrained, root=synthetic_root, out=tmp_path / "one.h5", progress=False).features
+    # An interrupted one-process run: the query chunk saved, then killed; two processes finish it.
+    real_save = features_file.PartialFeatures.save
+
+    def save_then_interrupt(self, split, chunk, *arrays):
+        real_save(self, split, chunk, *arrays)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(features_file.PartialFeatures, "save", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        api.extract_features(untrained, root=synthetic_root, out=tmp_path / "resumed.h5", progress=False)
+    assert len(list((tmp_path / "resumed.h5.partial").glob("*.npz"))) == 1
+    monkeypatch.setattr(features_file.PartialFeatures, "save", real_save)
+    common = ["--checkpoint", str(untrained), "--root", str(synthetic_root), "--device", "cpu", "--json"]
+    for name in ("two.h5", "resumed.h5"):  # query and gallery chunks shared out; the resumed run's missing one
+        run = _torchrun("extract-features", *common, "--out", str(tmp_path / name))
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.count('"features"') == 1  # rank 0 alone reports, the work of both
+        assert json.loads(run.stdout)["extracted"] == (66 if name == "two.h5" else 55)  # the gallery was missing
+        _same_file(one, tmp_path / name)
+        assert not (tmp_path / f"{name}.partial").exists()
+
+    images = synthetic_root / "synthetic" / "bounding_box_test"
+    single = api.embed([images], model=untrained, out=tmp_path / "embed-one.h5", progress=False).features
+    run = _torchrun(
+        "embed", str(images), "--checkpoint", str(untrained), "--out", str(tmp_path / "embed-two.h5"), "--device", "cpu"
+    )
+    assert run.returncode == 0, run.stderr
+    _same_file(single, tmp_path / "embed-two.h5")

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import _ui
+from .._distributed import barrier, is_main_process
 from .._files import write_csv, write_text
 from ..errors import DropError
 from ..evaluation.rerank import K1, K2, LAMBDA
@@ -150,10 +151,11 @@ def embed(
         embedded = extract_to_file(
             how, {split: records}, folder, target, settings, attrs, reid.names, dtype, progress
         ).extracted
-    if old is not None:  # the new rows after the old ones, paths relative to a folder holding both
+    if old is not None and is_main_process():  # the new rows after the old ones, below a folder holding both
         both = Path(os.path.commonpath([old.attrs["dataset_folder"], str(folder)]))
         merge_features(out, [out, target], {**attrs, "dataset_folder": str(both)}, dtype)
         target.unlink()
+    barrier()  # under torchrun: rank 0 has merged
     total = len(FeatureFile(out).paths(split))
     return EmbedResult(out, split, total, embedded, sorted(map(str, bad)), reid.runtime, time.perf_counter() - start)
 

@@ -25,6 +25,15 @@ once, and the min-sum, for blocks of query rows of V made dense, gathered agains
 non-zero of V (V >= 0, so min(0, v) adds nothing) and summed per gallery point with index_add_.
 The sparse k-reciprocal stages stay on the CPU (they are a few ms of scipy).
 
+From embeddings (:func:`re_rank_embeddings`, :func:`re_ranked_blocks`: what ``drop evaluate
+--rerank`` runs), D = part_distance([q; g], [q; g]) is never built either: blocks of its rows are
+computed from each block's first point on (D is symmetric: the upper triangle, about half of the
+N x N products), giving those rows' neighbours and, read by columns, every later point's, merged
+into a running top k per point; the entries V needs are computed pair by pair from the embeddings,
+and the query-gallery rows of the last stage block by block. Memory: the embeddings, the neighbour
+lists, V and a few hundred MB of blocks (the [Nq, Ng] output only if it is returned whole):
+about 0.5 GB beyond the embeddings at MSMT17 size, where the matrix form would need 35 GB.
+
 Same inputs give the original's output (float32 rounding apart, about 1e-7), except where equal
 distances make the original's own neighbour order arbitrary (its argsort is not stable).
 """

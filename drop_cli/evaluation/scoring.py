@@ -11,17 +11,15 @@ rows and averages their euclidean distances, weighted by visibility (BPBreID's t
 With visibility off, every row has weight 1 (the plain mean); global and foreground never use it.
 
 One setting (:func:`evaluate_setting`) goes through :func:`part_distance` with the mode's rows,
-exactly as training's validation does. The ablation grid (:func:`evaluate_grid`) needs many
-matrices: query-gallery for every mode and every left-out part, and for re-ranking query-query and
-gallery-gallery for every mode. Calling part_distance per matrix would redo each row's product once
-per matrix (36 gallery-gallery row products for the 6 re-ranked modes, minutes on a CPU at
-Occluded-Duke size). Instead :func:`combined_distances` fills several matrices in one sweep: each
-row's distances are computed once per block of images and added into every matrix that uses the
-row (with part_distance's own kernels: ``unit_distance_into``, ``weighted_mean_into``). Gallery-gallery matrices
-(1.25 GB each at Occluded-Duke size) are filled two at a time, modes that share rows together:
-19 row products instead of 36. They are symmetric, as are query-query ones, so only the upper
-triangle is computed. That sweep is the CPU path; on a GPU, where part_distance takes a fraction of a
-second per matrix, the grid computes each matrix with part_distance itself (:func:`_grid_per_matrix`).
+exactly as training's validation does, a block of queries at a time, each block ranked as it comes
+(`metrics.RankAccumulator`): no [Nq, Ng] matrix is held, so any gallery size evaluates in bounded
+memory. Re-ranking streams the same way from the embeddings (:func:`re_ranked_blocks`, which never
+holds an [N, N] matrix either). The ablation grid (:func:`evaluate_grid`) needs a query-gallery
+matrix for every mode and every left-out part: :func:`combined_distances` fills them together, a
+block of queries at a time, each row's distances computed once and added into every matrix that
+uses the row (with part_distance's own kernels: ``unit_distance_into``, ``weighted_mean_into``);
+on a GPU, where part_distance takes a fraction of a second per matrix, each block of each matrix
+comes from part_distance itself. The re-ranked settings then stream one by one.
 """
 
 from __future__ import annotations

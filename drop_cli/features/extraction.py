@@ -8,6 +8,7 @@ uninterrupted run's. A complete file with the same settings is left alone.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import time
@@ -21,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .. import _ui
+from .._distributed import barrier, process_group
 from .._files import output_lock
 from ..data.datasets import Record
 from ..data.images import ReidImages
@@ -95,10 +97,10 @@ def _extract_split(
     todo: list[int],
     partial: PartialFeatures,
     advance: Callable[[int], None],
-) -> int:
-    """Embed the chunks ``todo`` of one split, saving each to ``partial`` as it finishes; the images done."""
+) -> None:
+    """Embed the chunks ``todo`` of one split, saving each to ``partial`` as it finishes."""
     if not todo:
-        return 0
+        return
     ranges = chunk_ranges(len(images))
     size = how.batch_size
     batches = {c: [list(range(s, min(s + size, ranges[c][1]))) for s in range(*ranges[c], size)] for c in todo}
@@ -113,15 +115,14 @@ def _extract_split(
     for c in todo:  # one loader for the split: its workers serve every chunk, each chunk its own batches
         features = how.features(itertools.islice(loader, len(batches[c])), advance)
         partial.save(split, c, features.embeddings, features.visibility, features.parsing)
-    return sum(ranges[c][1] - ranges[c][0] for c in todo)
 
 
 @dataclass
 class ExtractionRun:
-    extracted: int  # images run through the model by this call
-    seconds: float  # spent embedding them
+    extracted: int  # images run through the model by this call (by all its processes under torchrun)
+    seconds: float  # spent embedding them (wall time)
     resumed_chunks: int  # chunks found finished in the partial folder
-    not_finite: list[str]  # images whose embeddings are NaN or infinite
+    not_finite: list[str]  # images whose embeddings are NaN or infinite (on the process that wrote the file)
 
 
 def extract_to_file(
@@ -140,35 +141,52 @@ def extract_to_file(
     ``settings`` are what the content depends on (a partial folder made with others is not reused);
     ``attrs`` go into the file with them; ``names`` are the embedding rows; ``dtype`` of the stored
     embeddings ("float32" or "float16").
+
+    Under torchrun every process takes every world-size-th missing chunk, saves it to the shared
+    partial folder, and rank 0 writes the file from the chunks once all are done: the same file as one
+    process's (the chunks and their batches do not depend on who embeds them). Every process returns
+    once the file is complete. An interrupted run resumes with any number of processes.
     """
-    with output_lock(out.with_name(f"{out.name}.lock"), out):
+    rank, world_size, _ = process_group()
+    manifest = {**settings, "chunk_images": features_file.CHUNK_IMAGES}
+    partial_folder = out.with_name(f"{out.name}.partial")
+    lock = output_lock(out.with_name(f"{out.name}.lock"), out) if rank == 0 else contextlib.nullcontext()
+    with lock:
+        if rank == 0:
+            partial = PartialFeatures(partial_folder, manifest)  # made (or emptied) before the others open it
+        barrier()
+        if rank != 0:
+            partial = PartialFeatures(partial_folder, manifest)
         counts = {split: len(recs) for split, recs in records.items()}
-        partial = PartialFeatures(
-            out.with_name(f"{out.name}.partial"), {**settings, "chunk_images": features_file.CHUNK_IMAGES}
-        )
         done = {split: partial.done(split) for split in records}
-        extracted, start = 0, time.perf_counter()
-        with _ui.progress_bar("extract-features", sum(counts.values()), enabled=progress) as advance:
-            advance(
-                sum(
-                    stop - first
-                    for split in records
-                    for c, (first, stop) in enumerate(chunk_ranges(counts[split]))
-                    if c in done[split]
-                )
-            )
+        barrier()  # every process has listed the finished chunks before any is added
+        todo = [
+            (split, c) for split in records for c in range(len(chunk_ranges(counts[split]))) if c not in done[split]
+        ]
+        mine = todo[rank::world_size]
+        sizes = {split: chunk_ranges(counts[split]) for split in records}
+        share = sum(sizes[split][c][1] - sizes[split][c][0] for split, c in mine)
+        label = "extract-features" if world_size == 1 else f"extract-features (process {rank + 1} of {world_size})"
+        start = time.perf_counter()
+        with _ui.progress_bar(label, share, enabled=progress and rank == 0) as advance:
             for split, recs in records.items():
-                todo = [c for c in range(len(chunk_ranges(counts[split]))) if c not in done[split]]
-                extracted += _extract_split(how, ReidImages(recs, folder, how.transform), split, todo, partial, advance)
+                chunks = [c for s, c in mine if s == split]
+                _extract_split(how, ReidImages(recs, folder, how.transform), split, chunks, partial, advance)
+        barrier()  # every chunk is saved
         seconds = time.perf_counter() - start
-        labels = {
-            split: (
-                [r.path for r in recs],
-                np.array([r.pid for r in recs], np.int64),
-                np.array([r.camid for r in recs], np.int64),
-            )
-            for split, recs in records.items()
-        }
-        not_finite = assemble_features(out, partial, labels, names, attrs, dtype)
-        partial.remove()
-        return ExtractionRun(extracted, seconds, sum(len(d) for d in done.values()), not_finite)
+        extracted = sum(sizes[split][c][1] - sizes[split][c][0] for split, c in todo)  # by all the processes
+        resumed = sum(len(d) for d in done.values())
+        not_finite: list[str] = []
+        if rank == 0:
+            labels = {
+                split: (
+                    [r.path for r in recs],
+                    np.array([r.pid for r in recs], np.int64),
+                    np.array([r.camid for r in recs], np.int64),
+                )
+                for split, recs in records.items()
+            }
+            not_finite = assemble_features(out, partial, labels, names, attrs, dtype)
+            partial.remove()
+    barrier()  # the file is complete
+    return ExtractionRun(extracted, seconds, resumed, not_finite)

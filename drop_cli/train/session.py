@@ -5,16 +5,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from .. import _ui
+from .._distributed import local_rank as _local_rank
+from .._distributed import process_group
 from .._files import output_lock, prepare_folder, write_text
 from ..data import load_dataset
 from ..data.images import ReidImages
@@ -57,7 +57,9 @@ class TrainResult:
         }
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
+    """``auto`` / ``cpu`` / ``cuda`` as a device; on CUDA the process's GPU (``local_rank``, by default
+    torchrun's LOCAL_RANK, 0 without it)."""
     if name not in {"auto", "cpu", "cuda"}:
         raise DropError(f"unknown device {name!r}.", hint="Use auto, cpu or cuda.")
     if name == "cuda" and not torch.cuda.is_available():
@@ -67,7 +69,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         )
     if name == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
-    return torch.device("cuda", local_rank)
+    return torch.device("cuda", _local_rank() if local_rank is None else local_rank)
 
 
 def place_model(model: torch.nn.Module, device: torch.device, channels_last: bool) -> torch.nn.Module:
@@ -75,16 +77,6 @@ def place_model(model: torch.nn.Module, device: torch.device, channels_last: boo
     feature extraction run it the same way, so they use the same kernels and give the same numbers."""
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if channels_last and device.type == "cuda" else model
-
-
-def _distributed() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from torchrun's environment; starts the process group."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
-        return 0, 1, 0
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), world_size, int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def labels_path(recipe: Recipe, folder: Path) -> Path:
@@ -207,7 +199,7 @@ def run_training(
     """Train ``recipe``; see :func:`drop_cli.api.train`."""
     start = time.perf_counter()
     recipe = _with_absolute_paths(recipe)
-    rank, world_size, local_rank = _distributed()
+    rank, world_size, local_rank = process_group()
     dev = resolve_device(device, local_rank)
     torch.manual_seed(recipe.train.seed)
     data, train_cfg = recipe.data, recipe.train
