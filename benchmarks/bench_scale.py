@@ -5,17 +5,18 @@ For each size N (queries : gallery as MSMT17's 11,659 : 82,161), clustered synth
 hidden) are scored under DROP's distance (parts + foreground, visibility-weighted) as `drop evaluate`
 scores them:
 
-* ``evaluate``: the query-gallery distances block by block, each block ranked as it comes
-  (`scoring.evaluate_setting`); target at MSMT17 size: <= 4 GB peak (the process, embeddings
-  included) and <= 3 min.
-* ``evaluate --rerank``: k-reciprocal re-ranking from the embeddings (`re_ranked_blocks`), ranked
-  as it streams; targets at MSMT17 size: <= 8 GB peak and <= 2x the floor.
+* ``evaluate``: `drop_cli.evaluate` of a features file holding them (float32, written to a temporary
+  folder): the file read, the query-gallery distances block by block, each block ranked as it comes;
+  target at MSMT17 size: <= 4 GB peak (the process, embeddings included) and <= 3 min.
+* ``evaluate --rerank``: the same with k-reciprocal re-ranking from the embeddings
+  (`re_ranked_blocks`), ranked as it streams; targets at MSMT17 size: <= 8 GB peak and <= 2x the
+  floor. Its prediction (`re_rank_embeddings_memory_bytes`, beyond the embeddings) is printed beside
+  the measured growth minus that of the plain evaluation's file reading.
 * ``floor``: the matrix products alone of the N x N part distances re-ranking needs (one
   [block, D] x [D, N] product per row of the distance and block of points, nothing else).
 
 Peak memory is measured as in bench_evaluation.py (VmHWM growth during the call, plus the resident
-set before it for the process total); the re-ranking's own prediction
-(`re_rank_embeddings_memory_bytes`) is printed beside its measured growth.
+set before it for the process total).
 
     python benchmarks/bench_scale.py                               # 12k, 25k, 50k and 93,820 points
     python benchmarks/bench_scale.py --sizes 12000 --out scale.json
@@ -24,15 +25,18 @@ set before it for the process total); the re-ranking's own prediction
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
+import drop_cli
 from drop_cli.evaluation import re_rank_embeddings_memory_bytes
 from drop_cli.evaluation.rerank import _EMBEDDING_BLOCK_VALUES
-from drop_cli.evaluation.scoring import evaluate_setting, make_setting
+from drop_cli.features.file import FeatureWriter
 from drop_cli.parts import part_names, row_names
-from drop_cli.synthetic.embeddings import clustered_embeddings
+from drop_cli.synthetic.embeddings import ClusteredEmbeddings, clustered_embeddings
 
 if __package__:
     from ._report import add_out_option, settings, verdict, write_json
@@ -68,24 +72,40 @@ def gemm_floor(embeddings: np.ndarray, rows: slice) -> float:
     return time.perf_counter() - start_time
 
 
-def bench_size(total: int, seed: int) -> list[dict]:
+def write_features(path: Path, query: ClusteredEmbeddings, gallery: ClusteredEmbeddings) -> None:
+    """A features file (float32) of the two splits."""
+    with FeatureWriter(path, NAMES, {"dataset": "msmt17", "splits": ["query", "gallery"]}) as writer:
+        for split, data in (("query", query), ("gallery", gallery)):
+            paths = [f"{split}/{i:07d}.jpg" for i in range(len(data))]
+            writer.add_split(split, paths, data.pids, data.camids, data.embeddings.shape[2], "float32", None)
+            for start in range(0, len(data), 8192):
+                rows = slice(start, start + 8192)
+                writer.write(split, start, data.embeddings[rows], data.visibility[rows], None)
+        writer.commit()
+
+
+def bench_size(total: int, seed: int, folder: Path) -> list[dict]:
     num_query, num_gallery = split_sizes(total)
     data = clustered_embeddings(total, max(1, total // IMAGES_PER_ID), rows=len(NAMES), seed=seed)
-    query, gallery = data.take(slice(0, num_query)), data.take(slice(num_query, None))
+    path = folder / f"features-{total}.h5"
+    write_features(path, data.take(slice(0, num_query)), data.take(slice(num_query, None)))
+    rows = slice(1, len(NAMES))  # parts + foreground
+    floor = gemm_floor(data.embeddings, rows)
+    del data
     full_size = (num_query, num_gallery) == MSMT17
     size = f"{num_query:,} x {num_gallery:,}"
     resident_gb = _proc_status_kb("VmRSS") / 2**20
     lines = []
 
-    plain, seconds, peak_mb = measure(lambda: evaluate_setting(query, gallery, NAMES, make_setting("parts+foreground")))
-    total_gb = resident_gb + peak_mb / 1024
+    plain, seconds, plain_mb = measure(lambda: drop_cli.evaluate(path, out=folder, progress=False).results[0])
+    total_gb = resident_gb + plain_mb / 1024
     met = seconds <= EVALUATE_TARGET_S and total_gb <= EVALUATE_TARGET_GB if full_size else None
     lines.append(
         {
             "job": "evaluate",
             "size": size,
             "seconds": seconds,
-            "peak_growth_mb": peak_mb,
+            "peak_growth_mb": plain_mb,
             "process_peak_gb": total_gb,
             "mAP": plain["mAP"],
             "check": verdict(met),
@@ -93,16 +113,15 @@ def bench_size(total: int, seed: int) -> list[dict]:
     )
     print(_line(lines[-1]), flush=True)
 
-    setting = make_setting("parts+foreground", rerank=True)
-    re_ranked, seconds, peak_mb = measure(lambda: evaluate_setting(query, gallery, NAMES, setting))
-    rows = slice(1, len(NAMES))  # parts + foreground
-    floor = gemm_floor(data.embeddings, rows)
+    run = lambda: drop_cli.evaluate(path, rerank=True, out=folder, progress=False).results[0]  # noqa: E731
+    re_ranked, seconds, peak_mb = measure(run)
     predicted_mb = (
         re_rank_embeddings_memory_bytes(num_query, num_gallery, len(NAMES) - 1, 512, held_output=False) / 2**20
     )
     total_gb = resident_gb + peak_mb / 1024
     ratio = seconds / floor
     met = total_gb <= RERANK_TARGET_GB and ratio <= RERANK_TARGET_RATIO if full_size else None
+    own_mb = peak_mb - plain_mb  # beyond reading the file, which the plain evaluation measured
     lines.append(
         {
             "job": "evaluate --rerank",
@@ -113,12 +132,14 @@ def bench_size(total: int, seed: int) -> list[dict]:
             "mAP": re_ranked["mAP"],
             "floor_seconds": floor,
             "floor_ratio": ratio,
+            "rerank_growth_mb": own_mb,
             "predicted_growth_mb": predicted_mb,
-            "prediction_error": predicted_mb / peak_mb - 1,
+            "prediction_error": predicted_mb / own_mb - 1,
             "check": verdict(met),
         }
     )
     print(_line(lines[-1]), flush=True)
+    path.unlink()
     return lines
 
 
@@ -130,7 +151,8 @@ def _line(line: dict) -> str:
     if "floor_seconds" in line:
         text += (
             f"  floor {line['floor_seconds']:.1f} s (x{line['floor_ratio']:.2f})"
-            f"  predicted +{line['predicted_growth_mb']:.0f} MB ({100 * line['prediction_error']:+.0f} %)"
+            f"  re-ranking +{line['rerank_growth_mb']:.0f} MB, predicted +{line['predicted_growth_mb']:.0f} MB"
+            f" ({100 * line['prediction_error']:+.0f} %)"
         )
     return f"{text}  [{line['check']}]"
 
@@ -147,7 +169,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     add_out_option(parser)
     args = parser.parse_args()
-    lines = [line for total in args.sizes for line in bench_size(total, args.seed)]
+    with tempfile.TemporaryDirectory() as folder:
+        lines = [line for total in args.sizes for line in bench_size(total, args.seed, Path(folder))]
     if args.out:
         write_json(args.out, {"settings": settings(args), "results": lines})
 

@@ -98,10 +98,25 @@ def untrained(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def full_quickstart(tmp_path_factory) -> tuple[Path, dict]:
+    """The README's first command, run once per test session (minutes): its folder and its --json payload."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from drop_cli.cli import app
+
+    out = tmp_path_factory.mktemp("full-quickstart")
+    outcome = CliRunner().invoke(app, ["quickstart", "--out", str(out), "--json"])
+    assert outcome.exit_code == 0, outcome.output
+    return out, json.loads(outcome.stdout)
+
+
 # Fixtures that need the pose labeler's model file (from the package registry): their tests are `network`.
-NETWORK_FIXTURES = {"model_file", "eight", "tiny_quickstart", "pose_labels"}
+NETWORK_FIXTURES = {"model_file", "eight", "tiny_quickstart", "pose_labels", "full_quickstart"}
 # Fixtures that train a model (tens of seconds on 2 cores): their tests are `slow`.
-SLOW_FIXTURES = {"checkpoint", "features"}
+SLOW_FIXTURES = {"checkpoint", "features", "full_quickstart"}
 
 
 def pytest_collection_modifyitems(items) -> None:

@@ -96,13 +96,9 @@ def test_visualize_bad_input(tiny_quickstart, args, message):
     assert "Traceback" not in outcome.output
 
 
-@pytest.mark.slow
-@pytest.mark.network  # the pose labeler's model file comes from the package registry
-def test_full_quickstart(tmp_path):
+def test_full_quickstart(full_quickstart):
     """The README's first command (its wall time is measured by hand and stated in the README)."""
-    outcome = runner.invoke(app, ["quickstart", "--out", str(tmp_path), "--json"])
-    assert outcome.exit_code == 0, outcome.output
-    payload = json.loads(outcome.stdout)
+    _, payload = full_quickstart
     plain = next(r for r in payload["evaluate"] if not r["rerank"])
     assert plain["mAP"] > 0.15, "the CPU recipe learns: chance is about 0.03 on the occluded queries"
     assert len(payload["images"]) == 4

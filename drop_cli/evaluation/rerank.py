@@ -135,14 +135,13 @@ def re_rank_embeddings_memory_bytes(
     # part_distance's work: a copy of the block's rows and two cache-sized [rows, chunk] arrays.
     distance_work = 4 * (block_rows * rows * dim + 2 * max(block_rows * 64, 2**20))
     neighbours = 2 * 4 * block_rows * n + distance_work  # the block and its transposed copy
-    pairs = 4 * 2 * pair_chunk * (rows * dim + rows)  # two gathered sides
+    gathered = 4 * 2 * pair_chunk * (rows * dim + rows)  # two gathered sides
     sparse = int(_SPARSE_BYTES_PER_POINT * n * (k1 / K1) * (k2 / K2) ** 0.5)
     cached_rows = max(1, min(num_query, _EMBEDDING_BLOCK_VALUES // max(num_gallery, 1)))
-    final = (
-        4 * cached_rows * num_gallery + distance_work + (3 * 4 + 8) * _BLOCK_QUERIES * num_gallery + 48 * _BLOCK_PAIRS
-    )
+    min_sum_pairs = min(_BLOCK_PAIRS, _BLOCK_QUERIES * num_gallery)  # (query, gallery) pairs of one block
+    final = 4 * cached_rows * num_gallery + distance_work + 20 * _BLOCK_QUERIES * num_gallery + 48 * min_sum_pairs
     held = 8 * n * max(k1 + 1, k2) + 4 * n
-    total = held + sparse + max(neighbours, pairs, final)
+    total = held + sparse + max(neighbours, gathered, final)
     return total + (4 * num_query * num_gallery if held_output else 0)
 
 
