@@ -19,7 +19,9 @@ from drop_cli import api
 from drop_cli.cli import app
 from drop_cli.data import load_dataset
 from drop_cli.errors import DropError
+from drop_cli.evaluation import distance as distance_module
 from drop_cli.evaluation import evaluate_rank, part_distance, re_rank, scoring
+from drop_cli.evaluation.distance import combined_distances
 from drop_cli.features import file as features_h5
 from drop_cli.features.file import FeatureFile, FeatureWriter, read_features
 
@@ -261,7 +263,7 @@ def test_ablate_runs_the_grid_in_one_table(features, tmp_path):
 
 
 def test_combined_distances_equal_part_distance(monkeypatch):
-    monkeypatch.setattr(scoring, "_BLOCK_PAIRS", 40)  # several blocks
+    monkeypatch.setattr(distance_module, "_BLOCK_PAIRS", 40)  # several blocks
     rng = np.random.default_rng(1)
     a = _random_split(rng, 23)
     b = _random_split(rng, 17)
@@ -271,7 +273,7 @@ def test_combined_distances_equal_part_distance(monkeypatch):
     weights = [scoring._weights(s["visibility"], True) for s in (a, b)]
     buffers = np.full((len(combos), 30, 17), np.nan, np.float32)  # views of larger arrays, as the grid passes
     out = [buffer[:23] for buffer in buffers]
-    got = scoring.combined_distances(a["embeddings"], weights[0], b["embeddings"], weights[1], combos, out=out)
+    got = combined_distances(a["embeddings"], weights[0], b["embeddings"], weights[1], combos, out=out)
     assert all(np.shares_memory(matrix, buffer) for matrix, buffer in zip(got, buffers))
     for combo, matrix in zip(combos, got):
         rows = list(combo.rows)

@@ -20,6 +20,8 @@ from drop_cli.evaluation import (
     re_ranked_blocks,
 )
 from drop_cli.evaluation import rerank as rerank_module
+from drop_cli.evaluation.distance import RowSet
+from drop_cli.evaluation.rerank import re_ranked_row_sets
 from drop_cli.synthetic.embeddings import clustered_embeddings
 
 
@@ -167,3 +169,19 @@ def test_embeddings_memory_estimate_and_check(monkeypatch):
     with pytest.raises(DropError) as e:
         re_rank_embeddings(*_split_embeddings(4, 9))
     assert "re_ranked_blocks" not in e.value.hint  # streaming would not fit either
+
+
+def test_row_sets_re_ranked_together_equal_each_alone(monkeypatch):
+    """The grid's form: the neighbour search shared by several distances (weighted or not, any rows)."""
+    monkeypatch.setattr(rerank_module, "_EMBEDDING_BLOCK_VALUES", 3 * 7 * 94)  # 7 rows per block for 3 sets
+    q, qv, g, gv = _split_embeddings()
+    qv[:, :2], gv[:, :2] = 1, 1  # the scoring's weights: rows 0 and 1 always seen
+    sets = [RowSet((1, 2, 3, 4), True), RowSet((2, 3, 4), False), RowSet((0,), True)]
+    got = {i: np.zeros((24, 70), np.float32) for i in range(3)}
+    for index, start, block in re_ranked_row_sets(q, qv, g, gv, sets, 7, 3, 0.3, device="cpu"):
+        got[index][start : start + len(block)] = block
+    for index, row_set in enumerate(sets):
+        rows = list(row_set.rows)
+        wq, wg = (w[:, rows] if row_set.visibility else np.ones_like(w[:, rows]) for w in (qv, gv))
+        alone = re_rank_embeddings(q[:, rows], wq, g[:, rows], wg, 7, 3, 0.3, device="cpu")
+        assert np.abs(got[index] - alone).max() <= 1e-6, row_set

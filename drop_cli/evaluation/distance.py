@@ -15,6 +15,9 @@ runs on torch, all parts at once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -30,6 +33,8 @@ UNSHARED_DISTANCE = 3.0
 _CPU_CHUNK_PAIRS = 2**20
 _CPU_MIN_CHUNK = 64
 _GPU_CHUNK_VALUES = 2**28
+# Pairs per block of combined_distances: two float32 work arrays of 8 MB.
+_BLOCK_PAIRS = 2**21
 
 
 def part_distance(
@@ -169,6 +174,73 @@ def _part_distance_torch(
         weighted_sum.div_(torch.where(shared, weight, 1.0)).masked_fill_(~shared, UNSHARED_DISTANCE)
         out[:, start:stop] = weighted_sum.cpu().numpy()
     return out
+
+
+@dataclass(frozen=True)
+class RowSet:
+    """The embedding rows a distance averages, and whether they are weighted (by the row weights given:
+    the scoring's visibility, 1 for global and foreground) or all count 1."""
+
+    rows: tuple[int, ...]
+    visibility: bool
+
+
+def combined_distances(
+    a_emb: np.ndarray,
+    a_weights: np.ndarray,
+    b_emb: np.ndarray,
+    b_weights: np.ndarray,
+    combinations: Sequence[RowSet],
+    out: Sequence[np.ndarray] | None = None,
+) -> list[np.ndarray]:
+    """One [Na, Nb] float32 distance matrix per combination, each row's distances computed once.
+
+    For a combination with rows R: ``d(a, b) = sum_{m in R} w_m ||a_m - b_m|| / sum_{m in R} w_m``
+    with ``w_m = a_weights[a, m] * b_weights[b, m]`` when it is weighted (else 1), and
+    :data:`UNSHARED_DISTANCE` where the weights sum to 0: :func:`part_distance` over rows R.
+
+    Args:
+        a_emb: [Na, M, D] L2-normalised embeddings (any float dtype).
+        a_weights: [Na, M] float32 row weights in [0, 1] (the scoring's: visibility, 1 for global and
+            foreground).
+        b_emb: [Nb, M, D] L2-normalised embeddings.
+        b_weights: [Nb, M] float32 row weights.
+        combinations: the matrices to compute.
+        out: [Na, Nb] float32 arrays (views allowed) to write the matrices into, one per combination;
+            reusing them from call to call saves faulting in fresh memory each time.
+
+    Returns:
+        The matrices, in the order of ``combinations``.
+    """
+    num_a, num_b = len(a_emb), len(b_emb)
+    outputs = list(out) if out is not None else [np.empty((num_a, num_b), np.float32) for _ in combinations]
+    for output in outputs:
+        output.fill(0.0)
+    rows = sorted({m for c in combinations for m in c.rows})
+    # Each row of b as a strided [Nb, D] view (BLAS reads it in place); other dtypes converted once.
+    b_rows = {m: b_emb[:, m] if b_emb.dtype == np.float32 else np.asarray(b_emb[:, m], np.float32) for m in rows}
+    block = max(1, _BLOCK_PAIRS // max(num_b, 1))
+    dist_buffer, weighted_buffer = np.empty(block * num_b, np.float32), np.empty(block * num_b, np.float32)
+    for start in range(0, num_a, block):
+        stop = min(start + block, num_a)
+        dist = dist_buffer[: (stop - start) * num_b].reshape(stop - start, num_b)
+        weighted = weighted_buffer[: (stop - start) * num_b].reshape(stop - start, num_b)
+        for m in rows:
+            unit_distance_into(np.asarray(a_emb[start:stop, m], np.float32) * np.float32(-2), b_rows[m].T, dist)
+            users = [(c.visibility, output) for c, output in zip(combinations, outputs) if m in c.rows]
+            if any(weigh for weigh, _ in users):
+                np.multiply(dist, a_weights[start:stop, m, None], out=weighted)
+                weighted *= b_weights[:, m]
+            for weigh, output in users:
+                output[start:stop] += weighted if weigh else dist
+        for combo, output in zip(combinations, outputs):
+            target = output[start:stop]
+            if combo.visibility:
+                cols = list(combo.rows)
+                weighted_mean_into(target, a_weights[start:stop][:, cols] @ b_weights[:, cols].T, target)
+            else:
+                target /= np.float32(len(combo.rows))
+    return outputs
 
 
 def checked_part_inputs(

@@ -41,7 +41,7 @@ distances make the original's own neighbour order arbitrary (its argsort is not 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,7 +51,7 @@ import torch
 from ..errors import DropError
 from ..recipe import EvalConfig
 from ._device import compute_device, to_tensor
-from .distance import checked_part_inputs, paired_part_distance, part_distance
+from .distance import RowSet, checked_part_inputs, combined_distances, paired_part_distance, part_distance
 
 # The defaults of the parameters: Zhong et al.'s (as the recipe's eval section states them).
 K1, K2, LAMBDA = EvalConfig.rerank_k1, EvalConfig.rerank_k2, EvalConfig.rerank_lambda
@@ -120,41 +120,57 @@ def check_re_rank_memory(
 
 
 def re_rank_embeddings_memory_bytes(
-    num_query: int, num_gallery: int, rows: int, dim: int, k1: int = K1, k2: int = K2, held_output: bool = True
+    num_query: int,
+    num_gallery: int,
+    rows: int,
+    dim: int,
+    k1: int = K1,
+    k2: int = K2,
+    held_output: bool = True,
+    distances: int = 1,
 ) -> int:
     """The peak memory of :func:`re_rank_embeddings` (``held_output``) or :func:`re_ranked_blocks`
-    beyond their inputs: the neighbour lists and V, plus the largest stage's work blocks.
+    beyond their inputs: the neighbour lists and V, plus the largest stage's work blocks
+    (``distances``: the row sets of :func:`re_ranked_row_sets`, ``rows`` the largest one's).
 
     The stages' blocks are the module's constants; V and the k-reciprocal products take about
     ``_SPARSE_BYTES_PER_POINT`` per point at Zhong et al.'s k1 = 20, k2 = 6 (measured on clustered
     embeddings, `benchmarks/bench_scale.py`), scaled with k1 and k2 as their non-zeros are.
     """
     n = num_query + num_gallery
-    block_rows = max(1, min(n, _EMBEDDING_BLOCK_ROWS, _EMBEDDING_BLOCK_VALUES // n))
+    block_rows = max(1, min(n, _EMBEDDING_BLOCK_ROWS, _EMBEDDING_BLOCK_VALUES // (n * distances)))
     pair_chunk = max(1, _PAIR_BLOCK_VALUES // (rows * dim))
     # part_distance's work: a copy of the block's rows and two cache-sized [rows, chunk] arrays.
     distance_work = 4 * (block_rows * rows * dim + 2 * max(block_rows * 64, 2**20))
-    neighbours = 2 * 4 * block_rows * n + distance_work  # the block and its transposed copy
+    # The blocks of every set, one transposed copy, and combined_distances' two [pairs] work arrays.
+    neighbours = (distances + 1) * 4 * block_rows * n + distance_work + 8 * 2**21
     gathered = 4 * 2 * pair_chunk * (rows * dim + rows)  # two gathered sides
     sparse = int(_SPARSE_BYTES_PER_POINT * n * (k1 / K1) * (k2 / K2) ** 0.5)
     cached_rows = max(1, min(num_query, _EMBEDDING_BLOCK_VALUES // max(num_gallery, 1)))
     min_sum_pairs = min(_BLOCK_PAIRS, _BLOCK_QUERIES * num_gallery)  # (query, gallery) pairs of one block
     final = 4 * cached_rows * num_gallery + distance_work + 20 * _BLOCK_QUERIES * num_gallery + 48 * min_sum_pairs
-    held = 8 * n * max(k1 + 1, k2) + 4 * n
+    held = distances * (8 * n * max(k1 + 1, k2) + 4 * n)
     total = held + sparse + max(neighbours, gathered, final)
     return total + (4 * num_query * num_gallery if held_output else 0)
 
 
 def check_re_rank_embeddings_memory(
-    num_query: int, num_gallery: int, rows: int, dim: int, k1: int = K1, k2: int = K2, held_output: bool = True
+    num_query: int,
+    num_gallery: int,
+    rows: int,
+    dim: int,
+    k1: int = K1,
+    k2: int = K2,
+    held_output: bool = True,
+    distances: int = 1,
 ) -> None:
     """Raise a DropError when :func:`re_rank_embeddings` (or, without ``held_output``,
     :func:`re_ranked_blocks`) may not fit in the memory available now, its inputs already held."""
-    needed = re_rank_embeddings_memory_bytes(num_query, num_gallery, rows, dim, k1, k2, held_output)
+    needed = re_rank_embeddings_memory_bytes(num_query, num_gallery, rows, dim, k1, k2, held_output, distances)
     what = f"re-ranking {num_query} queries x {num_gallery} gallery images"
     available = _available_memory_bytes()
     if available is not None and needed > available:
-        streamed = re_rank_embeddings_memory_bytes(num_query, num_gallery, rows, dim, k1, k2, held_output=False)
+        streamed = re_rank_embeddings_memory_bytes(num_query, num_gallery, rows, dim, k1, k2, False, distances)
         streaming = "rank the blocks as they come (re_ranked_blocks, as drop evaluate does), "
         raise DropError(
             f"{what} needs about {needed / 2**30:.1f} GiB of memory, {available / 2**30:.1f} GiB available.",
@@ -291,17 +307,50 @@ def re_ranked_blocks(
     """:func:`re_rank_embeddings` as (start, [rows, Ng] float32) for consecutive blocks of queries,
     for a consumer that ranks them as they come (`metrics.RankAccumulator`). The yielded array is
     reused: read it before asking for the next block."""
-    points = _EmbeddingDistances(q_emb, q_vis, g_emb, g_vis, compute_device(device))
+    for _, start, block in re_ranked_row_sets(q_emb, q_vis, g_emb, g_vis, None, k1, k2, lambda_value, device):
+        yield start, block
+
+
+def re_ranked_row_sets(
+    q_emb: np.ndarray,
+    q_weights: np.ndarray,
+    g_emb: np.ndarray,
+    g_weights: np.ndarray,
+    row_sets: Sequence[RowSet] | None,
+    k1: int = K1,
+    k2: int = K2,
+    lambda_value: float = LAMBDA,
+    device: str | torch.device | None = None,
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """:func:`re_ranked_blocks` of several distances over the same embeddings at once (the ablation
+    grid's re-ranked modes): (row set index, start, block), one row set after the other. The
+    neighbour search, the costly part, computes each embedding row's products once for every set
+    that uses it (`combined_distances`).
+
+    Args:
+        q_weights, g_weights: [N, M] row weights (visibility; 1 for rows always seen), used by the
+            sets that are weighted.
+        row_sets: the distances (None: every row, weighted, i.e. :func:`part_distance` itself).
+    """
+    points = _EmbeddingDistances(q_emb, q_weights, g_emb, g_weights, compute_device(device), row_sets)
     if points.num_query == 0 or points.size == points.num_query:
         raise ValueError(
             f"re-ranking needs at least one query and one gallery image, got {len(q_emb)} and {len(g_emb)}."
         )
     _check_parameters(k1, k2, lambda_value)
-    _, rows, dim = points.query.shape
-    check_re_rank_embeddings_memory(points.num_query, points.size - points.num_query, rows, dim, k1, k2, False)
-    neighbours, column_max = points.nearest_neighbours(min(max(k1 + 1, k2), points.size))
-    weights = _expanded_weights(points, neighbours, column_max, k1, k2)
-    yield from _final_blocks(weights, points.query_gallery_rows, column_max[: points.num_query], lambda_value)
+    num_gallery = points.size - points.num_query
+    dim = points.query.shape[2]
+    rows = max(len(r.rows) for r in points.row_sets)
+    count = len(points.row_sets)
+    check_re_rank_embeddings_memory(points.num_query, num_gallery, rows, dim, k1, k2, False, distances=count)
+    neighbour_lists = points.nearest_neighbours(min(max(k1 + 1, k2), points.size))
+    for index, (neighbours, squared, column_max) in enumerate(neighbour_lists):
+        view = points.row_set(index, neighbours, squared)
+        weights = _expanded_weights(view, neighbours, column_max, k1, k2)
+        for start, block in _final_blocks(
+            weights, view.query_gallery_rows, column_max[: points.num_query], lambda_value
+        ):
+            yield index, start, block
 
 
 def _re_rank_torch(
@@ -316,7 +365,7 @@ def _re_rank_torch(
 
 
 def _expanded_weights(
-    blocks: _ConcatenatedDistances | _EmbeddingDistances,
+    blocks: _ConcatenatedDistances | _RowSetDistances,
     neighbours: np.ndarray,
     column_max: np.ndarray,
     k1: int,
@@ -387,79 +436,118 @@ class _ConcatenatedDistances:
 
 
 class _EmbeddingDistances:
-    """D = part_distance([q; g], [q; g]) read from the embeddings, never built: its nearest
-    neighbours (each pair's distance computed once, D being symmetric), scattered entries
-    (:meth:`values`, as `_ConcatenatedDistances` gives them) and query-gallery rows."""
+    """D = part_distance([q; g], [q; g]) under one or several row sets, read from the embeddings and
+    never built: the nearest neighbours of every point under each set (each pair's distance computed
+    once, D being symmetric, and each embedding row's products once for all the sets), and, per set
+    (:meth:`row_set`), scattered entries and query-gallery rows."""
 
     def __init__(
-        self, q_emb: np.ndarray, q_vis: np.ndarray, g_emb: np.ndarray, g_vis: np.ndarray, device: torch.device
+        self,
+        q_emb: np.ndarray,
+        q_weights: np.ndarray,
+        g_emb: np.ndarray,
+        g_weights: np.ndarray,
+        device: torch.device,
+        row_sets: Sequence[RowSet] | None = None,
     ):
-        self.query, self.query_vis, self.gallery, self.gallery_vis = checked_part_inputs(q_emb, q_vis, g_emb, g_vis)
+        self.query, self.query_w, self.gallery, self.gallery_w = checked_part_inputs(q_emb, q_weights, g_emb, g_weights)
         self.device = device
+        self.row_sets = list(row_sets) if row_sets else [RowSet(tuple(range(self.query.shape[1])), True)]
         self.num_query = len(q_emb)
         self.size = self.num_query + len(g_emb)
-        self.block_rows = max(1, min(self.size, _EMBEDDING_BLOCK_ROWS, _EMBEDDING_BLOCK_VALUES // self.size))
-        self.pair_chunk = max(1, _PAIR_BLOCK_VALUES // (q_emb.shape[1] * q_emb.shape[2]))
-        self._cached: tuple[int, int, np.ndarray] | None = None
+        count = len(self.row_sets)
+        self.block_rows = max(1, min(self.size, _EMBEDDING_BLOCK_ROWS, _EMBEDDING_BLOCK_VALUES // (self.size * count)))
 
     def _points(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        """Embeddings and visibility of points start..stop-1, on one side of the query/gallery boundary."""
+        """Embeddings and weights of points start..stop-1, on one side of the query/gallery boundary."""
         if stop <= self.num_query:
-            return self.query[start:stop], self.query_vis[start:stop]
+            return self.query[start:stop], self.query_w[start:stop]
         first, last = start - self.num_query, stop - self.num_query
-        return self.gallery[first:last], self.gallery_vis[first:last]
+        return self.gallery[first:last], self.gallery_w[first:last]
 
-    def _rows_from(self, start: int, stop: int, out: np.ndarray) -> None:
-        """D[start:stop, start:] into ``out`` [stop - start, N - start] (``start:stop`` on one side)."""
-        emb, vis = self._points(start, stop)
-        nq, n = self.num_query, self.size
-        for first, last in ((start, nq), (max(start, nq), n)):
-            if first < last:
-                part_distance(
-                    emb, vis, *self._points(first, last), device=self.device, out=out[:, first - start : last - start]
-                )
+    def _rows_from(self, start: int, stop: int, outs: list[np.ndarray]) -> None:
+        """D[start:stop, start:] of every row set into ``outs`` [stop - start, N - start] (``start:stop``
+        on one side)."""
+        emb, weights = self._points(start, stop)
+        for first, last in ((start, self.num_query), (max(start, self.num_query), self.size)):
+            if first >= last:
+                continue
+            side = self._points(first, last)
+            views = [out[:, first - start : last - start] for out in outs]
+            if self.device.type == "cpu":
+                combined_distances(emb, weights, *side, self.row_sets, out=views)
+            else:
+                for row_set, view in zip(self.row_sets, views):
+                    part_distance(*_selected(emb, weights, row_set), *_selected(*side, row_set), self.device, out=view)
 
-    def nearest_neighbours(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """:func:`_nearest_neighbours` of D. Each block of rows is computed from its own first point on
-        (the upper triangle): it gives its rows' candidates, and, read by columns, the candidates of
-        every later point; each point keeps a running top k (``_merge``)."""
-        n = self.size
-        best = torch.full((n, k), float("inf"))
-        best_index = torch.zeros((n, k), dtype=torch.int64)
-        column_max = torch.zeros(n)
-        buffer = np.empty(self.block_rows * n, np.float32)
+    def nearest_neighbours(self, k: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """:func:`_nearest_neighbours` of D under each row set (and the neighbours' D**2). Each block of rows is computed from its own
+        first point on (the upper triangle): it gives its rows' candidates, and, read by columns, the
+        candidates of every later point; each point keeps a running top k (``_merge``)."""
+        n, count = self.size, len(self.row_sets)
+        best = [torch.full((n, k), float("inf")) for _ in range(count)]
+        best_index = [torch.zeros((n, k), dtype=torch.int64) for _ in range(count)]
+        column_max = [torch.zeros(n) for _ in range(count)]
+        buffers = np.empty((count, self.block_rows * n), np.float32)
         for start, stop in _point_ranges(self.num_query, n, self.block_rows):
-            rows = buffer[: (stop - start) * (n - start)].reshape(stop - start, n - start)
-            self._rows_from(start, stop, rows)
-            np.square(rows, out=rows)
-            block = torch.from_numpy(rows)
-            values, index = torch.topk(block, min(k, n - start), dim=1, largest=False)
-            _merge(best, best_index, start, values, index + start)
-            column_max[start:stop] = torch.maximum(column_max[start:stop], block.amax(dim=1))
-            if stop < n:  # the later points' candidates among this block's rows
-                later = block[:, stop - start :].T.contiguous()
-                values, index = torch.topk(later, min(k, stop - start), dim=1, largest=False)
-                _merge(best, best_index, stop, values, index + start)
-                column_max[stop:] = torch.maximum(column_max[stop:], later.amax(dim=1))
-        return best_index.numpy(), _checked_column_max(column_max.numpy())
+            outs = [buffer[: (stop - start) * (n - start)].reshape(stop - start, n - start) for buffer in buffers]
+            self._rows_from(start, stop, outs)
+            for rows, top, top_index, maxima in zip(outs, best, best_index, column_max):
+                np.square(rows, out=rows)
+                block = torch.from_numpy(rows)
+                values, index = torch.topk(block, min(k, n - start), dim=1, largest=False)
+                _merge(top, top_index, start, values, index + start)
+                maxima[start:stop] = torch.maximum(maxima[start:stop], block.amax(dim=1))
+                if stop < n:  # the later points' candidates among this block's rows
+                    later = block[:, stop - start :].T.contiguous()
+                    values, index = torch.topk(later, min(k, stop - start), dim=1, largest=False)
+                    _merge(top, top_index, stop, values, index + start)
+                    maxima[stop:] = torch.maximum(maxima[stop:], later.amax(dim=1))
+        # Per set: the neighbours [N, k], their D**2, and D**2's column maxima.
+        return [(i.numpy(), b.numpy(), _checked_column_max(m.numpy())) for i, b, m in zip(best_index, best, column_max)]
+
+    def row_set(self, index: int, neighbours: np.ndarray, squared: np.ndarray) -> _RowSetDistances:
+        """Row set ``index``'s D, knowing its nearest ``neighbours`` and their squared distances."""
+        return _RowSetDistances(self, self.row_sets[index], neighbours, squared)
+
+
+class _RowSetDistances:
+    """One row set's D: scattered entries (:meth:`values`, as `_ConcatenatedDistances` gives them) and
+    query-gallery rows."""
+
+    def __init__(self, points: _EmbeddingDistances, row_set: RowSet, neighbours: np.ndarray, squared: np.ndarray):
+        self.num_query, self.device = points.num_query, points.device
+        self.neighbours, self.squared = neighbours, squared  # [N, k] nearest points and their D**2
+        self.query, self.query_w = _selected(points.query, points.query_w, row_set)
+        self.gallery, self.gallery_w = _selected(points.gallery, points.gallery_w, row_set)
+        self.pair_chunk = max(1, _PAIR_BLOCK_VALUES // (self.query.shape[1] * self.query.shape[2]))
+        self._cached: tuple[int, int, np.ndarray] | None = None
 
     def values(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """D[rows, cols] as float32, for index arrays [P], pair by pair."""
+        """D[rows, cols] as float32, for index arrays [P]: from the neighbour search where one point is
+        among the other's nearest (most of the pairs re-ranking asks for), else pair by pair."""
         out = np.empty(len(rows), np.float32)
-        for start in range(0, len(rows), self.pair_chunk):
-            stop = min(start + self.pair_chunk, len(rows))
-            a, a_vis = self._gather(rows[start:stop])
-            b, b_vis = self._gather(cols[start:stop])
-            out[start:stop] = paired_part_distance(a, a_vis, b, b_vis)
+        todo = np.ones(len(rows), bool)
+        for a, b in ((rows, cols), (cols, rows)):
+            match = self.neighbours[a] == b[:, None]  # [P, k]
+            found = todo & match.any(axis=1)
+            out[found] = np.sqrt(self.squared[a[found], match[found].argmax(axis=1)])
+            todo &= ~found
+        left = np.flatnonzero(todo)
+        for start in range(0, len(left), self.pair_chunk):
+            pairs = left[start : start + self.pair_chunk]
+            a, a_vis = self._gather(rows[pairs])
+            b, b_vis = self._gather(cols[pairs])
+            out[pairs] = paired_part_distance(a, a_vis, b, b_vis)
         return out
 
     def _gather(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         is_query = points < self.num_query
         emb = np.empty((len(points), *self.query.shape[1:]), np.float32)
         vis = np.empty((len(points), self.query.shape[1]), np.float32)
-        emb[is_query], vis[is_query] = self.query[points[is_query]], self.query_vis[points[is_query]]
+        emb[is_query], vis[is_query] = self.query[points[is_query]], self.query_w[points[is_query]]
         gallery = points[~is_query] - self.num_query
-        emb[~is_query], vis[~is_query] = self.gallery[gallery], self.gallery_vis[gallery]
+        emb[~is_query], vis[~is_query] = self.gallery[gallery], self.gallery_w[gallery]
         return emb, vis
 
     def query_gallery_rows(self, start: int, stop: int) -> np.ndarray:
@@ -468,11 +556,22 @@ class _EmbeddingDistances:
         if self._cached is None or not (self._cached[0] <= start and stop <= self._cached[1]):
             last = min(self.num_query, max(stop, start + max(1, _EMBEDDING_BLOCK_VALUES // len(self.gallery))))
             block = part_distance(
-                self.query[start:last], self.query_vis[start:last], self.gallery, self.gallery_vis, device=self.device
+                self.query[start:last], self.query_w[start:last], self.gallery, self.gallery_w, device=self.device
             )
             self._cached = (start, last, block)
         first, _, block = self._cached
         return block[start - first : stop - first]
+
+
+def _selected(emb: np.ndarray, weights: np.ndarray, row_set: RowSet) -> tuple[np.ndarray, np.ndarray]:
+    """The embeddings and weights of ``row_set``'s rows (views when the rows are consecutive); all ones
+    for an unweighted set."""
+    rows = row_set.rows
+    index: slice | list[int] = (
+        slice(rows[0], rows[-1] + 1) if rows == tuple(range(rows[0], rows[-1] + 1)) else list(rows)
+    )
+    chosen = weights[:, index]
+    return emb[:, index], chosen if row_set.visibility else np.ones_like(chosen)
 
 
 def _merge(best: torch.Tensor, best_index: torch.Tensor, first: int, values: torch.Tensor, index: torch.Tensor) -> None:
@@ -551,7 +650,7 @@ def _neighbour_graph(neighbours: np.ndarray) -> sp.csr_matrix:
 
 
 def _k_reciprocal_weights(
-    blocks: _ConcatenatedDistances | _EmbeddingDistances, neighbours: np.ndarray, column_max: np.ndarray, k1: int
+    blocks: _ConcatenatedDistances | _RowSetDistances, neighbours: np.ndarray, column_max: np.ndarray, k1: int
 ) -> sp.csr_matrix:
     """V before query expansion: exp(-A) over each point's expanded k-reciprocal set, rows summing to 1.
 

@@ -34,9 +34,17 @@ import torch
 from ..errors import DropError, lookup
 from ..parts import FIRST_PART, FOREGROUND, GLOBAL
 from ._device import compute_device
-from .distance import part_distance, unit_distance_into, weighted_mean_into
+from .distance import RowSet, combined_distances, part_distance
 from .metrics import RankAccumulator
-from .rerank import K1, K2, LAMBDA, check_re_rank_embeddings_memory, re_rank_embeddings, re_ranked_blocks
+from .rerank import (
+    K1,
+    K2,
+    LAMBDA,
+    check_re_rank_embeddings_memory,
+    re_rank_embeddings,
+    re_ranked_blocks,
+    re_ranked_row_sets,
+)
 
 
 class Split(Protocol):
@@ -54,8 +62,6 @@ DISTANCES = ("global", "foreground", "parts", "parts+foreground")
 DEFAULT_DISTANCE = "parts+foreground"
 METRICS = ("rank1", "rank5", "rank10", "mAP", "mINP")
 
-# Query-gallery pairs per block of combined_distances: two float32 work arrays of 8 MB.
-_BLOCK_PAIRS = 2**21
 # Distances per block of queries ranked at a time (all the grid's matrices together): 256 MB of float32.
 _BLOCK_VALUES = 2**26
 
@@ -104,15 +110,7 @@ def ablation_grid(part_names: Sequence[str]) -> list[Setting]:
     return grid + [make_setting(DEFAULT_DISTANCE, True, False, part) for part in part_names]
 
 
-@dataclass(frozen=True)
-class _Combination:
-    """The embedding rows a distance averages, and whether part rows are weighted by visibility."""
-
-    rows: tuple[int, ...]
-    visibility: bool
-
-
-def _combination(setting: Setting, names: Sequence[str]) -> _Combination:
+def _combination(setting: Setting, names: Sequence[str]) -> RowSet:
     """The rows and weighting of ``setting`` for embeddings whose rows are ``names``."""
     num_rows = len(names)
     rows = {
@@ -124,7 +122,7 @@ def _combination(setting: Setting, names: Sequence[str]) -> _Combination:
     if setting.left_out is not None:
         part = lookup({n: i for i, n in enumerate(names) if i >= FIRST_PART}, setting.left_out, "part")
         rows = tuple(r for r in rows if r != part)
-    return _Combination(rows, setting.visibility)
+    return RowSet(rows, setting.visibility)
 
 
 def _weights(visibility: np.ndarray, use: bool) -> np.ndarray:
@@ -169,10 +167,12 @@ def _ranking(query: Split, gallery: Split) -> RankAccumulator:
     return RankAccumulator(query.pids, gallery.pids, query.camids, gallery.camids)
 
 
-def _check_rerank_memory(query: Split, gallery: Split, rows: int, rerank: Rerank, held_output: bool) -> None:
+def _check_rerank_memory(
+    query: Split, gallery: Split, rows: int, rerank: Rerank, held_output: bool, distances: int = 1
+) -> None:
     """Before any work: re-ranking these splits fits in memory (re_rank_embeddings checks again)."""
-    dim = query.embeddings.shape[2]
-    check_re_rank_embeddings_memory(len(query.pids), len(gallery.pids), rows, dim, rerank.k1, rerank.k2, held_output)
+    sizes = (len(query.pids), len(gallery.pids), rows, query.embeddings.shape[2])
+    check_re_rank_embeddings_memory(*sizes, rerank.k1, rerank.k2, held_output, distances)
 
 
 def _query_blocks(num_query: int, values_per_query: int) -> list[tuple[int, int]]:
@@ -184,13 +184,13 @@ def _query_blocks(num_query: int, values_per_query: int) -> list[tuple[int, int]
 # ----------------------------------------------------------------------------- one setting
 
 
-def _side(split: Split, combo: _Combination) -> tuple[np.ndarray, np.ndarray]:
+def _side(split: Split, combo: RowSet) -> tuple[np.ndarray, np.ndarray]:
     """The embeddings and weights of ``combo``'s rows, as part_distance takes them."""
     rows = _index(combo.rows)
     return split.embeddings[:, rows], _weights(split.visibility, combo.visibility)[:, rows]
 
 
-def _distance(a: Split, b: Split, combo: _Combination, device: str | torch.device | None = None) -> np.ndarray:
+def _distance(a: Split, b: Split, combo: RowSet, device: str | torch.device | None = None) -> np.ndarray:
     """part_distance over the rows of ``combo``, weighted as it says."""
     return part_distance(*_side(a, combo), *_side(b, combo), device=device)
 
@@ -198,7 +198,7 @@ def _distance(a: Split, b: Split, combo: _Combination, device: str | torch.devic
 def _setting_blocks(
     query: Split,
     gallery: Split,
-    combo: _Combination,
+    combo: RowSet,
     rerank: Rerank | None,
     device: str | torch.device | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
@@ -213,7 +213,7 @@ def _setting_blocks(
 
 
 def _block_distance(
-    query: Split, gallery: Split, combo: _Combination, start: int, stop: int, device: str | torch.device | None
+    query: Split, gallery: Split, combo: RowSet, start: int, stop: int, device: str | torch.device | None
 ) -> np.ndarray:
     """The distances of queries start..stop-1 to the gallery under ``combo``."""
     emb, weights = _side(query, combo)
@@ -267,64 +267,6 @@ def evaluate_setting(
 # ----------------------------------------------------------------------------- the grid
 
 
-def combined_distances(
-    a_emb: np.ndarray,
-    a_weights: np.ndarray,
-    b_emb: np.ndarray,
-    b_weights: np.ndarray,
-    combinations: Sequence[_Combination],
-    out: Sequence[np.ndarray] | None = None,
-) -> list[np.ndarray]:
-    """One [Na, Nb] float32 distance matrix per combination, each row's distances computed once.
-
-    For a combination with rows R: ``d(a, b) = sum_{m in R} w_m ||a_m - b_m|| / sum_{m in R} w_m``
-    with ``w_m = a_weights[a, m] * b_weights[b, m]`` when it uses visibility (else 1), and
-    :data:`UNSHARED_DISTANCE` where the weights sum to 0: :func:`part_distance` over rows R.
-
-    Args:
-        a_emb: [Na, M, D] L2-normalised embeddings (any float dtype).
-        a_weights: [Na, M] float32 row weights in [0, 1] (see :func:`_weights`).
-        b_emb: [Nb, M, D] L2-normalised embeddings.
-        b_weights: [Nb, M] float32 row weights.
-        combinations: the matrices to compute.
-        out: [Na, Nb] float32 arrays (views allowed) to write the matrices into, one per combination;
-            reusing them from call to call saves faulting in fresh memory each time.
-
-    Returns:
-        The matrices, in the order of ``combinations``.
-    """
-    num_a, num_b = len(a_emb), len(b_emb)
-    outputs = list(out) if out is not None else [np.empty((num_a, num_b), np.float32) for _ in combinations]
-    for output in outputs:
-        output.fill(0.0)
-    rows = sorted({m for c in combinations for m in c.rows})
-    b_rows = np.ascontiguousarray(b_emb[:, rows].transpose(1, 0, 2), dtype=np.float32)  # [|rows|, Nb, D]
-    block = max(1, _BLOCK_PAIRS // max(num_b, 1))
-    dist_buffer, weighted_buffer = np.empty(block * num_b, np.float32), np.empty(block * num_b, np.float32)
-    for start in range(0, num_a, block):
-        stop = min(start + block, num_a)
-        dist = dist_buffer[: (stop - start) * num_b].reshape(stop - start, num_b)
-        weighted = weighted_buffer[: (stop - start) * num_b].reshape(stop - start, num_b)
-        for index, m in enumerate(rows):
-            unit_distance_into(np.asarray(a_emb[start:stop, m], np.float32) * np.float32(-2), b_rows[index].T, dist)
-            users = [
-                (c.visibility and m >= FIRST_PART, output) for c, output in zip(combinations, outputs) if m in c.rows
-            ]
-            if any(weigh for weigh, _ in users):
-                np.multiply(dist, a_weights[start:stop, m, None], out=weighted)
-                weighted *= b_weights[:, m]
-            for weigh, output in users:
-                output[start:stop] += weighted if weigh else dist
-        for combo, output in zip(combinations, outputs):
-            target = output[start:stop]
-            if combo.visibility:
-                cols = list(combo.rows)
-                weighted_mean_into(target, a_weights[start:stop][:, cols] @ b_weights[:, cols].T, target)
-            else:
-                target /= np.float32(len(combo.rows))
-    return outputs
-
-
 def evaluate_grid(
     query: Split,
     gallery: Split,
@@ -355,8 +297,9 @@ def evaluate_grid(
     """
     by_combination = _by_combination(settings, names)
     re_ranked = [c for c, group in by_combination.items() if any(s.rerank for s in group)]
-    for combo in re_ranked:
-        _check_rerank_memory(query, gallery, len(combo.rows), rerank, held_output=False)
+    if re_ranked:
+        rows = max(len(c.rows) for c in re_ranked)
+        _check_rerank_memory(query, gallery, rows, rerank, held_output=False, distances=len(re_ranked))
     device = compute_device(device)
     plain = [c for c, group in by_combination.items() if any(not s.rerank for s in group)]
     results: dict[Setting, dict] = {}
@@ -364,27 +307,29 @@ def evaluate_grid(
         finished = [s for s in by_combination[combo] if not s.rerank]
         results.update(dict.fromkeys(finished, metrics))
         advance(len(finished))
-    for combo in re_ranked:
-        ranking = _ranking(query, gallery)
-        for start, block in _setting_blocks(query, gallery, combo, rerank, device):
-            ranking.add(start, block)
-        finished = [s for s in by_combination[combo] if s.rerank]
-        results.update(dict.fromkeys(finished, _metrics(ranking.result())))
-        advance(len(finished))
+    if re_ranked:  # together: each embedding row's products once in the neighbour search
+        rankings = [_ranking(query, gallery) for _ in re_ranked]
+        q = (query.embeddings, _weights(query.visibility, True))
+        g = (gallery.embeddings, _weights(gallery.visibility, True))
+        blocks = re_ranked_row_sets(*q, *g, re_ranked, rerank.k1, rerank.k2, rerank.lambda_value, device=device)
+        for index, start, block in blocks:
+            rankings[index].add(start, block)
+            if start + len(block) == len(query.pids):  # that row set is done
+                finished = [s for s in by_combination[re_ranked[index]] if s.rerank]
+                results.update(dict.fromkeys(finished, _metrics(rankings[index].result())))
+                advance(len(finished))
     return [_row(s, results[s]) for s in settings]
 
 
-def _by_combination(settings: Sequence[Setting], names: Sequence[str]) -> dict[_Combination, list[Setting]]:
+def _by_combination(settings: Sequence[Setting], names: Sequence[str]) -> dict[RowSet, list[Setting]]:
     """The settings grouped by the distance matrix they need (the same rows and weighting)."""
-    groups: dict[_Combination, list[Setting]] = {}
+    groups: dict[RowSet, list[Setting]] = {}
     for setting in settings:
         groups.setdefault(_combination(setting, names), []).append(setting)
     return groups
 
 
-def _plain_metrics(
-    query: Split, gallery: Split, combos: list[_Combination], device: torch.device, sweep: bool
-) -> list[dict]:
+def _plain_metrics(query: Split, gallery: Split, combos: list[RowSet], device: torch.device, sweep: bool) -> list[dict]:
     """The metrics of each combination's query-gallery matrix, the matrices made a block of queries at a
     time: with ``sweep`` (the CPU) all together by :func:`combined_distances`, else one by one by
     part_distance on ``device``."""
