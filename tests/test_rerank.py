@@ -131,6 +131,7 @@ def test_re_rank_embeddings_equals_re_rank_of_the_matrices(monkeypatch, k1, k2, 
     monkeypatch.setattr(rerank_module, "_EMBEDDING_BLOCK_VALUES", 7 * 94)  # 7 rows: blocks straddle nothing
     monkeypatch.setattr(rerank_module, "_PAIR_BLOCK_VALUES", 5 * 16 * 13)
     monkeypatch.setattr(rerank_module, "_BLOCK_QUERIES", 5)
+    monkeypatch.setattr(rerank_module, "_LOOKUP_PAIRS", 97)
     q, qv, g, gv = _split_embeddings()
     expected = re_rank(
         part_distance(q, qv, g, gv), part_distance(q, qv, q, qv), part_distance(g, gv, g, gv), k1, k2, lambda_value

@@ -68,6 +68,8 @@ _EMBEDDING_BLOCK_VALUES = 2**26
 # ... and at most this many rows: many blocks, so that the upper triangle is about half of D.
 _EMBEDDING_BLOCK_ROWS = 1024
 _PAIR_BLOCK_VALUES = 2**22
+# Pairs looked up in the neighbour lists at a time (a [pairs, k] comparison: about 20 MB).
+_LOOKUP_PAIRS = 2**17
 # V, its transposed copies and the k-reciprocal products per point (k1 = 20, k2 = 6; see
 # re_rank_embeddings_memory_bytes).
 _SPARSE_BYTES_PER_POINT = 1200
@@ -525,7 +527,15 @@ class _RowSetDistances:
 
     def values(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """D[rows, cols] as float32, for index arrays [P]: from the neighbour search where one point is
-        among the other's nearest (most of the pairs re-ranking asks for), else pair by pair."""
+        among the other's nearest (most of the pairs re-ranking asks for), else pair by pair; a block of
+        pairs at a time."""
+        out = np.empty(len(rows), np.float32)
+        for start in range(0, len(rows), _LOOKUP_PAIRS):
+            stop = min(start + _LOOKUP_PAIRS, len(rows))
+            out[start:stop] = self._known_or_computed(rows[start:stop], cols[start:stop])
+        return out
+
+    def _known_or_computed(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         out = np.empty(len(rows), np.float32)
         todo = np.ones(len(rows), bool)
         for a, b in ((rows, cols), (cols, rows)):
