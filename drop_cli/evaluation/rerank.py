@@ -565,6 +565,7 @@ class _RowSetDistances:
         requests, as the final stage makes them, reuse the block)."""
         if self._cached is None or not (self._cached[0] <= start and stop <= self._cached[1]):
             last = min(self.num_query, max(stop, start + max(1, _EMBEDDING_BLOCK_VALUES // len(self.gallery))))
+            self._cached = None  # freed before the next block is made, not after
             block = part_distance(
                 self.query[start:last], self.query_w[start:last], self.gallery, self.gallery_w, device=self.device
             )
