@@ -4,12 +4,12 @@ The file is synthetic: 2,210 query x 17,661 gallery images, M = 10 rows (global,
 of D = 512, each an identity centre plus noise, L2-normalised, with random part visibility (about
 70% visible). Gallery identities cover every query identity from another camera, so every query has
 a valid match. The grid is 12 settings (4 distances x visibility x re-ranking, where visibility
-applies) plus 8 left-out parts: 14 query-gallery matrices, and query-query plus gallery-gallery
-matrices for the 6 re-ranked ones. The default single setting is timed too.
+applies) plus 8 left-out parts: 14 query-gallery matrices, made a block of queries at a time, and 6
+re-ranked modes sharing one neighbour search. The default single setting is timed too.
 
 The grid's time is checked against the target (<= 120 s) at full size only.
 
-    python benchmarks/bench_ablate.py                 # full size (needs about 5 GB of memory)
+    python benchmarks/bench_ablate.py                 # full size
     python benchmarks/bench_ablate.py --scale 0.25    # a quick run
     python benchmarks/bench_ablate.py --out ablate.json   # also write the results as JSON
 """
