@@ -32,7 +32,8 @@ N x N products), giving those rows' neighbours and, read by columns, every later
 into a running top k per point; the entries V needs are computed pair by pair from the embeddings,
 and the query-gallery rows of the last stage block by block. Memory: the embeddings, the neighbour
 lists, V and a few hundred MB of blocks (the [Nq, Ng] output only if it is returned whole):
-about 0.5 GB beyond the embeddings at MSMT17 size, where the matrix form would need 35 GB.
+0.9 GB beyond the embeddings at MSMT17 size (benchmarks/bench_scale.py), where the matrix form
+would need 35 GB.
 
 Same inputs give the original's output (float32 rounding apart, about 1e-7), except where equal
 distances make the original's own neighbour order arbitrary (its argsort is not stable).
