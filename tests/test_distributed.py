@@ -210,6 +210,16 @@ def _same_file(a: Path, b: Path) -> None:
 
 @pytest.mark.slow
 def test_torchrun_extraction_writes_the_one_process_file_and_resumes(untrained, synthetic_root, tmp_path, monkeypatch):
+    # One thread here as in the torchrun processes: the same kernels, so the same bits.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _extraction_case(untrained, synthetic_root, tmp_path, monkeypatch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _extraction_case(untrained, synthetic_root, tmp_path, monkeypatch) -> None:
     one = api.extract_features(untrained, root=synthetic_root, out=tmp_path / "one.h5", progress=False).features
     # An interrupted one-process run: the query chunk saved, then killed; two processes finish it.
     real_save = features_file.PartialFeatures.save
