@@ -184,6 +184,12 @@ class RowSet:
     rows: tuple[int, ...]
     visibility: bool
 
+    @property
+    def index(self) -> slice | list[int]:
+        """The rows as a slice when consecutive (a view of the embeddings, not a copy), else as a list."""
+        rows = self.rows
+        return slice(rows[0], rows[-1] + 1) if rows == tuple(range(rows[0], rows[-1] + 1)) else list(rows)
+
 
 def combined_distances(
     a_emb: np.ndarray,

@@ -578,10 +578,7 @@ class _RowSetDistances:
 def _selected(emb: np.ndarray, weights: np.ndarray, row_set: RowSet) -> tuple[np.ndarray, np.ndarray]:
     """The embeddings and weights of ``row_set``'s rows (views when the rows are consecutive); all ones
     for an unweighted set."""
-    rows = row_set.rows
-    index: slice | list[int] = (
-        slice(rows[0], rows[-1] + 1) if rows == tuple(range(rows[0], rows[-1] + 1)) else list(rows)
-    )
+    index = row_set.index
     chosen = weights[:, index]
     return emb[:, index], chosen if row_set.visibility else np.ones_like(chosen)
 

@@ -133,13 +133,6 @@ def _weights(visibility: np.ndarray, use: bool) -> np.ndarray:
     return weights
 
 
-def _index(rows: tuple[int, ...]) -> slice | list[int]:
-    """``rows`` as a slice when consecutive (a view of the embeddings, not a copy), else as a list."""
-    if rows == tuple(range(rows[0], rows[-1] + 1)):
-        return slice(rows[0], rows[-1] + 1)
-    return list(rows)
-
-
 def _metrics(result: dict) -> dict:
     """The scoring's metrics of an `evaluate_rank` result."""
     cmc = result["cmc"]
@@ -186,7 +179,7 @@ def _query_blocks(num_query: int, values_per_query: int) -> list[tuple[int, int]
 
 def _side(split: Split, combo: RowSet) -> tuple[np.ndarray, np.ndarray]:
     """The embeddings and weights of ``combo``'s rows, as part_distance takes them."""
-    rows = _index(combo.rows)
+    rows = combo.index
     return split.embeddings[:, rows], _weights(split.visibility, combo.visibility)[:, rows]
 
 
