@@ -34,9 +34,9 @@ import numpy as np
 import drop_cli
 from drop_cli.evaluation import re_rank_embeddings_memory_bytes
 from drop_cli.evaluation.rerank import _EMBEDDING_BLOCK_VALUES
-from drop_cli.features.file import FeatureWriter, read_features
+from drop_cli.features.file import read_features, write_features
 from drop_cli.parts import part_names, row_names
-from drop_cli.synthetic.embeddings import ClusteredEmbeddings, clustered_embeddings
+from drop_cli.synthetic.embeddings import clustered_embeddings
 
 if __package__:
     from ._report import add_out_option, settings, verdict, write_json
@@ -72,23 +72,12 @@ def gemm_floor(embeddings: np.ndarray, rows: slice) -> float:
     return time.perf_counter() - start_time
 
 
-def write_features(path: Path, query: ClusteredEmbeddings, gallery: ClusteredEmbeddings) -> None:
-    """A features file (float32) of the two splits."""
-    with FeatureWriter(path, NAMES, {"dataset": "msmt17", "splits": ["query", "gallery"]}) as writer:
-        for split, data in (("query", query), ("gallery", gallery)):
-            paths = [f"{split}/{i:07d}.jpg" for i in range(len(data))]
-            writer.add_split(split, paths, data.pids, data.camids, data.embeddings.shape[2], "float32", None)
-            for start in range(0, len(data), 8192):
-                rows = slice(start, start + 8192)
-                writer.write(split, start, data.embeddings[rows], data.visibility[rows], None)
-        writer.commit()
-
-
 def bench_size(total: int, seed: int, folder: Path) -> list[dict]:
     num_query, num_gallery = split_sizes(total)
     data = clustered_embeddings(total, max(1, total // IMAGES_PER_ID), rows=len(NAMES), seed=seed)
     path = folder / f"features-{total}.h5"
-    write_features(path, data.take(slice(0, num_query)), data.take(slice(num_query, None)))
+    splits = {"query": data.take(slice(0, num_query)), "gallery": data.take(slice(num_query, None))}
+    write_features(path, splits, NAMES, {"dataset": "msmt17"})
     rows = slice(1, len(NAMES))  # parts + foreground
     floor = gemm_floor(data.embeddings, rows)
     del data

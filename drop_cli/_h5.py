@@ -72,6 +72,11 @@ class AtomicH5Writer:
         for key, value in attrs.items():
             self._file.attrs[key] = np.array(value, dtype=STR) if isinstance(value, (list, tuple)) else value
 
+    @property
+    def file(self) -> h5py.File:
+        """The open temporary file, to add datasets to."""
+        return self._file
+
     def commit(self) -> Path:
         """Close the file and move it to its final name."""
         self._file.close()

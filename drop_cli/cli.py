@@ -538,6 +538,59 @@ def embed(
     _emit(result.to_json(), [table], json_out)
 
 
+@app.command("index")
+@_command
+def index(
+    features: Annotated[Path, _path("A features file (drop embed / extract-features).", kind="file", argument=True)],
+    out: Annotated[
+        Path | None,
+        _path("Index file (default: FEATURES with suffix .index, where drop search looks).", kind="file", output=True),
+    ] = None,
+    split: Annotated[str, typer.Option(help="The split to index.")] = "gallery",
+    distance: Annotated[
+        str | None, typer.Option(help="The search distance served (default parts+foreground, or the index's own).")
+    ] = None,
+    visibility: Annotated[
+        bool | None, typer.Option("--visibility/--no-visibility", help="Weight parts by their visibility.")
+    ] = None,
+    factory: Annotated[
+        str | None, typer.Option(help="A faiss index_factory string (default: a flat 4-bit product quantizer).")
+    ] = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Build anew instead of adding the new images.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Build a faiss index of a features file for fast drop search over millions of crops.
+
+    Run it again after drop embed has added images: only the new ones are added. Needs the index extra
+    (pip install 'drop-reid[index]'). Example: drop index crops.h5
+    """
+    result = api.index(
+        features,
+        out=out,
+        split=split,
+        distance=distance,
+        visibility=visibility,
+        factory=factory,
+        rebuild=rebuild,
+        progress=not json_out,
+    )
+    if not result.added:
+        _ui.info(f"{result.index} already holds every image; nothing to do.")
+    table = Table(title=f"index of {result.split} of {result.features}")
+    for col in ("images", "added now", "trained", "index", "vector", "size", "seconds"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        f"{result.images:,}",
+        f"{result.added:,}",
+        "yes" if result.trained else "no",
+        result.factory,
+        f"{result.dim:,}-d",
+        f"{result.index_bytes / 2**20:.1f} MB",
+        f"{result.seconds:.1f}",
+    )
+    _emit(result.to_json(), [table], json_out)
+
+
 @app.command("search")
 @_command
 def search(
@@ -556,6 +609,16 @@ def search(
     k2: K2Opt = EVAL.rerank_k2,
     lambda_value: LambdaOpt = EVAL.rerank_lambda,
     split: Annotated[str, typer.Option(help="The split of the features file that is the gallery.")] = "gallery",
+    index: Annotated[
+        Path | None, _path("The gallery's index (default: GALLERY.index when it exists; drop index).", kind="file")
+    ] = None,
+    exact: Annotated[
+        bool, typer.Option("--exact", help="Score every gallery image, even where an index exists.")
+    ] = False,
+    candidates: Annotated[
+        int | None,
+        typer.Option(help="Candidates per query taken from the index and scored exactly [default: 1,000].", min=1),
+    ] = None,
     out: Annotated[
         Path, _path("Folder for search.json, search.csv and search.png.", kind="folder", output=True)
     ] = Path("search"),
@@ -580,12 +643,17 @@ def search(
         k2=k2,
         lambda_value=lambda_value,
         split=split,
+        index=index,
+        exact=exact,
+        candidates=candidates,
         out=out,
         draw=draw,
         root=root,
         device=device,
         progress=not json_out,
     )
+    if result.index is not None:
+        _ui.info(f"searched through {result.index} ({result.candidates:,} candidates per query, scored exactly)")
     tables = []
     for name, rows in list(zip(result.queries, result.results))[:5]:
         table = Table(

@@ -18,7 +18,7 @@ LAYERS = [
     {"_version", "_distributed", "_files", "_h5", "_partial", "_ui", "_workers", "errors", "parts", "recipe"},
     {"data", "labels", "model", "losses", "synthetic"},  # components
     {"train", "features", "evaluation", "viz"},  # pipeline stages
-    {"inference", "tracking"},  # a trained model on new images (model API, ONNX export, BoxMOT)
+    {"inference", "tracking", "index"},  # a trained model on new images (model API, ONNX export, BoxMOT, search index)
     {"api"},  # the verbs, as Python functions
     {"projects"},  # studies on top of the verbs
     {"cli", "__main__"},  # the command line

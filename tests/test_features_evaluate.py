@@ -269,15 +269,15 @@ def test_combined_distances_equal_part_distance(monkeypatch):
     b = _random_split(rng, 17)
     a["visibility"][0, 2:] = 0  # shares no part with anything
     settings = scoring.ablation_grid(NAMES[2:])
-    combos = list(dict.fromkeys(scoring._combination(s, NAMES) for s in settings))
-    weights = [scoring._weights(s["visibility"], True) for s in (a, b)]
+    combos = list(dict.fromkeys(scoring.row_set(s, NAMES) for s in settings))
+    weights = [scoring.row_weights(s["visibility"], True) for s in (a, b)]
     buffers = np.full((len(combos), 30, 17), np.nan, np.float32)  # views of larger arrays, as the grid passes
     out = [buffer[:23] for buffer in buffers]
     got = combined_distances(a["embeddings"], weights[0], b["embeddings"], weights[1], combos, out=out)
     assert all(np.shares_memory(matrix, buffer) for matrix, buffer in zip(got, buffers))
     for combo, matrix in zip(combos, got):
         rows = list(combo.rows)
-        wa, wb = (scoring._weights(s["visibility"], combo.visibility)[:, rows] for s in (a, b))
+        wa, wb = (scoring.row_weights(s["visibility"], combo.visibility)[:, rows] for s in (a, b))
         expected = part_distance(a["embeddings"][:, rows], wa, b["embeddings"][:, rows], wb, device="cpu")
         # Squared: near 0 the square root turns float32 rounding (1e-7) into 5e-4 in both implementations.
         assert np.allclose(matrix**2, expected**2, atol=1e-5, rtol=0), combo

@@ -28,7 +28,18 @@ _EXPORTS = {
     **dict.fromkeys(("EvaluationResult", "evaluate"), "evaluation"),
     **dict.fromkeys(("ExtractResult", "extract_features", "split_features"), "features"),
     **dict.fromkeys(
-        ("EmbedResult", "ExportResult", "ReidModel", "SearchResult", "embed", "export", "search"), "inference"
+        (
+            "EmbedResult",
+            "ExportResult",
+            "IndexResult",
+            "ReidModel",
+            "SearchResult",
+            "embed",
+            "export",
+            "index",
+            "search",
+        ),
+        "inference",
     ),
     **dict.fromkeys(("resolve_recipe", "train"), "training"),
     **dict.fromkeys(
@@ -51,6 +62,7 @@ __all__ = [
     "EvaluationResult",
     "ExportResult",
     "ExtractResult",
+    "IndexResult",
     "PrepareResult",
     "QuickstartResult",
     "ReidModel",
@@ -63,6 +75,7 @@ __all__ = [
     "evaluate",
     "export",
     "extract_features",
+    "index",
     "make_synthetic",
     "prepare_data",
     "quickstart",

@@ -1,9 +1,10 @@
-"""`drop embed`, `drop search`, `drop export`: a trained model on your own crops.
+"""`drop embed`, `drop index`, `drop search`, `drop export`: a trained model on your own crops.
 
 ``embed`` writes the features file format for any images (no identities needed), resumably and
-incrementally; ``search`` ranks a gallery for query images with the distance `drop evaluate` scores;
-``export`` writes a self-checked ONNX model. Each takes a checkpoint or, except ``export``, its
-``.onnx`` export.
+incrementally; ``index`` builds (or grows) a faiss index of a features file; ``search`` ranks a
+gallery for query images with the distance `drop evaluate` scores, exhaustively or, where the
+gallery has an index, over the index's candidates re-scored exactly; ``export`` writes a
+self-checked ONNX model. Each takes a checkpoint or, except ``export``, its ``.onnx`` export.
 """
 
 from __future__ import annotations
@@ -22,12 +23,16 @@ from .._distributed import barrier, is_main_process
 from .._files import write_csv, write_text
 from ..errors import DropError
 from ..evaluation.rerank import K1, K2, LAMBDA
-from ..evaluation.scoring import DEFAULT_DISTANCE, Rerank
+from ..evaluation.scoring import DEFAULT_DISTANCE, Rerank, make_setting
 from ..features import FeatureFile, extract_to_file, features_complete
 from ..features.file import merge_features
+from ..features.rows import SplitRows
+from ..index import CANDIDATES, GalleryIndex, GallerySearch, build_index, index_path
+from ..index import IndexResult as IndexResult  # api.IndexResult, what api.index returns
 from ..inference import ModelEmbedder, ReidModel, export_onnx
 from ..inference.export import ExportResult
 from ..inference.inputs import collect_images, common_folder, image_records, unreadable
+from ..inference.model import Embeddings
 from ..parts import FIRST_PART
 from ..viz.ranking import draw_search
 from .data import check_workers
@@ -172,11 +177,15 @@ class SearchResult:
     rerank: bool
     seconds: float
     files: list[Path] = field(default_factory=list)
+    index: Path | None = None  # the index searched through (None: every gallery image scored)
+    candidates: int = 0  # per query, from the index
 
     def to_json(self) -> dict:
         return {
             "out": str(self.out),
             "gallery": str(self.gallery),
+            "index": str(self.index) if self.index else None,
+            "candidates": self.candidates,
             "distance": self.distance,
             "rerank": self.rerank,
             "queries": [{"query": q, "results": r} for q, r in zip(self.queries, self.results)],
@@ -198,6 +207,9 @@ def search(
     k2: int = K2,
     lambda_value: float = LAMBDA,
     split: str = "gallery",
+    index: str | Path | None = None,
+    exact: bool = False,
+    candidates: int | None = None,
     out: str | Path = "search",
     draw: int = 10,
     root: str | Path | None = None,
@@ -209,10 +221,15 @@ def search(
     Args:
         gallery: a features file (from `drop embed` or `drop extract-features` with this model), or a
             folder of images, embedded first into ``<folder>.<model>.h5`` beside it (kept, and grown
-            incrementally by later searches).
+            incrementally by later searches, with its index when it has one).
         top: gallery images per query.
         distance, visibility, rerank, k1, k2, lambda_value: as `drop evaluate`.
         split: the split of the features file that is the gallery.
+        index: the gallery's index (`drop index`); by default the features file's ``.index`` beside it
+            is used when it exists. Searching through it scores only each query's ``candidates``
+            (re-ranking re-ranks that short list) and never reads the whole gallery.
+        candidates: per query, from the index (default :data:`drop_cli.index.CANDIDATES`).
+        exact: score every gallery image, even where an index exists.
         out: folder for search.json, search.csv and search.png.
         draw: queries drawn in search.png (0: none).
         root: where the gallery images are, if they moved since the features file was made.
@@ -220,45 +237,54 @@ def search(
     start = time.perf_counter()
     if top < 1:
         raise DropError(f"--top must be at least 1, got {top}.")
+    candidates = CANDIDATES if candidates is None else candidates
+    if candidates < top:
+        raise DropError(f"--candidates must be at least --top ({top}), got {candidates}.")
+    if exact and index is not None:
+        raise DropError("--exact and --index contradict each other.", hint="Pass one of them.")
     reid = ReidModel.load(model, device=device)
     query_paths = collect_images(queries)
     bad = unreadable(query_paths)
     if bad:
         raise DropError(f"{len(bad)} query file(s) are not readable images, e.g. {', '.join(map(str, bad[:3]))}.")
     gallery = Path(gallery).expanduser()
-    if gallery.is_dir():
+    from_folder = gallery.is_dir()
+    if from_folder:
         cache = gallery.with_name(f"{gallery.name}.{reid.spec.checkpoint_sha256[:12]}.h5")
         gallery = embed([gallery], model=model, out=cache, split=split, device=device, progress=progress).features
     file = FeatureFile(gallery)
     _same_model(file, reid)
     file.require((split,))
-    gallery_features = file.read(split)
-    if len(gallery_features.paths) == 0:
-        raise DropError(f"{gallery} holds no {split} images.", hint="Embed some with `drop embed`.")
+    index_file = None if exact else Path(index).expanduser() if index is not None else index_path(gallery)
+    if index_file is not None and index is None and not index_file.exists():
+        index_file = None
+    if index_file is not None and from_folder:  # the cache grew: its index grows with it
+        build_index(gallery, out=index_file, split=split, progress=progress)
     query_features = reid.embed(query_paths)
-    distmat = reid.distance(
-        query_features,
-        gallery_features,
-        distance=distance,
-        visibility=visibility,
-        rerank=Rerank(k1, k2, lambda_value) if rerank else False,
-    )
-    order = np.argsort(distmat, axis=1, kind="stable")[:, :top]  # ties in gallery order, as evaluate ranks
+    params = Rerank(k1, k2, lambda_value)
+    if index_file is None:
+        ranked, paths, gallery_visibility = _exhaustive(
+            reid, query_features, file, split, top, distance, visibility, params if rerank else None
+        )
+    else:
+        ranked, paths, gallery_visibility = _through_index(
+            index_file, query_features, file, split, top, candidates, distance, visibility, params if rerank else None
+        )
     folder = file.images_folder(root)
     parts = reid.spec.parts
-    g_visible = gallery_features.visibility[:, FIRST_PART:] > 0.5
+    g_visible = gallery_visibility[:, FIRST_PART:] > 0.5
     q_visible = query_features.visibility > 0.5
     results = [
         [
             {
                 "rank": rank + 1,
-                "gallery": str(folder / gallery_features.paths[g]),
-                "distance": float(distmat[q, g]),
+                "gallery": str(folder / paths[g]),
+                "distance": float(d),
                 "visible_in_both": [p for p, seen in zip(parts, q_visible[q] & g_visible[g]) if seen],
             }
-            for rank, g in enumerate(row)
+            for rank, (g, d) in enumerate(zip(rows.tolist(), dists.tolist()))
         ]
-        for q, row in enumerate(order)
+        for q, (rows, dists) in enumerate(ranked)
     ]
     out = Path(out).expanduser()
     names = [str(p) for p in query_paths]
@@ -285,7 +311,7 @@ def search(
                 [
                     [
                         (r["gallery"], r["distance"], q_visible[q] & g_visible[g])
-                        for r, g in zip(results[q][:10], order[q][:10])
+                        for r, g in zip(results[q][:10], ranked[q][0][:10].tolist())
                     ]
                     for q in range(shown)
                 ],
@@ -295,8 +321,79 @@ def search(
             )
         )
     return SearchResult(
-        out, names, results, gallery, folder, parts, distance, rerank, time.perf_counter() - start, files
+        out,
+        names,
+        results,
+        gallery,
+        folder,
+        parts,
+        distance,
+        rerank,
+        time.perf_counter() - start,
+        files,
+        index_file,
+        candidates if index_file is not None else 0,
     )
+
+
+Ranked = list[tuple[np.ndarray, np.ndarray]]  # per query: gallery rows [top], their distances [top]
+
+
+def _exhaustive(
+    reid: ReidModel,
+    query: Embeddings,
+    file: FeatureFile,
+    split: str,
+    top: int,
+    distance: str,
+    visibility: bool,
+    rerank: Rerank | None,
+) -> tuple[Ranked, list[str], np.ndarray]:
+    """Every gallery image scored: (ranked, the gallery paths, its visibility [Ng, M])."""
+    gallery = file.read(split)
+    if len(gallery.paths) == 0:
+        raise DropError(f"{file.path} holds no {split} images.", hint="Embed some with `drop embed`.")
+    distmat = reid.distance(query, gallery, distance=distance, visibility=visibility, rerank=rerank or False)
+    order = np.argsort(distmat, axis=1, kind="stable")[:, :top]  # ties in gallery order, as evaluate ranks
+    return [(row, distmat[q, row]) for q, row in enumerate(order)], gallery.paths, gallery.visibility
+
+
+def _through_index(
+    index_file: Path,
+    query: Embeddings,
+    file: FeatureFile,
+    split: str,
+    top: int,
+    candidates: int,
+    distance: str,
+    visibility: bool,
+    rerank: Rerank | None,
+) -> tuple[Ranked, list[str], np.ndarray]:
+    """Each query's candidates from the index, scored exactly: as :func:`_exhaustive`."""
+    index = GalleryIndex.load(index_file)
+    with SplitRows(file, split) as gallery:
+        if len(gallery) == 0:
+            raise DropError(f"{file.path} holds no {split} images.", hint="Embed some with `drop embed`.")
+        paths = gallery.paths()
+        search = GallerySearch(index, gallery, paths)
+        asked = make_setting(distance, visibility)
+        if asked != index.setting:
+            raise DropError(
+                f"index {index_file} serves distance {index.setting.distance} (visibility "
+                f"{index.setting.visibility}), not {asked.distance} (visibility {asked.visibility}).",
+                hint="Search with its distance, pass --exact, or build an index for this one with "
+                f"`drop index {file.path} --distance {distance} --out OTHER.index`.",
+            )
+        if index.rows < len(gallery):
+            raise DropError(
+                f"index {index_file} holds {index.rows:,} of the {len(gallery):,} {split} images of {file.path}.",
+                hint=f"Add the {len(gallery) - index.rows:,} new ones with `drop index {file.path}`, or pass --exact.",
+            )
+        ranked = search(query.embeddings, query.row_visibility, top=top, candidates=candidates, rerank=rerank)
+        return ranked, paths, gallery.visibility
+
+
+index = build_index  # `drop index`: see drop_cli.index.build_index
 
 
 def export(

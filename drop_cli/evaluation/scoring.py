@@ -110,7 +110,7 @@ def ablation_grid(part_names: Sequence[str]) -> list[Setting]:
     return grid + [make_setting(DEFAULT_DISTANCE, True, False, part) for part in part_names]
 
 
-def _combination(setting: Setting, names: Sequence[str]) -> RowSet:
+def row_set(setting: Setting, names: Sequence[str]) -> RowSet:
     """The rows and weighting of ``setting`` for embeddings whose rows are ``names``."""
     num_rows = len(names)
     rows = {
@@ -125,7 +125,7 @@ def _combination(setting: Setting, names: Sequence[str]) -> RowSet:
     return RowSet(rows, setting.visibility)
 
 
-def _weights(visibility: np.ndarray, use: bool) -> np.ndarray:
+def row_weights(visibility: np.ndarray, use: bool) -> np.ndarray:
     """[N, M] float32 row weights: the visibility with global and foreground set to 1, or all ones."""
     weights = np.ones(visibility.shape, np.float32)
     if use:
@@ -177,15 +177,15 @@ def _query_blocks(num_query: int, values_per_query: int) -> list[tuple[int, int]
 # ----------------------------------------------------------------------------- one setting
 
 
-def _side(split: Split, combo: RowSet) -> tuple[np.ndarray, np.ndarray]:
+def rows_and_weights(split: Split, combo: RowSet) -> tuple[np.ndarray, np.ndarray]:
     """The embeddings and weights of ``combo``'s rows, as part_distance takes them."""
     rows = combo.index
-    return split.embeddings[:, rows], _weights(split.visibility, combo.visibility)[:, rows]
+    return split.embeddings[:, rows], row_weights(split.visibility, combo.visibility)[:, rows]
 
 
 def _distance(a: Split, b: Split, combo: RowSet, device: str | torch.device | None = None) -> np.ndarray:
     """part_distance over the rows of ``combo``, weighted as it says."""
-    return part_distance(*_side(a, combo), *_side(b, combo), device=device)
+    return part_distance(*rows_and_weights(a, combo), *rows_and_weights(b, combo), device=device)
 
 
 def _setting_blocks(
@@ -198,7 +198,7 @@ def _setting_blocks(
     """(start, [rows, Ng] distances) of consecutive blocks of queries under ``combo``, re-ranked
     with ``rerank`` unless it is None: the [Nq, Ng] matrix is never held."""
     if rerank is not None:
-        q, g = _side(query, combo), _side(gallery, combo)
+        q, g = rows_and_weights(query, combo), rows_and_weights(gallery, combo)
         yield from re_ranked_blocks(*q, *g, rerank.k1, rerank.k2, rerank.lambda_value, device=device)
         return
     for start, stop in _query_blocks(len(query.pids), len(gallery.pids)):
@@ -209,8 +209,8 @@ def _block_distance(
     query: Split, gallery: Split, combo: RowSet, start: int, stop: int, device: str | torch.device | None
 ) -> np.ndarray:
     """The distances of queries start..stop-1 to the gallery under ``combo``."""
-    emb, weights = _side(query, combo)
-    return part_distance(emb[start:stop], weights[start:stop], *_side(gallery, combo), device=device)
+    emb, weights = rows_and_weights(query, combo)
+    return part_distance(emb[start:stop], weights[start:stop], *rows_and_weights(gallery, combo), device=device)
 
 
 def setting_distances(
@@ -230,10 +230,10 @@ def setting_distances(
         rerank: the re-ranking parameters (used when ``setting.rerank``).
         device: where to compute ("cpu" or a CUDA device; default CUDA when available).
     """
-    combo = _combination(setting, names)
+    combo = row_set(setting, names)
     if not setting.rerank:
         return _distance(query, gallery, combo, device)
-    q, g = _side(query, combo), _side(gallery, combo)
+    q, g = rows_and_weights(query, combo), rows_and_weights(gallery, combo)
     return re_rank_embeddings(*q, *g, rerank.k1, rerank.k2, rerank.lambda_value, device=device)
 
 
@@ -248,7 +248,7 @@ def evaluate_setting(
     """Metrics of one setting (the distances of :func:`setting_distances`, ranked block by block of
     queries without holding the matrix): the setting's fields, rank1, rank5, rank10, mAP, mINP
     (fractions) and valid_queries."""
-    combo = _combination(setting, names)
+    combo = row_set(setting, names)
     if setting.rerank:
         _check_rerank_memory(query, gallery, len(combo.rows), rerank, held_output=False)
     ranking = _ranking(query, gallery)
@@ -302,8 +302,8 @@ def evaluate_grid(
         advance(len(finished))
     if re_ranked:  # together: each embedding row's products once in the neighbour search
         rankings = [_ranking(query, gallery) for _ in re_ranked]
-        q = (query.embeddings, _weights(query.visibility, True))
-        g = (gallery.embeddings, _weights(gallery.visibility, True))
+        q = (query.embeddings, row_weights(query.visibility, True))
+        g = (gallery.embeddings, row_weights(gallery.visibility, True))
         blocks = re_ranked_row_sets(*q, *g, re_ranked, rerank.k1, rerank.k2, rerank.lambda_value, device=device)
         for index, start, block in blocks:
             rankings[index].add(start, block)
@@ -318,7 +318,7 @@ def _by_combination(settings: Sequence[Setting], names: Sequence[str]) -> dict[R
     """The settings grouped by the distance matrix they need (the same rows and weighting)."""
     groups: dict[RowSet, list[Setting]] = {}
     for setting in settings:
-        groups.setdefault(_combination(setting, names), []).append(setting)
+        groups.setdefault(row_set(setting, names), []).append(setting)
     return groups
 
 
@@ -328,8 +328,8 @@ def _plain_metrics(query: Split, gallery: Split, combos: list[RowSet], device: t
     part_distance on ``device``."""
     rankings = [_ranking(query, gallery) for _ in combos]
     num_gallery = len(gallery.pids)
-    q = (query.embeddings, _weights(query.visibility, True))  # the weights serve only combinations using them
-    g = (gallery.embeddings, _weights(gallery.visibility, True))
+    q = (query.embeddings, row_weights(query.visibility, True))  # the weights serve only combinations using them
+    g = (gallery.embeddings, row_weights(gallery.visibility, True))
     blocks = _query_blocks(len(query.pids), num_gallery * max(len(combos), 1))
     buffers = np.empty((len(combos), blocks[0][1] if blocks else 0, num_gallery), np.float32)
     for start, stop in blocks:

@@ -275,6 +275,34 @@ class FeatureWriter(AtomicH5Writer):
             group["parsing"][start:stop] = parsing
 
 
+def write_features(
+    path: str | Path,
+    splits: dict[str, Any],
+    names: tuple[str, ...],
+    attrs: dict | None = None,
+    dtype: str = "float32",
+    paths: dict[str, list[str]] | None = None,
+) -> Path:
+    """Write a features file from arrays, :data:`CHUNK_IMAGES` images at a time, and rename it into place.
+
+    Args:
+        splits: split -> an object with embeddings [N, M, D], visibility [N, M], pids [N] and camids [N]
+            (a SplitFeatures, or synthetic ``ClusteredEmbeddings``).
+        names: the M row names.
+        attrs: file attributes (``splits`` is set from ``splits``).
+        paths: split -> image paths (default ``<split>/0000000.jpg`` ...).
+    """
+    with FeatureWriter(Path(path), names, {**(attrs or {}), "splits": list(splits)}) as writer:
+        for split, data in splits.items():
+            n = len(data.pids)
+            names_of = (paths or {}).get(split) or [f"{split}/{i:07d}.jpg" for i in range(n)]
+            writer.add_split(split, names_of, data.pids, data.camids, data.embeddings.shape[2], dtype, None)
+            for start in range(0, n, CHUNK_IMAGES):
+                rows = slice(start, start + CHUNK_IMAGES)
+                writer.write(split, start, data.embeddings[rows], data.visibility[rows], None)
+        return writer.commit()
+
+
 class PartialFeatures:
     """``<out>.partial/``: finished chunks of an interrupted extraction, kept while the settings match.
 
