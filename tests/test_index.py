@@ -219,6 +219,14 @@ def test_drop_search_goes_through_the_index_and_says_so(untrained, synthetic_roo
     ):
         code, out, err = run(capsys, [*base, "--out", str(tmp_path / "bad"), *extra])
         assert code != 0 and err.count("\n") == 1 and message.replace("\\", "") in err, err
+    api.embed([synthetic_root / "synthetic" / "query"], model=untrained, out=gallery, progress=False)  # grown
+    capsys.readouterr()
+    code, out, err = run(capsys, [*base, "--out", str(tmp_path / "bad")])
+    assert code != 0 and err.count("\n") == 1 and "new ones with `drop index" in err, err
+    code, out, err = run(capsys, ["index", str(gallery), "--json"])
+    assert code == 0 and not json.loads(out)["trained"], err
+    code, out, err = run(capsys, [*base, "--out", str(tmp_path / "indexed")])
+    assert code == 0, err
 
 
 @pytest.mark.slow
@@ -244,3 +252,27 @@ def test_recall_and_exact_re_scoring_at_100000_crops(tmp_path):
     _, top = exact_top(splits, make_setting("parts+foreground"))
     recall = np.mean([len(np.intersect1d(top[i], rows)) / 10 for i, (rows, _) in enumerate(found)])
     assert recall >= 0.98
+
+
+def test_a_folder_gallery_s_index_grows_with_its_cache(untrained, synthetic_root, tmp_path, capsys):
+    gallery = tmp_path / "gallery"
+    gallery.mkdir()
+    images = sorted((synthetic_root / "synthetic" / "bounding_box_test").glob("*.jpg"))
+    for image in images[:-3]:
+        (gallery / image.name).write_bytes(image.read_bytes())
+    query = str(images[-1])
+    base = ["search", "--checkpoint", str(untrained), "--query", query, "--gallery", str(gallery), "--json"]
+    code, out, err = run(capsys, [*base, "--out", str(tmp_path / "s")])
+    assert code == 0 and json.loads(out)["index"] is None, err
+    cache = next(tmp_path.glob("gallery.*.h5"))
+    code, out, err = run(capsys, ["index", str(cache), "--json"])
+    assert code == 0 and json.loads(out)["images"] == len(images) - 3, err
+    for image in images[-3:]:  # new crops, the query among them
+        (gallery / image.name).write_bytes(image.read_bytes())
+    code, out, err = run(capsys, [*base, "--out", str(tmp_path / "s")])
+    assert code == 0, err
+    payload = json.loads(out)
+    assert payload["index"] == str(index_path(cache))
+    assert GalleryIndex.load(index_path(cache)).rows == len(images)  # grown, not rebuilt
+    top = payload["queries"][0]["results"][0]
+    assert top["gallery"].endswith(images[-1].name) and top["distance"] == pytest.approx(0.0, abs=1e-3)

@@ -18,6 +18,7 @@ features file is the one indexed, or that file grown), ``checkpoint_sha256``, ``
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -178,10 +179,16 @@ class GalleryIndex:
 
 
 def fingerprint(gallery: SplitRows, paths: list[str], rows: int) -> dict[str, str]:
-    """sha256 of the first ``rows`` image paths, and of up to 64 evenly spaced embedding rows among them."""
+    """sha256 of the first ``rows`` image paths, and of up to 64 evenly spaced embedding rows among them.
+
+    The paths are taken below the file's dataset folder: `drop embed` re-bases them when it adds images
+    from another folder (``x.jpg`` under ``crops/`` becomes ``crops/x.jpg`` under its parent), and the
+    images are the same."""
     sample = np.unique(np.linspace(0, max(rows - 1, 0), min(rows, _CONTENT_SAMPLE)).astype(np.int64))
+    folder = str(gallery.file.attrs.get("dataset_folder", ""))
+    full = (os.path.normpath(os.path.join(folder, p)) for p in paths[:rows])
     return {
-        "paths_sha256": hashlib.sha256("\n".join(paths[:rows]).encode()).hexdigest(),
+        "paths_sha256": hashlib.sha256("\n".join(full).encode()).hexdigest(),
         "content_sha256": hashlib.sha256(gallery.embeddings(sample).tobytes()).hexdigest(),
     }
 
