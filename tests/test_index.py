@@ -74,13 +74,15 @@ def test_rows_of_a_compressed_file_fall_back_to_h5py(tmp_path):
 
 def test_the_index_vector_product_is_the_weighted_sum_of_cosines(tmp_path):
     splits = clustered_file(tmp_path / "f.h5", 40, dtype="float32")
-    index = GalleryIndex.new(FeatureFile(tmp_path / "f.h5"), "gallery", make_setting("parts+foreground"), None, 40)
+    gallery = SplitRows(FeatureFile(tmp_path / "f.h5"), "gallery")
+    index = GalleryIndex.new(gallery, make_setting("parts+foreground"), None, 40)
     q, g = splits["query"], splits["gallery"]
     product = index.vectors(q.embeddings, q.visibility) @ index.vectors(g.embeddings, g.visibility).T
     weights = q.visibility[:, None, 1:] * g.visibility[None, :, 1:]  # foreground 1 on both sides
     cosines = np.einsum("qmd,gmd->qgm", q.embeddings[:, 1:], g.embeddings[:, 1:])
     np.testing.assert_allclose(product, (weights * cosines).sum(axis=2), atol=1e-5)
-    plain = GalleryIndex.new(FeatureFile(tmp_path / "f.h5"), "gallery", make_setting("parts", False), None, 40)
+    plain = GalleryIndex.new(gallery, make_setting("parts", False), None, 40)
+    gallery.close()
     assert plain.vectors(q.embeddings, q.visibility).shape == (50, (len(NAMES) - 2) * DIM)
     np.testing.assert_allclose(  # visibility off: every row weighs 1
         plain.vectors(q.embeddings, q.visibility), q.embeddings[:, 2:].reshape(50, -1), atol=1e-7

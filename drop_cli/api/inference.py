@@ -255,6 +255,8 @@ def search(
     file = FeatureFile(gallery)
     _same_model(file, reid)
     file.require((split,))
+    if file.splits[split] == 0:
+        raise DropError(f"{gallery} holds no {split} images.", hint="Embed some with `drop embed`.")
     index_file = None if exact else Path(index).expanduser() if index is not None else index_path(gallery)
     if index_file is not None and index is None and not index_file.exists():
         index_file = None
@@ -351,8 +353,6 @@ def _exhaustive(
 ) -> tuple[Ranked, list[str], np.ndarray]:
     """Every gallery image scored: (ranked, the gallery paths, its visibility [Ng, M])."""
     gallery = file.read(split)
-    if len(gallery.paths) == 0:
-        raise DropError(f"{file.path} holds no {split} images.", hint="Embed some with `drop embed`.")
     distmat = reid.distance(query, gallery, distance=distance, visibility=visibility, rerank=rerank or False)
     order = np.argsort(distmat, axis=1, kind="stable")[:, :top]  # ties in gallery order, as evaluate ranks
     return [(row, distmat[q, row]) for q, row in enumerate(order)], gallery.paths, gallery.visibility
@@ -372,18 +372,13 @@ def _through_index(
     """Each query's candidates from the index, scored exactly: as :func:`_exhaustive`."""
     index = GalleryIndex.load(index_file)
     with SplitRows(file, split) as gallery:
-        if len(gallery) == 0:
-            raise DropError(f"{file.path} holds no {split} images.", hint="Embed some with `drop embed`.")
-        paths = gallery.paths()
+        paths = file.paths(split)
         search = GallerySearch(index, gallery, paths)
-        asked = make_setting(distance, visibility)
-        if asked != index.setting:
-            raise DropError(
-                f"index {index_file} serves distance {index.setting.distance} (visibility "
-                f"{index.setting.visibility}), not {asked.distance} (visibility {asked.visibility}).",
-                hint="Search with its distance, pass --exact, or build an index for this one with "
-                f"`drop index {file.path} --distance {distance} --out OTHER.index`.",
-            )
+        index.require_setting(
+            make_setting(distance, visibility),
+            "Search with its distance, pass --exact, or build an index for this one with "
+            f"`drop index {file.path} --distance {distance} --out OTHER.index`.",
+        )
         if index.rows < len(gallery):
             raise DropError(
                 f"index {index_file} holds {index.rows:,} of the {len(gallery):,} {split} images of {file.path}.",

@@ -18,7 +18,6 @@ import h5py
 import numpy as np
 import torch
 
-from .._h5 import read_strings
 from ..errors import DropError
 from .file import FeatureFile
 
@@ -52,10 +51,6 @@ class SplitRows:
 
     def __len__(self) -> int:
         return self.shape[0]
-
-    def paths(self) -> list[str]:
-        with h5py.File(self.file.path, "r") as f:
-            return read_strings(f[self.split]["paths"])
 
     def embeddings(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """[len(rows), M, D] embeddings of ``rows`` (any order, repeats allowed), in the file's dtype or

@@ -9,7 +9,6 @@ from pathlib import Path
 import h5py
 
 from .. import _ui
-from ..errors import DropError
 from ..evaluation.scoring import DEFAULT_DISTANCE, make_setting
 from ..features.file import FeatureFile
 from ..features.rows import SplitRows
@@ -79,7 +78,7 @@ def build_index(
     file = FeatureFile(features)
     out = Path(out).expanduser() if out is not None else index_path(file.path)
     with SplitRows(file, split) as gallery:
-        paths = gallery.paths()
+        paths = file.paths(split)
         stop = len(gallery) if upto is None else min(upto, len(gallery))
         index = None if rebuild or not out.exists() else GalleryIndex.load(out)
         if index is not None:
@@ -87,19 +86,14 @@ def build_index(
             asked = make_setting(
                 distance or index.setting.distance, index.setting.visibility if visibility is None else visibility
             )
-            if asked != index.setting:
-                raise DropError(
-                    f"{out} serves distance {index.setting.distance} (visibility {index.setting.visibility}), "
-                    f"not {asked.distance} (visibility {asked.visibility}).",
-                    hint="Pass --rebuild to index for another distance, or --out for a second index.",
-                )
+            index.require_setting(asked, "Pass --rebuild to index for another distance, or --out for a second index.")
             if index.attrs["default_factory"] and index.attrs["factory"] == "Flat" and stop >= FLAT_BELOW:
                 _ui.info(f"{out} has grown past {FLAT_BELOW:,} images: it is built anew as a compact index")
                 distance, visibility, index = asked.distance, asked.visibility, None
         trained = index is None
         if index is None:
             setting = make_setting(distance or DEFAULT_DISTANCE, True if visibility is None else visibility)
-            index = GalleryIndex.new(file, split, setting, factory, stop)
+            index = GalleryIndex.new(gallery, setting, factory, stop)
             if not index.index.is_trained:
                 _ui.info(f"Training {index.attrs['factory']} on {min(train_images, stop):,} images of {file.path}")
                 index.train(gallery, train_images, stop)

@@ -29,7 +29,6 @@ from .._h5 import AtomicH5Writer, created_timestamp, plain_attrs
 from .._version import __version__
 from ..errors import DropError
 from ..evaluation.scoring import Setting, make_setting, row_set, row_weights
-from ..features.file import FeatureFile
 from ..features.rows import SplitRows
 from ._faiss import default_factory, faiss_module
 
@@ -63,12 +62,12 @@ class GalleryIndex:
         return make_setting(self.attrs["distance"], bool(self.attrs["visibility"]))
 
     @classmethod
-    def new(cls, file: FeatureFile, split: str, setting: Setting, factory: str | None, images: int) -> GalleryIndex:
-        """An empty, untrained index for ``file``'s ``split`` under ``setting``'s distance (``factory``: a
-        faiss index_factory string, None for the default for ``images`` images)."""
+    def new(cls, gallery: SplitRows, setting: Setting, factory: str | None, images: int) -> GalleryIndex:
+        """An empty, untrained index for a features file's split under ``setting``'s distance (``factory``:
+        a faiss index_factory string, None for the default for ``images`` images)."""
         faiss = faiss_module()
-        names, dim = file.names, _embedding_dim(file, split)
-        vector_dim = len(row_set(setting, names).rows) * dim
+        file, names = gallery.file, gallery.file.names
+        vector_dim = len(row_set(setting, names).rows) * gallery.shape[2]
         chosen = factory or default_factory(vector_dim, images)
         try:
             index = faiss.index_factory(vector_dim, chosen, faiss.METRIC_INNER_PRODUCT)
@@ -82,7 +81,7 @@ class GalleryIndex:
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "features": str(file.path.resolve()),
-            "split": split,
+            "split": gallery.split,
             "checkpoint_sha256": str(file.attrs.get("checkpoint_sha256", "")),
             "names": list(names),
             "distance": setting.distance,
@@ -123,6 +122,15 @@ class GalleryIndex:
             writer.file.create_dataset("faiss", data=data)
             return writer.commit()
 
+    def require_setting(self, asked: Setting, hint: str) -> None:
+        """A DropError unless the index serves ``asked``'s distance (re-ranking aside)."""
+        if make_setting(asked.distance, asked.visibility) != self.setting:
+            raise DropError(
+                f"index {self.path} serves distance {self.setting.distance} (visibility "
+                f"{self.setting.visibility}), not {asked.distance} (visibility {asked.visibility}).",
+                hint=hint,
+            )
+
     def vectors(self, embeddings: np.ndarray, visibility: np.ndarray) -> np.ndarray:
         """[N, dim] float32 index vectors of images with embeddings [N, M, D] and visibility [N, M]."""
         combo = row_set(self.setting, self.attrs["names"])
@@ -153,7 +161,7 @@ class GalleryIndex:
         """A DropError unless ``gallery`` (a split of a features file; ``paths`` its image paths, read when
         not given) holds the images this index was built from, in the same order (it may hold more after
         them)."""
-        paths = gallery.paths() if paths is None else paths
+        paths = gallery.file.paths(gallery.split) if paths is None else paths
         where = f"index {self.path}"
         file = gallery.file
         if gallery.split != self.attrs["split"] or tuple(file.names) != tuple(self.attrs["names"]):
@@ -191,8 +199,3 @@ def fingerprint(gallery: SplitRows, paths: list[str], rows: int) -> dict[str, st
         "paths_sha256": hashlib.sha256("\n".join(full).encode()).hexdigest(),
         "content_sha256": hashlib.sha256(gallery.embeddings(sample).tobytes()).hexdigest(),
     }
-
-
-def _embedding_dim(file: FeatureFile, split: str) -> int:
-    with h5py.File(file.path, "r") as f:
-        return int(f[split]["embeddings"].shape[2])
